@@ -1,0 +1,269 @@
+//! Flags, and their validation into the library's [`RunConfig`]. The rest of the program never sees
+//! clap. A bad value is a usage error (exit 2) that names the flag and the fix.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+
+use fanout::engine::{BodyMode, ClientConfig, RunConfig};
+use fanout::source::{Input, RequestDefaults, SourceConfig};
+use fanout::store::StoreConfig;
+use fanout::units::{parse_duration, parse_size};
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0    every request has a recorded outcome (HTTP errors and error kinds included)
+  1    the run stopped early: a store could not be written (rerun to resume)
+  2    usage error, unreadable input, or a store that cannot be opened
+  3    --deadline passed (unfinished requests are recorded as 'deadline')
+  130  interrupted by Ctrl-C or SIGTERM (rerun to resume)";
+
+/// Fetch very large lists of HTTP requests concurrently, politely, and record every outcome.
+#[derive(Debug, Parser)]
+#[command(name = "fanout", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch every request in the inputs and record each outcome (default store: ./fanout.db).
+    #[command(after_help = EXIT_CODES)]
+    Fetch(Box<FetchArgs>),
+    /// Run a local test API on 127.0.0.1 (/item/{id}, /delay/{ms}, /status/{code}, /redirect/{n}, /echo).
+    Serve(ServeArgs),
+    /// Compare fetching one at a time with fetching concurrently, against a built-in local server.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BodyArg {
+    /// Record the SHA-256 of each body.
+    Hash,
+    /// Record each body.
+    Store,
+    /// Record only the size.
+    Discard,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Files of requests, one per line: a URL, or a JSON object {"url", "method", "headers", "body", "id"}.
+    /// '-' or none reads stdin. Blank lines and lines starting with '#' are skipped.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// Requests in flight at most.
+    #[arg(short = 'c', long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+
+    /// Time limit for one attempt, from sending to the last body byte (e.g. 500ms, 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    pub timeout: Duration,
+
+    /// Time limit for opening a connection.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub connect_timeout: Duration,
+
+    /// Time limit for the whole run; then unfinished requests are recorded as 'deadline' (exit 3).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub deadline: Option<Duration>,
+
+    /// After Ctrl-C, how long in-flight requests may finish before they are recorded as 'cancelled'.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DUR")]
+    pub grace: Duration,
+
+    /// Redirects followed before 'too-many-redirects' (0 records redirects as responses).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub max_redirects: u32,
+
+    /// What to record of each response body.
+    #[arg(long, value_enum, default_value = "hash")]
+    pub body: BodyArg,
+
+    /// Largest body accepted; larger ones are recorded as 'body-too-large' (e.g. 64KiB, 10MiB).
+    #[arg(long, default_value = "10MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_body: u64,
+
+    /// SQLite database for outcomes [default: ./fanout.db unless --jsonl is given].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Also (or, without --db, only) write outcomes as JSON lines to PATH ('-' for stdout; appends).
+    #[arg(long, value_name = "PATH")]
+    pub jsonl: Option<String>,
+
+    /// URL template: each input line's value (URL-encoded) replaces '{}'.
+    #[arg(long, value_name = "URL")]
+    pub template: Option<String>,
+
+    /// Method for requests that do not set one [default: GET, or POST with a body].
+    #[arg(short = 'X', long = "method", value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// Header for every request, 'Name: value' (repeatable); a spec's own headers win.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Body for requests that do not set one; '@FILE' reads it from a file.
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    pub data: Option<String>,
+
+    /// User-Agent for requests that do not set one.
+    #[arg(short = 'A', long, value_name = "NAME")]
+    pub user_agent: Option<String>,
+
+    /// No progress bar and no summary.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Added to every response (e.g. 100ms).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DUR")]
+    pub latency: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Requests in each mode.
+    #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub requests: u64,
+    /// Server latency per request.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    pub latency: Duration,
+    /// Requests in flight at most in the concurrent mode.
+    #[arg(short = 'c', long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+}
+
+impl BenchArgs {
+    pub fn requests(&self) -> usize {
+        self.requests as usize
+    }
+}
+
+fn usage(msg: String) -> clap::Error {
+    Cli::command().error(clap::error::ErrorKind::ValueValidation, msg)
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c)) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+impl FetchArgs {
+    /// Validates the flags into a run configuration.
+    pub fn into_config(self) -> Result<RunConfig, clap::Error> {
+        if let Some(t) = &self.template {
+            if !t.contains("{}") {
+                return Err(usage(format!(
+                    "--template '{t}' has no '{{}}' where each input value should go"
+                )));
+            }
+        }
+        let method = match &self.method {
+            None => None,
+            Some(m) => Some(
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| usage(format!("-X/--method '{m}' is not a valid HTTP method")))?,
+            ),
+        };
+        let mut headers = HeaderMap::new();
+        for h in &self.headers {
+            let (name, value) = h.split_once(':').ok_or_else(|| {
+                usage(format!("-H/--header '{h}' must look like 'Name: value'"))
+            })?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| usage(format!("-H/--header '{h}': invalid header name")))?;
+            let value = HeaderValue::from_str(value.trim())
+                .map_err(|_| usage(format!("-H/--header '{h}': invalid header value")))?;
+            headers.append(name, value);
+        }
+        let body = match &self.data {
+            None => None,
+            Some(d) => match d.strip_prefix('@') {
+                Some("-") => {
+                    return Err(usage(
+                        "-d @- is not supported: stdin carries the request list".into(),
+                    ));
+                }
+                Some(path) => Some(Bytes::from(std::fs::read(path).map_err(|e| {
+                    usage(format!("-d/--data: cannot read '{path}': {e}"))
+                })?)),
+                None => Some(Bytes::from(d.clone())),
+            },
+        };
+        let stdin_inputs = self.inputs.iter().filter(|i| *i == "-").count();
+        if stdin_inputs > 1 {
+            return Err(usage("'-' (stdin) can be given only once".into()));
+        }
+        let mut stores = Vec::new();
+        match (&self.db, &self.jsonl) {
+            (None, None) => stores.push(StoreConfig::Sqlite("fanout.db".into())),
+            (db, jsonl) => {
+                if let Some(db) = db {
+                    stores.push(StoreConfig::Sqlite(db.clone()));
+                }
+                match jsonl.as_deref() {
+                    Some("-") => stores.push(StoreConfig::JsonlStdout),
+                    Some(p) => stores.push(StoreConfig::Jsonl(p.into())),
+                    None => {}
+                }
+            }
+        }
+        let mut client = ClientConfig {
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            max_redirects: self.max_redirects,
+            body: match self.body {
+                BodyArg::Hash => BodyMode::Hash,
+                BodyArg::Store => BodyMode::Store,
+                BodyArg::Discard => BodyMode::Discard,
+            },
+            max_body: self.max_body,
+            ..ClientConfig::default()
+        };
+        if let Some(ua) = self.user_agent {
+            HeaderValue::from_str(&ua)
+                .map_err(|_| usage(format!("-A/--user-agent '{ua}' is not a valid header value")))?;
+            client.user_agent = ua;
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(usage("--timeout and --connect-timeout must be greater than 0".into()));
+        }
+        Ok(RunConfig {
+            source: SourceConfig {
+                inputs: self.inputs.iter().map(|i| Input::from_arg(i)).collect(),
+                template: self.template,
+                defaults: RequestDefaults {
+                    method,
+                    headers,
+                    body,
+                },
+            },
+            stores,
+            client,
+            concurrency: self.concurrency as usize,
+            deadline: self.deadline,
+            grace: self.grace,
+            command: std::env::args().map(|a| shell_quote(&a)).collect::<Vec<_>>().join(" "),
+        })
+    }
+}

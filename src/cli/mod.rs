@@ -1,0 +1,177 @@
+//! Command-line front end: flags (clap) are validated once into library configs ([`args`]), the
+//! run is driven with Ctrl-C wired to the library's shutdown parameter, and progress and the
+//! summary go to stderr ([`progress`]). stdout carries only data (`--jsonl -`).
+
+mod args;
+mod progress;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use fanout::stats::{RunEnd, Stats};
+use fanout::{bench, serve, RunError};
+
+use args::{Cli, Command};
+
+/// Exit codes, as documented in `--help` and README.md.
+pub mod exit {
+    /// Every request recorded.
+    pub const OK: u8 = 0;
+    /// The run stopped early on a runtime failure (a store that could not be written).
+    pub const FAILED: u8 = 1;
+    /// Usage error, unreadable input, or a store that cannot be opened.
+    pub const USAGE: u8 = 2;
+    /// `--deadline` passed; every request is still recorded.
+    pub const DEADLINE: u8 = 3;
+    /// Interrupted by Ctrl-C or SIGTERM; rerun to resume.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fanout: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Fetch(a) => fetch(*a).await,
+            Command::Serve(a) => serve_cmd(a).await,
+            Command::Bench(a) => bench_cmd(a).await,
+        }
+    });
+    // Fetch tasks cancelled at shutdown may still hold sockets; do not wait for them.
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}
+
+/// Cancels the returned token on the first Ctrl-C or SIGTERM; exits at once on the second.
+fn shutdown_signal(quiet: bool) -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_signal().await;
+        if !quiet {
+            eprintln!("\nfanout: stopping: finishing in-flight requests (press Ctrl-C again to quit now)");
+        }
+        t.cancel();
+        wait_signal().await;
+        eprintln!("fanout: quit at once; outcomes not yet committed will be fetched again on rerun");
+        std::process::exit(exit::INTERRUPTED as i32);
+    });
+    token
+}
+
+async fn wait_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn fetch(a: args::FetchArgs) -> u8 {
+    let quiet = a.quiet;
+    let config = match a.into_config() {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let stats = Stats::new();
+    let shutdown = shutdown_signal(quiet);
+    let show = !quiet && std::io::stderr().is_terminal();
+    let bar = progress::Progress::start(stats.clone(), show);
+    let result = fanout::run(config, Arc::clone(&stats), shutdown.cancelled_owned()).await;
+    bar.finish();
+    match result {
+        Ok(summary) => {
+            if !quiet {
+                eprint!("{summary}");
+            }
+            match summary.end {
+                RunEnd::Completed => exit::OK,
+                RunEnd::Interrupted => exit::INTERRUPTED,
+                RunEnd::Deadline => exit::DEADLINE,
+                RunEnd::StoreError => exit::FAILED,
+            }
+        }
+        Err(RunError::Store(e)) if e.is_broken_pipe() => exit::OK,
+        Err(e) => {
+            eprintln!("fanout: error: {e}");
+            match e {
+                RunError::Input(_) | RunError::StoreOpen(_) => exit::USAGE,
+                _ => {
+                    let p = stats.progress();
+                    eprintln!(
+                        "fanout: {} outcomes were committed before the failure; rerun to resume",
+                        p.recorded
+                    );
+                    exit::FAILED
+                }
+            }
+        }
+    }
+}
+
+async fn serve_cmd(a: args::ServeArgs) -> u8 {
+    let config = serve::ServeConfig {
+        addr: std::net::SocketAddr::new(a.host, a.port),
+        latency: a.latency,
+    };
+    let server = match serve::Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fanout: cannot listen on {}:{}: {e}", a.host, a.port);
+            return exit::USAGE;
+        }
+    };
+    eprintln!(
+        "fanout serve: listening on {} (routes: /item/{{id}} /delay/{{ms}} /status/{{code}} /redirect/{{n}} /echo); Ctrl-C to stop",
+        server.url("")
+    );
+    wait_signal().await;
+    server.stop();
+    let s = server.stats();
+    eprintln!(
+        "fanout serve: {} requests, at most {} at once",
+        s.requests(),
+        s.max_in_flight()
+    );
+    exit::OK
+}
+
+async fn bench_cmd(a: args::BenchArgs) -> u8 {
+    let config = bench::BenchConfig {
+        requests: a.requests(),
+        latency: a.latency,
+        concurrency: a.concurrency as usize,
+    };
+    eprintln!(
+        "fanout bench: {} requests to a local server answering after {} each",
+        config.requests,
+        humantime::format_duration(config.latency)
+    );
+    match bench::run(config).await {
+        Ok(report) => {
+            println!("{report}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("fanout: bench failed: {e}");
+            exit::FAILED
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The HTTP client: one attempt at a request, with redirects, per-attempt timeout and bounded body
+//! reading, turned into an [`Outcome`]. hyper-util's pooled client over rustls (HTTP/1.1 and HTTP/2
+//! by ALPN). Owns connections; knows nothing of sources, stores or admission.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::outcome::{ErrorKind, Outcome};
+use crate::request::Request;
+
+/// What to keep of a response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyMode {
+    /// Record the SHA-256 of the body.
+    #[default]
+    Hash,
+    /// Record the body itself.
+    Store,
+    /// Count the bytes only.
+    Discard,
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Limit on one attempt, from sending to the last body byte.
+    pub timeout: Duration,
+    /// Limit on establishing a TCP connection.
+    pub connect_timeout: Duration,
+    /// Redirects followed before `too-many-redirects`.
+    pub max_redirects: u32,
+    /// What to keep of bodies.
+    pub body: BodyMode,
+    /// Largest body accepted before `body-too-large`.
+    pub max_body: u64,
+    /// Sent as User-Agent unless a request sets its own.
+    pub user_agent: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_redirects: 10,
+            body: BodyMode::Hash,
+            max_body: 10 << 20,
+            user_agent: concat!("fanout/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+/// A client that cannot be built (TLS set-up).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client: {0}")]
+pub struct ClientError(String);
+
+type Hyper = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A cheap-to-clone handle on a pooled HTTP client.
+#[derive(Clone)]
+pub struct Client {
+    http: Hyper,
+    config: Arc<ClientConfig>,
+    user_agent: HeaderValue,
+}
+
+/// A failed attempt: the stored kind and a detail for humans.
+#[derive(Debug)]
+struct Failure {
+    kind: ErrorKind,
+    detail: String,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, detail: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a successful attempt brings back.
+struct Response {
+    status: StatusCode,
+    ttfb: Duration,
+    bytes: u64,
+    final_url: Url,
+    sha256: Option<String>,
+    body: Option<Bytes>,
+}
+
+impl Client {
+    /// Builds the client: connection pool, TLS with the webpki root store, HTTP/1.1 and HTTP/2.
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| ClientError(e.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        let user_agent = HeaderValue::from_str(&config.user_agent)
+            .map_err(|_| ClientError("invalid user agent".into()))?;
+        Ok(Client {
+            http: client,
+            config: Arc::new(config),
+            user_agent,
+        })
+    }
+
+    /// Makes one attempt at `req` (following redirects) and returns its outcome with `attempts: 1`.
+    pub async fn fetch(&self, req: &Request) -> Outcome {
+        let started_at = SystemTime::now();
+        let t0 = Instant::now();
+        let result = match tokio::time::timeout(self.config.timeout, self.attempt(req, t0)).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::new(
+                ErrorKind::Timeout,
+                format!("no complete response within {:?}", self.config.timeout),
+            )),
+        };
+        let mut o = Outcome {
+            key: req.key.clone(),
+            url: req.url.to_string(),
+            method: req.method.to_string(),
+            status: None,
+            error: None,
+            error_detail: None,
+            attempts: 1,
+            started_at,
+            ttfb: None,
+            total: t0.elapsed(),
+            bytes: 0,
+            final_url: None,
+            body_sha256: None,
+            body: None,
+        };
+        match result {
+            Ok(r) => {
+                o.status = Some(r.status.as_u16());
+                o.ttfb = Some(r.ttfb);
+                o.bytes = r.bytes;
+                o.final_url = Some(r.final_url.into());
+                o.body_sha256 = r.sha256;
+                o.body = r.body;
+            }
+            Err(f) => {
+                o.error = Some(f.kind);
+                o.error_detail = Some(f.detail);
+            }
+        }
+        o
+    }
+
+    async fn attempt(&self, req: &Request, t0: Instant) -> Result<Response, Failure> {
+        let mut url = req.url.clone();
+        let mut method = req.method.clone();
+        let mut body = req.body.clone();
+        let mut headers = std::borrow::Cow::Borrowed(&req.headers);
+        let mut hops = 0;
+        loop {
+            let uri: Uri = url
+                .as_str()
+                .parse()
+                .map_err(|e| Failure::new(ErrorKind::InvalidInput, format!("{url}: {e}")))?;
+            let mut hreq = http::Request::new(Full::new(body.clone()));
+            *hreq.method_mut() = method.clone();
+            *hreq.uri_mut() = uri;
+            *hreq.headers_mut() = headers.as_ref().clone();
+            if !hreq.headers().contains_key(header::USER_AGENT) {
+                hreq.headers_mut()
+                    .insert(header::USER_AGENT, self.user_agent.clone());
+            }
+            let resp = self.http.request(hreq).await.map_err(|e| classify(&e))?;
+            let ttfb = t0.elapsed();
+            let status = resp.status();
+            let location = resp.headers().get(header::LOCATION).cloned();
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                if let Some(location) = location {
+                    if hops >= self.config.max_redirects {
+                        return Err(Failure::new(
+                            ErrorKind::TooManyRedirects,
+                            format!("more than {} redirects, last to {url}", self.config.max_redirects),
+                        ));
+                    }
+                    hops += 1;
+                    // Read the (small) redirect body so the connection can be reused.
+                    let _ = read_body(resp.into_body(), self.config.max_body, BodyMode::Discard).await;
+                    let next = location
+                        .to_str()
+                        .ok()
+                        .and_then(|l| url.join(l).ok())
+                        .ok_or_else(|| {
+                            Failure::new(
+                                ErrorKind::BadRedirect,
+                                format!("unusable Location {location:?} from {url}"),
+                            )
+                        })?;
+                    if !matches!(next.scheme(), "http" | "https") {
+                        return Err(Failure::new(
+                            ErrorKind::BadRedirect,
+                            format!("redirect to unsupported scheme: {next}"),
+                        ));
+                    }
+                    if status == StatusCode::SEE_OTHER
+                        || (matches!(status.as_u16(), 301 | 302) && method == Method::POST)
+                    {
+                        method = Method::GET;
+                        body = Bytes::new();
+                        let h = headers.to_mut();
+                        h.remove(header::CONTENT_TYPE);
+                        h.remove(header::CONTENT_LENGTH);
+                    }
+                    if next.host_str() != url.host_str() || next.port_or_known_default() != url.port_or_known_default() {
+                        // Credentials are for the host they were written for.
+                        let h = headers.to_mut();
+                        h.remove(header::AUTHORIZATION);
+                        h.remove(header::COOKIE);
+                    }
+                    url = next;
+                    continue;
+                }
+            }
+            if let Some(len) = content_length(resp.headers()) {
+                if len > self.config.max_body {
+                    return Err(too_large(self.config.max_body));
+                }
+            }
+            let (bytes, sha256, kept) =
+                read_body(resp.into_body(), self.config.max_body, self.config.body).await?;
+            return Ok(Response {
+                status,
+                ttfb,
+                bytes,
+                final_url: url,
+                sha256,
+                body: kept,
+            });
+        }
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn too_large(max: u64) -> Failure {
+    Failure::new(ErrorKind::BodyTooLarge, format!("body larger than {max} bytes"))
+}
+
+/// Reads a body to its end, never holding more than `max` bytes.
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    max: u64,
+    mode: BodyMode,
+) -> Result<(u64, Option<String>, Option<Bytes>), Failure> {
+    let mut n: u64 = 0;
+    let mut hasher = (mode == BodyMode::Hash).then(Sha256::new);
+    let mut kept = (mode == BodyMode::Store).then(BytesMut::new);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| classify(&e))?;
+        if let Ok(data) = frame.into_data() {
+            n += data.len() as u64;
+            if n > max {
+                return Err(too_large(max));
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&data);
+            }
+            if let Some(k) = kept.as_mut() {
+                k.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok((
+        n,
+        hasher.map(|h| hex::encode(h.finalize())),
+        kept.map(BytesMut::freeze),
+    ))
+}
+
+/// Maps a client error to its stored kind by walking the source chain.
+fn classify(err: &(dyn StdError + 'static)) -> Failure {
+    let mut detail = err.to_string();
+    let mut kind = None;
+    let mut is_connect = false;
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if !std::ptr::eq(e as *const _ as *const u8, err as *const _ as *const u8) {
+            detail.push_str(": ");
+            detail.push_str(&e.to_string());
+        }
+        if let Some(le) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            is_connect |= le.is_connect();
+        }
+        if kind.is_none() {
+            kind = kind_of(e);
+        }
+        cur = e.source();
+    }
+    let kind = match kind {
+        Some(k) => k,
+        None if is_connect && detail.contains("dns error") => ErrorKind::Dns,
+        None if is_connect => ErrorKind::Connect,
+        None => ErrorKind::Io,
+    };
+    Failure::new(kind, detail)
+}
+
+fn kind_of(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
+    use std::io::ErrorKind as Io;
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return Some(ErrorKind::Tls);
+    }
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+            return Some(ErrorKind::Tls);
+        }
+        return match io.kind() {
+            Io::ConnectionRefused
+            | Io::HostUnreachable
+            | Io::NetworkUnreachable
+            | Io::AddrNotAvailable
+            | Io::TimedOut => Some(ErrorKind::Connect),
+            Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof => {
+                Some(ErrorKind::Reset)
+            }
+            _ => None,
+        };
+    }
+    if let Some(h) = e.downcast_ref::<hyper::Error>() {
+        if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+            return Some(ErrorKind::Reset);
+        }
+        if h.is_parse() || h.is_parse_status() {
+            return Some(ErrorKind::Protocol);
+        }
+        if h.is_timeout() {
+            return Some(ErrorKind::Timeout);
+        }
+    }
+    None
+}

@@ -1,0 +1,234 @@
+//! A small local HTTP API (hyper, HTTP/1.1 and h2c) for examples, tests and benchmarks: `fanout serve`.
+//! Owns its listener and counts what it sees (requests, peak concurrency); never touches stores.
+//!
+//! Routes:
+//! - `/item/{id}`: a small JSON document.
+//! - `/delay/{ms}`: answers after that many milliseconds.
+//! - `/status/{code}`: answers with that status.
+//! - `/redirect/{n}`: redirects n times, then lands on `/item/redirected`; `/redirect-loop` never ends.
+//! - `/echo`: the request's method, path, headers and body as JSON.
+//!
+//! Every route first waits the server's configured latency.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to bind; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Added to every response.
+    pub latency: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// What the server has seen, readable while it runs.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    requests: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+impl ServerStats {
+    /// Requests received.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+    /// The most requests that were being handled at the same moment.
+    pub fn max_in_flight(&self) -> u64 {
+        self.max_in_flight.load(Relaxed)
+    }
+}
+
+/// Decrements the in-flight count when a handler ends, however it ends.
+struct InFlight(Arc<ServerStats>);
+
+impl InFlight {
+    fn enter(stats: &Arc<ServerStats>) -> InFlight {
+        stats.requests.fetch_add(1, Relaxed);
+        let now = stats.in_flight.fetch_add(1, Relaxed) + 1;
+        stats.max_in_flight.fetch_max(now, Relaxed);
+        InFlight(stats.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A running server; stops when [`Server::stop`] is called or the handle is dropped.
+pub struct Server {
+    addr: SocketAddr,
+    stats: Arc<ServerStats>,
+    stop: CancellationToken,
+}
+
+impl Server {
+    /// Binds and starts serving on the current tokio runtime.
+    pub async fn start(config: ServeConfig) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(config.addr).await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(ServerStats::default());
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, config.latency, stats.clone(), stop.clone()));
+        Ok(Server { addr, stats, stop })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Counters of what the server has seen.
+    pub fn stats(&self) -> &Arc<ServerStats> {
+        &self.stats
+    }
+
+    /// Stops accepting connections; open connections end with their requests.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    latency: Duration,
+    stats: Arc<ServerStats>,
+    stop: CancellationToken,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                // Out of file descriptors or similar: back off briefly rather than spin.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(10)).await; continue; }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let stats = stats.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(req, latency, stats.clone()));
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .expect("static response parts are valid")
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    latency: Duration,
+    stats: Arc<ServerStats>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let _guard = InFlight::enter(&stats);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let path = req.uri().path().to_owned();
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let head = parts.next().unwrap_or("");
+    let arg = parts.next().unwrap_or("");
+    let resp = match head {
+        "item" => json(StatusCode::OK, serde_json::json!({ "id": arg, "name": format!("item {arg}") })),
+        "delay" => match arg.parse::<u64>() {
+            Ok(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                json(StatusCode::OK, serde_json::json!({ "delayed_ms": ms }))
+            }
+            Err(_) => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "use /delay/{ms}" })),
+        },
+        "status" => match arg.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+            Some(code) => json(code, serde_json::json!({ "status": code.as_u16() })),
+            None => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "use /status/{code}" })),
+        },
+        "redirect" => match arg.parse::<u32>() {
+            Ok(0) => redirect("/item/redirected"),
+            Ok(n) => redirect(&format!("/redirect/{}", n - 1)),
+            Err(_) => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "use /redirect/{n}" })),
+        },
+        "redirect-loop" => redirect("/redirect-loop"),
+        "echo" => {
+            let method = req.method().to_string();
+            let query = req.uri().query().map(str::to_owned);
+            let headers: BTreeMap<String, String> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect();
+            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "method": method,
+                    "path": path,
+                    "query": query,
+                    "headers": headers,
+                    "body": String::from_utf8_lossy(&body),
+                }),
+            )
+        }
+        "" => json(
+            StatusCode::OK,
+            serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/echo"] }),
+        ),
+        _ => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "not found" })),
+    };
+    Ok(resp)
+}
+
+fn redirect(to: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, to)
+        .body(Full::new(Bytes::new()))
+        .expect("static response parts are valid")
+}

@@ -1,0 +1,432 @@
+//! Sources: lazy readers that turn input lines into [`Request`]s. A line is a URL, a JSON request
+//! spec, or (with a template) a value to put into a URL. Reads one line at a time, so memory does not
+//! depend on input size. Owns input files and stdin; never touches the network or stores.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use url::Url;
+
+use crate::outcome::{ErrorKind, Outcome};
+use crate::request::{default_key, Origin, Request};
+
+/// Longest input line accepted; longer lines become `invalid-input` without being held in memory.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Characters left as they are when a template value is encoded: RFC 3986's unreserved set.
+const TEMPLATE_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One input named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Standard input (`-`).
+    Stdin,
+    /// A file path.
+    Path(PathBuf),
+}
+
+impl Input {
+    /// `-` means stdin; anything else is a path.
+    pub fn from_arg(arg: &str) -> Input {
+        if arg == "-" {
+            Input::Stdin
+        } else {
+            Input::Path(arg.into())
+        }
+    }
+
+    fn name(&self) -> Arc<str> {
+        match self {
+            Input::Stdin => "<stdin>".into(),
+            Input::Path(p) => p.display().to_string().into(),
+        }
+    }
+}
+
+/// Defaults applied to every request, like curl's `-X`, `-H` and `-d`; a spec's own fields win.
+#[derive(Debug, Clone, Default)]
+pub struct RequestDefaults {
+    /// Method when a line does not give one (GET, or POST when there is a body).
+    pub method: Option<Method>,
+    /// Headers added to every request.
+    pub headers: HeaderMap,
+    /// Body when a line does not give one.
+    pub body: Option<Bytes>,
+}
+
+/// How to read inputs.
+#[derive(Debug, Clone, Default)]
+pub struct SourceConfig {
+    /// Inputs read in order; empty means stdin.
+    pub inputs: Vec<Input>,
+    /// A URL with `{}` where each line's (URL-encoded) value goes.
+    pub template: Option<String>,
+    /// Defaults for method, headers and body.
+    pub defaults: RequestDefaults,
+}
+
+/// What a source yields for each meaningful line.
+#[derive(Debug)]
+pub enum SourceItem {
+    /// A request to fetch.
+    Request(Request),
+    /// A line that could not become a request, already as its `invalid-input` outcome.
+    Invalid(Outcome),
+}
+
+/// An input that cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read input {path}: {source}")]
+pub struct OpenError {
+    /// The path as given.
+    pub path: String,
+    /// The underlying error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+type Reader = BufReader<Box<dyn AsyncRead + Send + Unpin>>;
+
+/// A lazy stream of requests over one or more inputs, or over an in-memory iterator.
+pub struct Source {
+    kind: Kind,
+    template: Option<String>,
+    defaults: RequestDefaults,
+}
+
+enum Kind {
+    Lines {
+        /// Inputs not yet started, each already opened so unreadable files fail up front.
+        pending: std::vec::IntoIter<(Arc<str>, Reader)>,
+        current: Option<(Arc<str>, Reader)>,
+        line_no: u64,
+        line: LineBuf,
+    },
+    Iter(Box<dyn Iterator<Item = Request> + Send>),
+}
+
+impl Source {
+    /// Opens every input (so an unreadable one is reported before any request is made).
+    pub async fn open(config: SourceConfig) -> Result<Source, OpenError> {
+        let inputs = if config.inputs.is_empty() {
+            vec![Input::Stdin]
+        } else {
+            config.inputs
+        };
+        let mut opened = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let name = input.name();
+            let reader: Box<dyn AsyncRead + Send + Unpin> = match &input {
+                Input::Stdin => Box::new(tokio::io::stdin()),
+                Input::Path(p) => {
+                    let file = tokio::fs::File::open(p).await.map_err(|source| OpenError {
+                        path: p.display().to_string(),
+                        source,
+                    })?;
+                    let is_dir = file.metadata().await.map(|m| m.is_dir()).unwrap_or(false);
+                    if is_dir {
+                        return Err(OpenError {
+                            path: p.display().to_string(),
+                            source: std::io::Error::other("is a directory"),
+                        });
+                    }
+                    Box::new(file)
+                }
+            };
+            opened.push((name, BufReader::with_capacity(64 * 1024, reader)));
+        }
+        Ok(Source {
+            kind: Kind::Lines {
+                pending: opened.into_iter(),
+                current: None,
+                line_no: 0,
+                line: LineBuf::default(),
+            },
+            template: config.template,
+            defaults: config.defaults,
+        })
+    }
+
+    /// A source over requests built in memory (used by `fanout bench`).
+    pub fn from_requests(requests: impl Iterator<Item = Request> + Send + 'static) -> Source {
+        Source {
+            kind: Kind::Iter(Box::new(requests)),
+            template: None,
+            defaults: RequestDefaults::default(),
+        }
+    }
+
+    /// The next request or invalid line; `None` when every input is exhausted.
+    pub async fn next(&mut self) -> Option<SourceItem> {
+        let (pending, current, line_no, line) = match &mut self.kind {
+            Kind::Iter(it) => return it.next().map(SourceItem::Request),
+            Kind::Lines {
+                pending,
+                current,
+                line_no,
+                line,
+            } => (pending, current, line_no, line),
+        };
+        loop {
+            if current.is_none() {
+                *current = Some(pending.next()?);
+                *line_no = 0;
+            }
+            let (name, reader) = current.as_mut().expect("set above");
+            let origin = Origin {
+                input: name.clone(),
+                line: *line_no + 1,
+            };
+            match read_line(reader, line).await {
+                Ok(LineRead::Eof) => {
+                    *current = None;
+                    continue;
+                }
+                Ok(LineRead::TooLong) => {
+                    *line_no += 1;
+                    return Some(SourceItem::Invalid(invalid(
+                        &origin,
+                        "",
+                        &format!("line longer than {} bytes", MAX_LINE),
+                    )));
+                }
+                Ok(LineRead::Line) => *line_no += 1,
+                Err(e) => {
+                    // A read error mid-input: record it and move on to the next input.
+                    *current = None;
+                    line.done = true;
+                    return Some(SourceItem::Invalid(invalid(
+                        &origin,
+                        "",
+                        &format!("read error: {e}"),
+                    )));
+                }
+            }
+            let text = match std::str::from_utf8(&line.buf) {
+                Ok(t) => t,
+                Err(_) => {
+                    let lossy = String::from_utf8_lossy(&line.buf).into_owned();
+                    return Some(SourceItem::Invalid(invalid(
+                        &origin,
+                        &lossy,
+                        "line is not valid UTF-8",
+                    )));
+                }
+            };
+            match parse_line(text, &origin, self.template.as_deref(), &self.defaults) {
+                Ok(None) => continue,
+                Ok(Some(req)) => return Some(SourceItem::Request(req)),
+                Err(reason) => {
+                    return Some(SourceItem::Invalid(invalid(&origin, text.trim(), &reason)));
+                }
+            }
+        }
+    }
+}
+
+enum LineRead {
+    Line,
+    TooLong,
+    Eof,
+}
+
+/// A line being assembled. Lives in the [`Source`] rather than in the read future, so a read that
+/// is cancelled at its await point (shutdown, deadline) loses nothing and `next` is cancel-safe.
+#[derive(Default)]
+struct LineBuf {
+    buf: Vec<u8>,
+    /// The line so far is over [`MAX_LINE`]: its bytes are skipped, not kept.
+    too_long: bool,
+    /// Bytes of the current line have been seen (distinguishes an empty last line from EOF).
+    any: bool,
+    /// The previous line was handed out; clear before reading the next.
+    done: bool,
+}
+
+/// Reads one line into `line.buf` (without the newline), never holding more than [`MAX_LINE`] bytes.
+async fn read_line(reader: &mut Reader, line: &mut LineBuf) -> std::io::Result<LineRead> {
+    if line.done {
+        *line = LineBuf {
+            buf: std::mem::take(&mut line.buf),
+            ..LineBuf::default()
+        };
+        line.buf.clear();
+    }
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            line.done = true;
+            return Ok(match (line.any, line.too_long) {
+                (false, _) => LineRead::Eof,
+                (true, true) => LineRead::TooLong,
+                (true, false) => LineRead::Line,
+            });
+        }
+        line.any = true;
+        let (take, found) = match memchr_newline(chunk) {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        if !line.too_long {
+            if line.buf.len() + take > MAX_LINE {
+                line.too_long = true;
+                line.buf = Vec::new();
+            } else {
+                line.buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+        reader.consume(if found { take + 1 } else { take });
+        if found {
+            line.done = true;
+            return Ok(if line.too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+fn invalid(origin: &Origin, text: &str, reason: &str) -> Outcome {
+    let mut shown: String = text.chars().take(2000).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    Outcome::failed(
+        format!("invalid:{origin}"),
+        shown,
+        String::new(),
+        ErrorKind::InvalidInput,
+        format!("{origin}: {reason}"),
+    )
+}
+
+/// A request spec given as one JSON object per line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    url: String,
+    method: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: Option<serde_json::Value>,
+    id: Option<serde_json::Value>,
+}
+
+/// Turns one line into a request. `Ok(None)` for blank lines and `#` comments; `Err(reason)` for a
+/// line that cannot be a request.
+///
+/// ```
+/// use fanout::request::Origin;
+/// use fanout::source::{parse_line, RequestDefaults};
+/// let origin = Origin { input: "urls.txt".into(), line: 1 };
+/// let d = RequestDefaults::default();
+/// let req = parse_line("https://example.com/a", &origin, None, &d).unwrap().unwrap();
+/// assert_eq!(req.method, http::Method::GET);
+/// assert!(parse_line("# comment", &origin, None, &d).unwrap().is_none());
+/// assert!(parse_line("ftp://example.com/", &origin, None, &d).is_err());
+/// let req = parse_line("a b", &origin, Some("http://h/item/{}"), &d).unwrap().unwrap();
+/// assert_eq!(req.url.as_str(), "http://h/item/a%20b");
+/// ```
+pub fn parse_line(
+    line: &str,
+    origin: &Origin,
+    template: Option<&str>,
+    defaults: &RequestDefaults,
+) -> Result<Option<Request>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let mut headers = defaults.headers.clone();
+    let mut body = defaults.body.clone();
+    let mut method = defaults.method.clone();
+    let mut id = None;
+    let url_text: std::borrow::Cow<str> = if let Some(t) = template {
+        t.replace("{}", &utf8_percent_encode(line, TEMPLATE_ENCODE).to_string())
+            .into()
+    } else if line.starts_with('{') {
+        let spec: Spec =
+            serde_json::from_str(line).map_err(|e| format!("invalid JSON request spec: {e}"))?;
+        if let Some(m) = spec.method {
+            method = Some(
+                Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+                    .map_err(|_| format!("invalid method '{m}'"))?,
+            );
+        }
+        for (name, value) in spec.headers {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("invalid header name '{name}'"))?;
+            let v = HeaderValue::from_str(&value)
+                .map_err(|_| format!("invalid value for header '{name}'"))?;
+            headers.insert(n, v);
+        }
+        match spec.body {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(s)) => body = Some(Bytes::from(s)),
+            Some(other) => body = Some(Bytes::from(other.to_string())),
+        }
+        id = match spec.id {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            Some(_) => return Err("\"id\" must be a non-empty string or a number".into()),
+        };
+        spec.url.into()
+    } else {
+        line.into()
+    };
+    let url = parse_url(&url_text)?;
+    let body = body.unwrap_or_default();
+    let method = method.unwrap_or(if body.is_empty() {
+        Method::GET
+    } else {
+        Method::POST
+    });
+    let key = id.unwrap_or_else(|| default_key(&method, url.as_str(), &body));
+    Ok(Some(Request {
+        key,
+        method,
+        url,
+        headers,
+        body,
+        origin: origin.clone(),
+    }))
+}
+
+/// Parses an absolute http(s) URL with a host, with a reason when it is not one.
+pub fn parse_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => {
+            format!("'{text}' is neither a URL nor a JSON request spec")
+        }
+        e => format!("invalid URL '{text}': {e}"),
+    })?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+                "unsupported scheme '{other}' in '{text}' (only http and https)"
+            ));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("URL '{text}' has no host"));
+    }
+    Ok(url)
+}

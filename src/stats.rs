@@ -1,0 +1,235 @@
+//! Live counters read by the progress display, and the [`Summary`] built from every recorded outcome.
+//! Counters are atomics written by the engine and the store thread; the summary is owned by the store
+//! thread while the run goes and handed back at the end, so no lock sits on the hot path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::outcome::{ErrorKind, Outcome};
+
+/// Shared live counters for one run. Cheap to read from any thread at any time.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    /// Requests handed to the client (admitted under the concurrency limit).
+    pub(crate) admitted: AtomicU64,
+    /// Requests whose fetch has ended (their outcome may still be on its way to the store).
+    pub(crate) finished: AtomicU64,
+    /// Outcomes committed to the stores.
+    pub(crate) recorded: AtomicU64,
+    /// Committed outcomes that carry an error kind.
+    pub(crate) errors: AtomicU64,
+    /// Committed outcomes with a 4xx or 5xx status.
+    pub(crate) http_errors: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`] for display.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Outcomes committed to the stores.
+    pub recorded: u64,
+    /// Requests currently being fetched.
+    pub in_flight: u64,
+    /// Committed outcomes with an error kind.
+    pub errors: u64,
+    /// Committed outcomes with a 4xx or 5xx status.
+    pub http_errors: u64,
+    /// Time since the run started.
+    pub elapsed: Duration,
+}
+
+impl Stats {
+    /// New counters, with the run's clock starting now.
+    pub fn new() -> Arc<Stats> {
+        Arc::new(Stats {
+            started: Instant::now(),
+            admitted: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            http_errors: AtomicU64::new(0),
+        })
+    }
+
+    /// Reads the counters.
+    pub fn progress(&self) -> Progress {
+        let admitted = self.admitted.load(Relaxed);
+        let finished = self.finished.load(Relaxed);
+        Progress {
+            recorded: self.recorded.load(Relaxed),
+            in_flight: admitted.saturating_sub(finished),
+            errors: self.errors.load(Relaxed),
+            http_errors: self.http_errors.load(Relaxed),
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    pub(crate) fn count_recorded(&self, batch: &[Outcome]) {
+        let mut errors = 0;
+        let mut http_errors = 0;
+        for o in batch {
+            if o.error.is_some() {
+                errors += 1;
+            } else if o.status.is_some_and(|s| s >= 400) {
+                http_errors += 1;
+            }
+        }
+        self.recorded.fetch_add(batch.len() as u64, Relaxed);
+        self.errors.fetch_add(errors, Relaxed);
+        self.http_errors.fetch_add(http_errors, Relaxed);
+    }
+}
+
+/// How a run ended. Stored in the `runs` table as the given name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every input line was read and every request recorded.
+    Completed,
+    /// Stopped by the shutdown signal (Ctrl-C).
+    Interrupted,
+    /// Stopped because `--deadline` passed; requests not finished are recorded as `deadline`.
+    Deadline,
+    /// Stopped because a store could not write.
+    StoreError,
+}
+
+impl RunEnd {
+    /// The stored name: `completed`, `interrupted`, `deadline` or `store-error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunEnd::Completed => "completed",
+            RunEnd::Interrupted => "interrupted",
+            RunEnd::Deadline => "deadline",
+            RunEnd::StoreError => "store-error",
+        }
+    }
+}
+
+/// Totals over every outcome recorded in a run.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Outcomes recorded.
+    pub total: u64,
+    /// Responses by status class: index 1 is 1xx … index 5 is 5xx; index 0 counts anything else.
+    pub status_classes: [u64; 6],
+    /// Outcomes without a response, by error kind.
+    pub errors_by_kind: BTreeMap<ErrorKind, u64>,
+    /// Total time of responses, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Body bytes received.
+    pub bytes: u64,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+    /// How the run ended.
+    pub end: RunEnd,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            total: 0,
+            status_classes: [0; 6],
+            errors_by_kind: BTreeMap::new(),
+            latency: Histogram::new_with_bounds(1, 24 * 3_600_000_000, 3)
+                .expect("static histogram bounds are valid"),
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            end: RunEnd::Completed,
+        }
+    }
+}
+
+impl Summary {
+    /// Adds one outcome.
+    pub fn record(&mut self, o: &Outcome) {
+        self.total += 1;
+        self.bytes += o.bytes;
+        match (o.status, o.error) {
+            (Some(s), _) => {
+                let class = (s / 100) as usize;
+                self.status_classes[if (1..=5).contains(&class) { class } else { 0 }] += 1;
+                self.latency
+                    .saturating_record((o.total.as_micros() as u64).max(1));
+            }
+            (None, Some(kind)) => *self.errors_by_kind.entry(kind).or_default() += 1,
+            (None, None) => *self.errors_by_kind.entry(ErrorKind::Io).or_default() += 1,
+        }
+    }
+
+    /// Outcomes with an HTTP response (any status).
+    pub fn responses(&self) -> u64 {
+        self.status_classes.iter().sum()
+    }
+
+    /// Outcomes with an error kind.
+    pub fn errors(&self) -> u64 {
+        self.errors_by_kind.values().sum()
+    }
+
+    /// Outcomes recorded per second of the run.
+    pub fn rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.total as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// A latency percentile of responses, if there were any.
+    pub fn latency_at(&self, quantile: f64) -> Option<Duration> {
+        (!self.latency.is_empty())
+            .then(|| Duration::from_micros(self.latency.value_at_quantile(quantile)))
+    }
+}
+
+impl fmt::Display for Summary {
+    /// The human summary the CLI prints to stderr.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} outcomes in {:.2}s ({:.0} req/s), {} body bytes; run {}",
+            self.total,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            self.bytes,
+            self.end.as_str()
+        )?;
+        let classes = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
+        let mut parts: Vec<String> = (1..=5)
+            .chain(std::iter::once(0))
+            .filter(|&i| self.status_classes[i] > 0)
+            .map(|i| format!("{} {}", classes[i], self.status_classes[i]))
+            .collect();
+        parts.extend(self.errors_by_kind.iter().map(|(k, n)| format!("{k} {n}")));
+        if parts.is_empty() {
+            parts.push("none".into());
+        }
+        writeln!(f, "  outcomes: {}", parts.join(", "))?;
+        if let (Some(p50), Some(p90), Some(p99)) = (
+            self.latency_at(0.5),
+            self.latency_at(0.9),
+            self.latency_at(0.99),
+        ) {
+            let max = Duration::from_micros(self.latency.max());
+            writeln!(
+                f,
+                "  latency:  p50 {}  p90 {}  p99 {}  max {}",
+                ms(p50),
+                ms(p90),
+                ms(p99),
+                ms(max)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}

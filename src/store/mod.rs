@@ -1,0 +1,200 @@
+//! Stores: where outcomes land. One small trait, one file per backend ([`sqlite`], [`jsonl`]), and the
+//! recorder that feeds them in batches on a dedicated thread, so blocking writes (SQLite is
+//! synchronous) never run on the async workers. Owns store files; never touches the network.
+
+pub mod jsonl;
+pub mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::outcome::Outcome;
+use crate::stats::{RunEnd, Stats, Summary};
+
+/// Largest batch written in one transaction.
+pub const MAX_BATCH: usize = 1000;
+/// How long a trickle of outcomes may wait to fill a batch before it is written anyway.
+pub const MAX_LINGER: Duration = Duration::from_millis(50);
+
+/// Which store to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// An SQLite database file (created when missing).
+    Sqlite(PathBuf),
+    /// JSON lines appended to a file.
+    Jsonl(PathBuf),
+    /// JSON lines on standard output.
+    JsonlStdout,
+}
+
+/// What a store knows about the run it records.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The command line, for the `runs` table.
+    pub command: String,
+    /// When the run started.
+    pub started_at: SystemTime,
+}
+
+/// A store that cannot be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An SQLite failure on the named database.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// The database path.
+        path: String,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A file or stream failure on the named target.
+    #[error("store {path}: {source}")]
+    Io {
+        /// The file path, or `<stdout>`.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database exists but is not a fanout store.
+    #[error("store {path}: not a fanout store ({reason})")]
+    Foreign {
+        /// The database path.
+        path: String,
+        /// What did not match.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// True when the reader of a stream went away (`fanout fetch --jsonl - | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// A place outcomes are written to. Called from the recorder thread only.
+pub trait Store: Send {
+    /// Called once before any outcome, with the run's description.
+    fn begin_run(&mut self, run: &RunInfo) -> Result<(), StoreError>;
+    /// Writes a batch durably (one transaction, or one flush).
+    fn write(&mut self, batch: &[Outcome]) -> Result<(), StoreError>;
+    /// Called once after the last batch with the run's totals.
+    fn end_run(&mut self, summary: &Summary) -> Result<(), StoreError>;
+}
+
+/// Opens every configured store and begins the run in each.
+pub fn open_all(configs: &[StoreConfig], run: &RunInfo) -> Result<Vec<Box<dyn Store>>, StoreError> {
+    let mut stores: Vec<Box<dyn Store>> = Vec::with_capacity(configs.len());
+    for c in configs {
+        let mut s: Box<dyn Store> = match c {
+            StoreConfig::Sqlite(p) => Box::new(sqlite::SqliteStore::open(p)?),
+            StoreConfig::Jsonl(p) => Box::new(jsonl::JsonlStore::file(p)?),
+            StoreConfig::JsonlStdout => Box::new(jsonl::JsonlStore::stdout()),
+        };
+        s.begin_run(run)?;
+        stores.push(s);
+    }
+    Ok(stores)
+}
+
+/// Feeds outcomes from a bounded channel into the stores on its own thread.
+pub(crate) struct Recorder {
+    tx: mpsc::Sender<Outcome>,
+    thread: std::thread::JoinHandle<(Vec<Box<dyn Store>>, Summary, Option<StoreError>)>,
+}
+
+impl Recorder {
+    /// Starts the thread. `failed` is cancelled when a write fails, so the engine stops admitting.
+    pub(crate) fn spawn(
+        mut stores: Vec<Box<dyn Store>>,
+        stats: Arc<Stats>,
+        capacity: usize,
+        failed: CancellationToken,
+    ) -> std::io::Result<Recorder> {
+        let (tx, mut rx) = mpsc::channel::<Outcome>(capacity);
+        let thread = std::thread::Builder::new()
+            .name("fanout-store".into())
+            .spawn(move || {
+                let mut summary = Summary::default();
+                let mut error = None;
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                while let Some(first) = rx.blocking_recv() {
+                    batch.push(first);
+                    fill_batch(&mut rx, &mut batch);
+                    if error.is_none() {
+                        match stores.iter_mut().try_for_each(|s| s.write(&batch)) {
+                            Ok(()) => {
+                                stats.count_recorded(&batch);
+                                batch.iter().for_each(|o| summary.record(o));
+                            }
+                            Err(e) => {
+                                // Keep draining so senders never block; nothing more is written.
+                                error = Some(e);
+                                failed.cancel();
+                            }
+                        }
+                    }
+                    batch.clear();
+                }
+                (stores, summary, error)
+            })?;
+        Ok(Recorder { tx, thread })
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::Sender<Outcome> {
+        self.tx.clone()
+    }
+
+    /// Waits for every sender to be dropped and the last batch written, then ends the run in every
+    /// store. Returns the summary, or the first store error.
+    pub(crate) async fn finish(
+        self,
+        end: RunEnd,
+        elapsed: impl FnOnce() -> Duration + Send + 'static,
+    ) -> Result<Summary, StoreError> {
+        let Recorder { tx, thread } = self;
+        drop(tx);
+        tokio::task::spawn_blocking(move || {
+            let (mut stores, mut summary, error) = thread.join().expect("store thread panicked");
+            summary.end = if error.is_some() { RunEnd::StoreError } else { end };
+            summary.elapsed = elapsed();
+            // Record how the run ended even when a write failed; the first error wins.
+            let ended: Result<(), StoreError> = stores.iter_mut().try_for_each(|s| s.end_run(&summary));
+            match error {
+                Some(e) => Err(e),
+                None => ended.map(|()| summary),
+            }
+        })
+        .await
+        .expect("store finishing task panicked")
+    }
+}
+
+/// Adds whatever is already queued to `batch`. While outcomes keep arriving it waits for more, up to
+/// [`MAX_LINGER`], so commits stay large under load; after a lull it returns at once, so no outcome
+/// sits unwritten for long.
+fn fill_batch(rx: &mut mpsc::Receiver<Outcome>, batch: &mut Vec<Outcome>) {
+    let start = Instant::now();
+    loop {
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
+        if batch.len() >= MAX_BATCH || start.elapsed() >= MAX_LINGER {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        if rx.is_empty() {
+            return;
+        }
+    }
+}
