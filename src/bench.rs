@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::{HeaderMap, Method};
 
 use crate::engine::{self, RunConfig, RunError};
-use crate::request::{default_key, Origin, Request};
+use crate::request::{Origin, Request, default_key};
 use crate::serve::{ServeConfig, Server};
 use crate::source::Source;
 use crate::stats::Stats;
@@ -97,9 +97,13 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
             command: "fanout bench".into(),
             ..RunConfig::default()
         };
-        let summary =
-            engine::run_source(Source::from_requests(requests), run_config, Stats::new(), std::future::pending())
-                .await?;
+        let summary = engine::run_source(
+            Source::from_requests(requests),
+            run_config,
+            Stats::new(),
+            std::future::pending(),
+        )
+        .await?;
         let waves = config.requests.div_ceil(c) as u32;
         rows.push(BenchRow {
             mode,

@@ -40,7 +40,7 @@ pub mod stats;
 pub mod store;
 pub mod units;
 
-pub use engine::{run, RunConfig, RunEnd, RunError};
+pub use engine::{RunConfig, RunEnd, RunError, run};
 pub use outcome::{ErrorKind, Outcome};
 pub use request::Request;
 pub use stats::Summary;

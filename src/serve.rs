@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -95,7 +95,12 @@ impl Server {
         let addr = listener.local_addr()?;
         let stats = Arc::new(ServerStats::default());
         let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(listener, config.latency, stats.clone(), stop.clone()));
+        tokio::spawn(accept_loop(
+            listener,
+            config.latency,
+            stats.clone(),
+            stop.clone(),
+        ));
         Ok(Server { addr, stats, stop })
     }
 
@@ -178,22 +183,38 @@ async fn handle(
     let head = parts.next().unwrap_or("");
     let arg = parts.next().unwrap_or("");
     let resp = match head {
-        "item" => json(StatusCode::OK, serde_json::json!({ "id": arg, "name": format!("item {arg}") })),
+        "item" => json(
+            StatusCode::OK,
+            serde_json::json!({ "id": arg, "name": format!("item {arg}") }),
+        ),
         "delay" => match arg.parse::<u64>() {
             Ok(ms) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 json(StatusCode::OK, serde_json::json!({ "delayed_ms": ms }))
             }
-            Err(_) => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "use /delay/{ms}" })),
+            Err(_) => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "use /delay/{ms}" }),
+            ),
         },
-        "status" => match arg.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+        "status" => match arg
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
             Some(code) => json(code, serde_json::json!({ "status": code.as_u16() })),
-            None => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "use /status/{code}" })),
+            None => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "use /status/{code}" }),
+            ),
         },
         "redirect" => match arg.parse::<u32>() {
             Ok(0) => redirect("/item/redirected"),
             Ok(n) => redirect(&format!("/redirect/{}", n - 1)),
-            Err(_) => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "use /redirect/{n}" })),
+            Err(_) => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "use /redirect/{n}" }),
+            ),
         },
         "redirect-loop" => redirect("/redirect-loop"),
         "echo" => {
@@ -202,9 +223,19 @@ async fn handle(
             let headers: BTreeMap<String, String> = req
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             json(
                 StatusCode::OK,
                 serde_json::json!({
@@ -220,7 +251,10 @@ async fn handle(
             StatusCode::OK,
             serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/echo"] }),
         ),
-        _ => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "not found" })),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": "not found" }),
+        ),
     };
     Ok(resp)
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use url::Url;
 
 use crate::outcome::{ErrorKind, Outcome};
-use crate::request::{default_key, Origin, Request};
+use crate::request::{Origin, Request, default_key};
 
 /// Longest input line accepted; longer lines become `invalid-input` without being held in memory.
 pub const MAX_LINE: usize = 1 << 20;
@@ -358,8 +358,11 @@ pub fn parse_line(
     let mut method = defaults.method.clone();
     let mut id = None;
     let url_text: std::borrow::Cow<str> = if let Some(t) = template {
-        t.replace("{}", &utf8_percent_encode(line, TEMPLATE_ENCODE).to_string())
-            .into()
+        t.replace(
+            "{}",
+            &utf8_percent_encode(line, TEMPLATE_ENCODE).to_string(),
+        )
+        .into()
     } else if line.starts_with('{') {
         let spec: Spec =
             serde_json::from_str(line).map_err(|e| format!("invalid JSON request spec: {e}"))?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e12 {
+        if (0.0..1e12).contains(&secs) {
             return Ok(Duration::from_secs_f64(secs));
         }
         return Err(format!("'{s}' is not a valid duration"));
@@ -47,7 +47,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("'{s}': unknown size unit '{other}'; use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "'{s}': unknown size unit '{other}'; use B, KiB, MiB or GiB"
+            ));
+        }
     };
     let bytes = num * mult as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {

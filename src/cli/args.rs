@@ -161,7 +161,11 @@ fn usage(msg: String) -> clap::Error {
 }
 
 fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c)) {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c))
+    {
         arg.to_owned()
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
@@ -171,12 +175,12 @@ fn shell_quote(arg: &str) -> String {
 impl FetchArgs {
     /// Validates the flags into a run configuration.
     pub fn into_config(self) -> Result<RunConfig, clap::Error> {
-        if let Some(t) = &self.template {
-            if !t.contains("{}") {
-                return Err(usage(format!(
-                    "--template '{t}' has no '{{}}' where each input value should go"
-                )));
-            }
+        if let Some(t) = &self.template
+            && !t.contains("{}")
+        {
+            return Err(usage(format!(
+                "--template '{t}' has no '{{}}' where each input value should go"
+            )));
         }
         let method = match &self.method {
             None => None,
@@ -187,9 +191,9 @@ impl FetchArgs {
         };
         let mut headers = HeaderMap::new();
         for h in &self.headers {
-            let (name, value) = h.split_once(':').ok_or_else(|| {
-                usage(format!("-H/--header '{h}' must look like 'Name: value'"))
-            })?;
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| usage(format!("-H/--header '{h}' must look like 'Name: value'")))?;
             let name = HeaderName::from_bytes(name.trim().as_bytes())
                 .map_err(|_| usage(format!("-H/--header '{h}': invalid header name")))?;
             let value = HeaderValue::from_str(value.trim())
@@ -204,9 +208,11 @@ impl FetchArgs {
                         "-d @- is not supported: stdin carries the request list".into(),
                     ));
                 }
-                Some(path) => Some(Bytes::from(std::fs::read(path).map_err(|e| {
-                    usage(format!("-d/--data: cannot read '{path}': {e}"))
-                })?)),
+                Some(path) => {
+                    Some(Bytes::from(std::fs::read(path).map_err(|e| {
+                        usage(format!("-d/--data: cannot read '{path}': {e}"))
+                    })?))
+                }
                 None => Some(Bytes::from(d.clone())),
             },
         };
@@ -241,12 +247,17 @@ impl FetchArgs {
             ..ClientConfig::default()
         };
         if let Some(ua) = self.user_agent {
-            HeaderValue::from_str(&ua)
-                .map_err(|_| usage(format!("-A/--user-agent '{ua}' is not a valid header value")))?;
+            HeaderValue::from_str(&ua).map_err(|_| {
+                usage(format!(
+                    "-A/--user-agent '{ua}' is not a valid header value"
+                ))
+            })?;
             client.user_agent = ua;
         }
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(usage("--timeout and --connect-timeout must be greater than 0".into()));
+            return Err(usage(
+                "--timeout and --connect-timeout must be greater than 0".into(),
+            ));
         }
         Ok(RunConfig {
             source: SourceConfig {
@@ -263,7 +274,10 @@ impl FetchArgs {
             concurrency: self.concurrency as usize,
             deadline: self.deadline,
             grace: self.grace,
-            command: std::env::args().map(|a| shell_quote(&a)).collect::<Vec<_>>().join(" "),
+            command: std::env::args()
+                .map(|a| shell_quote(&a))
+                .collect::<Vec<_>>()
+                .join(" "),
         })
     }
 }

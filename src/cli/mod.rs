@@ -13,7 +13,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use fanout::stats::{RunEnd, Stats};
-use fanout::{bench, serve, RunError};
+use fanout::{RunError, bench, serve};
 
 use args::{Cli, Command};
 
@@ -33,7 +33,10 @@ pub mod exit {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fanout: cannot start the async runtime: {e}");
@@ -59,18 +62,22 @@ fn shutdown_signal(quiet: bool) -> CancellationToken {
     tokio::spawn(async move {
         wait_signal().await;
         if !quiet {
-            eprintln!("\nfanout: stopping: finishing in-flight requests (press Ctrl-C again to quit now)");
+            eprintln!(
+                "\nfanout: stopping: finishing in-flight requests (press Ctrl-C again to quit now)"
+            );
         }
         t.cancel();
         wait_signal().await;
-        eprintln!("fanout: quit at once; outcomes not yet committed will be fetched again on rerun");
+        eprintln!(
+            "fanout: quit at once; outcomes not yet committed will be fetched again on rerun"
+        );
         std::process::exit(exit::INTERRUPTED as i32);
     });
     token
 }
 
 async fn wait_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {

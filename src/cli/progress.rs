@@ -16,7 +16,10 @@ pub struct Progress {
 impl Progress {
     pub fn start(stats: Arc<Stats>, show: bool) -> Progress {
         if !show {
-            return Progress { bar: None, task: None };
+            return Progress {
+                bar: None,
+                task: None,
+            };
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
         bar.set_style(
@@ -37,7 +40,10 @@ impl Progress {
                 b.tick();
             }
         });
-        Progress { bar: Some(bar), task: Some(task) }
+        Progress {
+            bar: Some(bar),
+            task: Some(task),
+        }
     }
 
     pub fn finish(self) {

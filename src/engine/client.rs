@@ -196,17 +196,24 @@ impl Client {
             let ttfb = t0.elapsed();
             let status = resp.status();
             let location = resp.headers().get(header::LOCATION).cloned();
-            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                if let Some(location) = location {
+            if status.is_redirection()
+                && status != StatusCode::NOT_MODIFIED
+                && let Some(location) = location
+            {
+                {
                     if hops >= self.config.max_redirects {
                         return Err(Failure::new(
                             ErrorKind::TooManyRedirects,
-                            format!("more than {} redirects, last to {url}", self.config.max_redirects),
+                            format!(
+                                "more than {} redirects, last to {url}",
+                                self.config.max_redirects
+                            ),
                         ));
                     }
                     hops += 1;
                     // Read the (small) redirect body so the connection can be reused.
-                    let _ = read_body(resp.into_body(), self.config.max_body, BodyMode::Discard).await;
+                    let _ =
+                        read_body(resp.into_body(), self.config.max_body, BodyMode::Discard).await;
                     let next = location
                         .to_str()
                         .ok()
@@ -232,7 +239,9 @@ impl Client {
                         h.remove(header::CONTENT_TYPE);
                         h.remove(header::CONTENT_LENGTH);
                     }
-                    if next.host_str() != url.host_str() || next.port_or_known_default() != url.port_or_known_default() {
+                    if next.host_str() != url.host_str()
+                        || next.port_or_known_default() != url.port_or_known_default()
+                    {
                         // Credentials are for the host they were written for.
                         let h = headers.to_mut();
                         h.remove(header::AUTHORIZATION);
@@ -242,10 +251,8 @@ impl Client {
                     continue;
                 }
             }
-            if let Some(len) = content_length(resp.headers()) {
-                if len > self.config.max_body {
-                    return Err(too_large(self.config.max_body));
-                }
+            if content_length(resp.headers()).is_some_and(|len| len > self.config.max_body) {
+                return Err(too_large(self.config.max_body));
             }
             let (bytes, sha256, kept) =
                 read_body(resp.into_body(), self.config.max_body, self.config.body).await?;
@@ -266,7 +273,10 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 }
 
 fn too_large(max: u64) -> Failure {
-    Failure::new(ErrorKind::BodyTooLarge, format!("body larger than {max} bytes"))
+    Failure::new(
+        ErrorKind::BodyTooLarge,
+        format!("body larger than {max} bytes"),
+    )
 }
 
 /// Reads a body to its end, never holding more than `max` bytes.

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -124,9 +124,7 @@ pub async fn run_source(
         stop_inflight: CancellationToken::new(),
         stop_kind: Arc::new(OnceLock::new()),
     };
-    let end = engine
-        .drive(source, &config, shutdown, failed)
-        .await;
+    let end = engine.drive(source, &config, shutdown, failed).await;
     drop(engine);
     let summary = recorder.finish(end, move || started.elapsed()).await?;
     Ok(summary)
@@ -157,7 +155,11 @@ impl Engine {
         let shutdown = shutdown.fuse();
         tokio::pin!(shutdown);
         // Ten years stands in for "no deadline" so that one select! serves both cases.
-        let deadline = tokio::time::sleep(config.deadline.unwrap_or(Duration::from_secs(10 * 365 * 86400)));
+        let deadline = tokio::time::sleep(
+            config
+                .deadline
+                .unwrap_or(Duration::from_secs(10 * 365 * 86400)),
+        );
         tokio::pin!(deadline);
 
         // Every arm of these selects is cancel-safe: Source::next keeps partial lines in the source.

@@ -55,8 +55,7 @@ impl Store for JsonlStore {
 
     fn write(&mut self, batch: &[Outcome]) -> Result<(), StoreError> {
         for o in batch {
-            serde_json::to_writer(&mut self.out, &o.to_json())
-                .map_err(|e| self.io(e.into()))?;
+            serde_json::to_writer(&mut self.out, &o.to_json()).map_err(|e| self.io(e.into()))?;
             self.out.write_all(b"\n").map_err(|e| self.io(e))?;
         }
         self.out.flush().map_err(|e| self.io(e))

@@ -103,10 +103,13 @@ pub fn open_all(configs: &[StoreConfig], run: &RunInfo) -> Result<Vec<Box<dyn St
     Ok(stores)
 }
 
+/// What the store thread hands back: its stores, the run's totals, and the first write error.
+type RecorderEnd = (Vec<Box<dyn Store>>, Summary, Option<StoreError>);
+
 /// Feeds outcomes from a bounded channel into the stores on its own thread.
 pub(crate) struct Recorder {
     tx: mpsc::Sender<Outcome>,
-    thread: std::thread::JoinHandle<(Vec<Box<dyn Store>>, Summary, Option<StoreError>)>,
+    thread: std::thread::JoinHandle<RecorderEnd>,
 }
 
 impl Recorder {
@@ -162,10 +165,15 @@ impl Recorder {
         drop(tx);
         tokio::task::spawn_blocking(move || {
             let (mut stores, mut summary, error) = thread.join().expect("store thread panicked");
-            summary.end = if error.is_some() { RunEnd::StoreError } else { end };
+            summary.end = if error.is_some() {
+                RunEnd::StoreError
+            } else {
+                end
+            };
             summary.elapsed = elapsed();
             // Record how the run ended even when a write failed; the first error wins.
-            let ended: Result<(), StoreError> = stores.iter_mut().try_for_each(|s| s.end_run(&summary));
+            let ended: Result<(), StoreError> =
+                stores.iter_mut().try_for_each(|s| s.end_run(&summary));
             match error {
                 Some(e) => Err(e),
                 None => ended.map(|()| summary),

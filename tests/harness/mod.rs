@@ -1,0 +1,149 @@
+//! Test harness: a real fanout test server on 127.0.0.1 port 0 (kept alive on its own runtime),
+//! a temp dir, the real binary, and helpers to read the SQLite store.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fanout::serve::{ServeConfig, Server, ServerStats};
+use std::sync::Arc;
+
+pub struct TestServer {
+    pub server: Server,
+    // Dropped last: the server's tasks live on this runtime.
+    _rt: tokio::runtime::Runtime,
+}
+
+impl TestServer {
+    pub fn start(latency: Duration) -> TestServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(Server::start(ServeConfig {
+                latency,
+                ..ServeConfig::default()
+            }))
+            .unwrap();
+        TestServer { server, _rt: rt }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    pub fn stats(&self) -> &Arc<ServerStats> {
+        self.server.stats()
+    }
+}
+
+pub struct Dir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    /// `fanout` with the working directory set to this dir.
+    pub fn fanout(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fanout"));
+        c.current_dir(self.dir.path());
+        c
+    }
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::new(env!("CARGO_BIN_EXE_fanout"));
+        c.current_dir(self.dir.path());
+        c.timeout(Duration::from_secs(120));
+        c
+    }
+}
+
+/// One row of the outcomes table, as the tests look at it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: String,
+    pub url: String,
+    pub method: String,
+    pub status: Option<i64>,
+    pub error: Option<String>,
+    pub error_detail: Option<String>,
+    pub attempts: i64,
+    pub final_url: Option<String>,
+    pub body: Option<Vec<u8>>,
+}
+
+pub fn rows(db: &Path) -> Vec<Row> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT key, url, method, status, error, error_detail, attempts, final_url, body \
+             FROM outcomes ORDER BY rowid",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(Row {
+            key: r.get(0)?,
+            url: r.get(1)?,
+            method: r.get(2)?,
+            status: r.get(3)?,
+            error: r.get(4)?,
+            error_detail: r.get(5)?,
+            attempts: r.get(6)?,
+            final_url: r.get(7)?,
+            body: r.get(8)?,
+        })
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+pub fn scalar(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+pub fn text(db: &Path, sql: &str) -> String {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+pub fn integrity_ok(db: &Path) -> bool {
+    text(db, "PRAGMA integrity_check") == "ok"
+}
+
+/// Sends a signal to a child process by pid with the system's `kill`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Polls `cond` every 20 ms for up to `limit`.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
