@@ -7,14 +7,15 @@
 //! - `/status/{code}`: answers with that status.
 //! - `/redirect/{n}`: redirects n times, then lands on `/item/redirected`; `/redirect-loop` never ends.
 //! - `/echo`: the request's method, path, headers and body as JSON.
+//! - `/fail-once/{id}`: 503 the first time each id is asked for, 200 after.
 //!
 //! Every route first waits the server's configured latency.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +34,8 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     /// Added to every response.
     pub latency: Duration,
+    /// Count requests per path and query (for tests that check how often each URL was fetched).
+    pub count_paths: bool,
 }
 
 impl Default for ServeConfig {
@@ -40,6 +43,7 @@ impl Default for ServeConfig {
         ServeConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             latency: Duration::ZERO,
+            count_paths: false,
         }
     }
 }
@@ -50,6 +54,10 @@ pub struct ServerStats {
     requests: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    count_paths: bool,
+    /// Requests per path and query, when counting; also the memory of `/fail-once`.
+    /// A std Mutex: held only for a map update, never across an await.
+    hits: Mutex<HashMap<String, u32>>,
 }
 
 impl ServerStats {
@@ -60,6 +68,19 @@ impl ServerStats {
     /// The most requests that were being handled at the same moment.
     pub fn max_in_flight(&self) -> u64 {
         self.max_in_flight.load(Relaxed)
+    }
+
+    /// Requests per path and query (`/item/1?x=2`), when the server counts them.
+    pub fn hits(&self) -> HashMap<String, u32> {
+        self.hits.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts a hit on `path_and_query`; returns how many there have been, this one included.
+    fn hit(&self, path_and_query: &str) -> u32 {
+        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
+        let n = hits.entry(path_and_query.to_owned()).or_default();
+        *n += 1;
+        *n
     }
 }
 
@@ -93,7 +114,10 @@ impl Server {
     pub async fn start(config: ServeConfig) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
-        let stats = Arc::new(ServerStats::default());
+        let stats = Arc::new(ServerStats {
+            count_paths: config.count_paths,
+            ..ServerStats::default()
+        });
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(
             listener,
@@ -175,6 +199,12 @@ async fn handle(
     stats: Arc<ServerStats>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let _guard = InFlight::enter(&stats);
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let hits = if stats.count_paths || pq.starts_with("/fail-once/") {
+        stats.hit(pq)
+    } else {
+        0
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -217,6 +247,14 @@ async fn handle(
             ),
         },
         "redirect-loop" => redirect("/redirect-loop"),
+        "fail-once" if hits <= 1 => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "error": "try again" }),
+        ),
+        "fail-once" => json(
+            StatusCode::OK,
+            serde_json::json!({ "id": arg, "attempt": hits }),
+        ),
         "echo" => {
             let method = req.method().to_string();
             let query = req.uri().query().map(str::to_owned);

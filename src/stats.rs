@@ -26,6 +26,8 @@ pub struct Stats {
     pub(crate) errors: AtomicU64,
     /// Committed outcomes with a 4xx or 5xx status.
     pub(crate) http_errors: AtomicU64,
+    /// Requests skipped because the store already holds their outcome (or the key repeats).
+    pub(crate) skipped: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`] for display.
@@ -39,6 +41,8 @@ pub struct Progress {
     pub errors: u64,
     /// Committed outcomes with a 4xx or 5xx status.
     pub http_errors: u64,
+    /// Requests skipped as already recorded.
+    pub skipped: u64,
     /// Time since the run started.
     pub elapsed: Duration,
 }
@@ -53,6 +57,7 @@ impl Stats {
             recorded: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             http_errors: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         })
     }
 
@@ -65,6 +70,7 @@ impl Stats {
             in_flight: admitted.saturating_sub(finished),
             errors: self.errors.load(Relaxed),
             http_errors: self.http_errors.load(Relaxed),
+            skipped: self.skipped.load(Relaxed),
             elapsed: self.started.elapsed(),
         }
     }
@@ -115,6 +121,8 @@ impl RunEnd {
 pub struct Summary {
     /// Outcomes recorded.
     pub total: u64,
+    /// Requests skipped because their key was already recorded (resume) or repeated in the input.
+    pub skipped: u64,
     /// Responses by status class: index 1 is 1xx … index 5 is 5xx; index 0 counts anything else.
     pub status_classes: [u64; 6],
     /// Outcomes without a response, by error kind.
@@ -133,6 +141,7 @@ impl Default for Summary {
     fn default() -> Self {
         Summary {
             total: 0,
+            skipped: 0,
             status_classes: [0; 6],
             errors_by_kind: BTreeMap::new(),
             latency: Histogram::new_with_bounds(1, 24 * 3_600_000_000, 3)
@@ -200,6 +209,13 @@ impl fmt::Display for Summary {
             self.bytes,
             self.end.as_str()
         )?;
+        if self.skipped > 0 {
+            writeln!(
+                f,
+                "  skipped:  {} already recorded or repeated",
+                self.skipped
+            )?;
+        }
         let classes = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
         let mut parts: Vec<String> = (1..=5)
             .chain(std::iter::once(0))

@@ -10,6 +10,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
+use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::{BodyMode, ClientConfig, RunConfig};
 use fanout::source::{Input, RequestDefaults, SourceConfig};
 use fanout::store::StoreConfig;
@@ -119,6 +120,18 @@ pub struct FetchArgs {
     #[arg(short = 'A', long, value_name = "NAME")]
     pub user_agent: Option<String>,
 
+    /// Ignore outcomes recorded by earlier runs and fetch every request again.
+    #[arg(long)]
+    pub fresh: bool,
+
+    /// On resume, also fetch again keys whose recorded outcome is an error kind (timeout, connect, ...).
+    #[arg(long, conflicts_with = "fresh")]
+    pub retry_errors: bool,
+
+    /// On resume, also fetch again keys whose recorded status matches: e.g. '5xx,429' or '500-504'.
+    #[arg(long, value_delimiter = ',', value_parser = StatusRange::parse, value_name = "LIST", conflicts_with = "fresh")]
+    pub retry_status: Vec<StatusRange>,
+
     /// No progress bar and no summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -135,6 +148,9 @@ pub struct ServeArgs {
     /// Added to every response (e.g. 100ms).
     #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DUR")]
     pub latency: Duration,
+    /// Count requests per path and print how many paths were requested more than once at exit.
+    #[arg(long)]
+    pub count_paths: bool,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +290,11 @@ impl FetchArgs {
             concurrency: self.concurrency as usize,
             deadline: self.deadline,
             grace: self.grace,
+            resume: ResumePolicy {
+                fresh: self.fresh,
+                retry_errors: self.retry_errors,
+                retry_status: self.retry_status,
+            },
             command: std::env::args()
                 .map(|a| shell_quote(&a))
                 .collect::<Vec<_>>()

@@ -97,6 +97,9 @@ async fn fetch(a: args::FetchArgs) -> u8 {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    if !quiet && !config.resume.fresh {
+        announce_resume(&config);
+    }
     let stats = Stats::new();
     let shutdown = shutdown_signal(quiet);
     let show = !quiet && std::io::stderr().is_terminal();
@@ -133,10 +136,28 @@ async fn fetch(a: args::FetchArgs) -> u8 {
     }
 }
 
+/// Says on stderr how much of the job an earlier run already recorded.
+fn announce_resume(config: &fanout::RunConfig) {
+    let db = config.stores.iter().find_map(|s| match s {
+        fanout::store::StoreConfig::Sqlite(p) => Some(p),
+        _ => None,
+    });
+    if let Some(db) = db
+        && let Ok(Some(n)) = fanout::store::sqlite::SqliteStore::count_outcomes(db)
+        && n > 0
+    {
+        eprintln!(
+            "fanout: resuming: {n} outcomes already recorded in {}; their requests are skipped (--fresh fetches all)",
+            db.display()
+        );
+    }
+}
+
 async fn serve_cmd(a: args::ServeArgs) -> u8 {
     let config = serve::ServeConfig {
         addr: std::net::SocketAddr::new(a.host, a.port),
         latency: a.latency,
+        count_paths: a.count_paths,
     };
     let server = match serve::Server::start(config).await {
         Ok(s) => s,
@@ -157,6 +178,15 @@ async fn serve_cmd(a: args::ServeArgs) -> u8 {
         s.requests(),
         s.max_in_flight()
     );
+    if a.count_paths {
+        let hits = s.hits();
+        let repeated = hits.values().filter(|&&n| n > 1).count();
+        let max = hits.values().copied().max().unwrap_or(0);
+        eprintln!(
+            "fanout serve: {} distinct paths, {repeated} requested more than once, at most {max} times each",
+            hits.len()
+        );
+    }
     exit::OK
 }
 

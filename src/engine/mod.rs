@@ -7,6 +7,7 @@
 //! its permit until its outcome is in the (bounded) store channel, so a slow store slows admission.
 
 pub mod client;
+pub mod resume;
 
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::client::{BodyMode, Client, ClientConfig, ClientError};
+use self::resume::{InProgress, ResumePolicy};
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
 use crate::source::{OpenError, Source, SourceConfig, SourceItem};
@@ -41,6 +43,8 @@ pub struct RunConfig {
     pub deadline: Option<Duration>,
     /// After shutdown, how long in-flight requests may finish before they are recorded `cancelled`.
     pub grace: Duration,
+    /// Which recorded outcomes let a rerun skip a request.
+    pub resume: ResumePolicy,
     /// The command line, recorded in the `runs` table.
     pub command: String,
 }
@@ -54,6 +58,7 @@ impl Default for RunConfig {
             concurrency: 64,
             deadline: None,
             grace: Duration::from_secs(2),
+            resume: ResumePolicy::default(),
             command: String::new(),
         }
     }
@@ -105,16 +110,33 @@ pub async fn run_source(
     let info = RunInfo {
         command: config.command.clone(),
         started_at: SystemTime::now(),
+        fresh: config.resume.fresh,
     };
     let store_configs = config.stores.clone();
-    let stores = tokio::task::spawn_blocking(move || store::open_all(&store_configs, &info))
-        .await
-        .expect("store opening panicked")
-        .map_err(RunError::StoreOpen)?;
+    let (stores, journal) =
+        tokio::task::spawn_blocking(move || store::open_all(&store_configs, &info))
+            .await
+            .expect("store opening panicked")
+            .map_err(RunError::StoreOpen)?;
     let failed = CancellationToken::new();
     let capacity = (config.concurrency * 2).clamp(1024, 65536);
-    let recorder = Recorder::spawn(stores, stats.clone(), capacity, failed.clone())
+    let in_progress = Arc::new(InProgress::default());
+    let on_commit = {
+        let in_progress = in_progress.clone();
+        Box::new(move |batch: &[Outcome]| {
+            in_progress.committed(batch.iter().map(|o| o.key.as_str()))
+        })
+    };
+    let recorder = Recorder::spawn(stores, stats.clone(), capacity, failed.clone(), on_commit)
         .map_err(RunError::Thread)?;
+    let (items, filter) = resume::spawn(
+        source,
+        journal,
+        in_progress,
+        config.resume.clone(),
+        stats.clone(),
+        config.concurrency.clamp(256, 4096),
+    );
     let engine = Engine {
         client,
         stats,
@@ -124,10 +146,27 @@ pub async fn run_source(
         stop_inflight: CancellationToken::new(),
         stop_kind: Arc::new(OnceLock::new()),
     };
-    let end = engine.drive(source, &config, shutdown, failed).await;
+    let end = engine.drive(items, &config, shutdown, failed).await;
+    let skipped = engine.stats.skipped.load(Relaxed);
     drop(engine);
-    let summary = recorder.finish(end, move || started.elapsed()).await?;
-    Ok(summary)
+    // The filter may be blocked on a silent stdin; it has nothing more to give either way.
+    filter.abort();
+    let lookup = match filter.await {
+        Ok(Err(e)) => Some(e),
+        _ => None,
+    };
+    let end = if lookup.is_some() {
+        RunEnd::StoreError
+    } else {
+        end
+    };
+    let summary = recorder
+        .finish(end, skipped, move || started.elapsed())
+        .await?;
+    match lookup {
+        Some(e) => Err(RunError::Store(e)),
+        None => Ok(summary),
+    }
 }
 
 /// The state of one run's fetching side.
@@ -147,7 +186,7 @@ struct Engine {
 impl Engine {
     async fn drive(
         &self,
-        mut source: Source,
+        mut items: mpsc::Receiver<SourceItem>,
         config: &RunConfig,
         shutdown: impl Future<Output = ()>,
         failed: CancellationToken,
@@ -162,7 +201,7 @@ impl Engine {
         );
         tokio::pin!(deadline);
 
-        // Every arm of these selects is cancel-safe: Source::next keeps partial lines in the source.
+        // Every arm of these selects is cancel-safe (mpsc::Receiver::recv and acquire_owned are).
         let mut end = loop {
             let permit = tokio::select! {
                 biased;
@@ -176,7 +215,7 @@ impl Engine {
                 _ = &mut shutdown => break RunEnd::Interrupted,
                 _ = &mut deadline => break RunEnd::Deadline,
                 _ = failed.cancelled() => break RunEnd::StoreError,
-                item = source.next() => item,
+                item = items.recv() => item,
             };
             match item {
                 None => break RunEnd::Completed,
@@ -210,7 +249,7 @@ impl Engine {
                 self.cancel_inflight(ErrorKind::Deadline);
                 // Requests never admitted are recorded too, so the store accounts for every line.
                 tokio::select! {
-                    _ = self.record_unstarted(&mut source) => {}
+                    _ = self.record_unstarted(&mut items) => {}
                     _ = &mut shutdown => end = RunEnd::Interrupted,
                 }
             }
@@ -259,8 +298,8 @@ impl Engine {
         self.stop_inflight.cancel();
     }
 
-    async fn record_unstarted(&self, source: &mut Source) {
-        while let Some(item) = source.next().await {
+    async fn record_unstarted(&self, items: &mut mpsc::Receiver<SourceItem>) {
+        while let Some(item) = items.recv().await {
             let o = match item {
                 SourceItem::Invalid(o) => o,
                 SourceItem::Request(r) => Outcome::failed(

@@ -38,6 +38,28 @@ pub struct RunInfo {
     pub command: String,
     /// When the run started.
     pub started_at: SystemTime,
+    /// `--fresh`: earlier outcomes are ignored (recorded in `runs.mode`).
+    pub fresh: bool,
+}
+
+/// What a store holds for a key, as far as resume needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prior {
+    /// The run that recorded it.
+    pub run_id: i64,
+    /// Its status, if it was a response.
+    pub status: Option<u16>,
+    /// Its error kind's name, if it was not.
+    pub error: Option<String>,
+}
+
+/// Read access to recorded outcomes by key, for resume. Used from one task, on a blocking thread,
+/// through its own connection so it never waits for the writer.
+pub trait Journal: Send {
+    /// The id of the current run (outcomes it records carry it).
+    fn run_id(&self) -> i64;
+    /// For each key, what the store holds for it, if anything.
+    fn lookup(&mut self, keys: &[String]) -> Result<Vec<Option<Prior>>, StoreError>;
 }
 
 /// A store that cannot be opened or written.
@@ -88,20 +110,35 @@ pub trait Store: Send {
     fn end_run(&mut self, summary: &Summary) -> Result<(), StoreError>;
 }
 
+/// The opened stores, and the journal of the first SQLite store (the one resume reads).
+pub type Opened = (Vec<Box<dyn Store>>, Option<Box<dyn Journal>>);
+
 /// Opens every configured store and begins the run in each.
-pub fn open_all(configs: &[StoreConfig], run: &RunInfo) -> Result<Vec<Box<dyn Store>>, StoreError> {
+pub fn open_all(configs: &[StoreConfig], run: &RunInfo) -> Result<Opened, StoreError> {
     let mut stores: Vec<Box<dyn Store>> = Vec::with_capacity(configs.len());
+    let mut journal: Option<Box<dyn Journal>> = None;
     for c in configs {
         let mut s: Box<dyn Store> = match c {
-            StoreConfig::Sqlite(p) => Box::new(sqlite::SqliteStore::open(p)?),
+            StoreConfig::Sqlite(p) => {
+                let mut db = sqlite::SqliteStore::open(p)?;
+                db.begin_run(run)?;
+                if journal.is_none() {
+                    journal = Some(Box::new(db.journal()?));
+                }
+                stores.push(Box::new(db));
+                continue;
+            }
             StoreConfig::Jsonl(p) => Box::new(jsonl::JsonlStore::file(p)?),
             StoreConfig::JsonlStdout => Box::new(jsonl::JsonlStore::stdout()),
         };
         s.begin_run(run)?;
         stores.push(s);
     }
-    Ok(stores)
+    Ok((stores, journal))
 }
+
+/// Called on the store thread after each batch is committed to every store.
+pub type OnCommit = Box<dyn Fn(&[Outcome]) + Send>;
 
 /// What the store thread hands back: its stores, the run's totals, and the first write error.
 type RecorderEnd = (Vec<Box<dyn Store>>, Summary, Option<StoreError>);
@@ -119,6 +156,7 @@ impl Recorder {
         stats: Arc<Stats>,
         capacity: usize,
         failed: CancellationToken,
+        on_commit: OnCommit,
     ) -> std::io::Result<Recorder> {
         let (tx, mut rx) = mpsc::channel::<Outcome>(capacity);
         let thread = std::thread::Builder::new()
@@ -133,6 +171,7 @@ impl Recorder {
                     if error.is_none() {
                         match stores.iter_mut().try_for_each(|s| s.write(&batch)) {
                             Ok(()) => {
+                                on_commit(&batch);
                                 stats.count_recorded(&batch);
                                 batch.iter().for_each(|o| summary.record(o));
                             }
@@ -159,6 +198,7 @@ impl Recorder {
     pub(crate) async fn finish(
         self,
         end: RunEnd,
+        skipped: u64,
         elapsed: impl FnOnce() -> Duration + Send + 'static,
     ) -> Result<Summary, StoreError> {
         let Recorder { tx, thread } = self;
@@ -171,6 +211,7 @@ impl Recorder {
                 end
             };
             summary.elapsed = elapsed();
+            summary.skipped = skipped;
             // Record how the run ended even when a write failed; the first error wins.
             let ended: Result<(), StoreError> =
                 stores.iter_mut().try_for_each(|s| s.end_run(&summary));

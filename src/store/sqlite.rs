@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::{RunInfo, Store, StoreError};
+use super::{Journal, Prior, RunInfo, Store, StoreError};
 use crate::outcome::Outcome;
 use crate::stats::Summary;
 
@@ -18,6 +18,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT,
     command     TEXT NOT NULL,
     status      TEXT NOT NULL,
+    mode        TEXT NOT NULL DEFAULT 'resume',
+    skipped     INTEGER NOT NULL DEFAULT 0,
     outcomes    INTEGER NOT NULL DEFAULT 0,
     responses   INTEGER NOT NULL DEFAULT 0,
     errors      INTEGER NOT NULL DEFAULT 0
@@ -93,6 +95,49 @@ impl SqliteStore {
         })
     }
 
+    /// A second connection for resume lookups, bound to the run begun on this store.
+    pub fn journal(&self) -> Result<SqliteJournal, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| self.err(e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| self.err(e))?;
+        Ok(SqliteJournal {
+            path: self.path.clone(),
+            conn,
+            run_id: self.run_id,
+        })
+    }
+
+    /// Outcomes recorded in the database at `path`; `Ok(None)` when there is no such file yet.
+    pub fn count_outcomes(path: &Path) -> Result<Option<u64>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+        let has_table: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if !has_table {
+            return Ok(None);
+        }
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM outcomes", [], |r| r.get(0))
+            .map_err(err)?;
+        Ok(Some(n as u64))
+    }
+
     fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
@@ -106,8 +151,8 @@ impl Store for SqliteStore {
         let started = humantime::format_rfc3339_millis(run.started_at).to_string();
         self.conn
             .execute(
-                "INSERT INTO runs (started_at, command, status) VALUES (?1, ?2, 'running')",
-                params![started, run.command],
+                "INSERT INTO runs (started_at, command, status, mode) VALUES (?1, ?2, 'running', ?3)",
+                params![started, run.command, if run.fresh { "fresh" } else { "resume" }],
             )
             .map_err(|e| self.err(e))?;
         self.run_id = self.conn.last_insert_rowid();
@@ -150,17 +195,60 @@ impl Store for SqliteStore {
         self.conn
             .execute(
                 "UPDATE runs SET finished_at = ?1, status = ?2, outcomes = ?3, responses = ?4, \
-                 errors = ?5 WHERE id = ?6",
+                 errors = ?5, skipped = ?7 WHERE id = ?6",
                 params![
                     finished,
                     summary.end.as_str(),
                     summary.total as i64,
                     summary.responses() as i64,
                     summary.errors() as i64,
-                    self.run_id
+                    self.run_id,
+                    summary.skipped as i64
                 ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+}
+
+/// Resume lookups on their own read-only connection (WAL: never blocked by the writer).
+pub struct SqliteJournal {
+    path: String,
+    conn: Connection,
+    run_id: i64,
+}
+
+impl Journal for SqliteJournal {
+    fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    fn lookup(&mut self, keys: &[String]) -> Result<Vec<Option<Prior>>, StoreError> {
+        let result = (|| {
+            // One read transaction per batch: one snapshot, one lock acquisition.
+            let tx = self.conn.transaction()?;
+            let mut found = Vec::with_capacity(keys.len());
+            {
+                let mut stmt =
+                    tx.prepare_cached("SELECT run_id, status, error FROM outcomes WHERE key = ?1")?;
+                for k in keys {
+                    let mut rows = stmt.query([k])?;
+                    found.push(match rows.next()? {
+                        Some(r) => Some(Prior {
+                            run_id: r.get(0)?,
+                            status: r.get(1)?,
+                            error: r.get(2)?,
+                        }),
+                        None => None,
+                    });
+                }
+            }
+            tx.finish()?;
+            Ok(found)
+        })();
+        result.map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
     }
 }

@@ -1,6 +1,5 @@
 //! Test harness: a real fanout test server on 127.0.0.1 port 0 (kept alive on its own runtime),
 //! a temp dir, the real binary, and helpers to read the SQLite store.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +24,7 @@ impl TestServer {
         let server = rt
             .block_on(Server::start(ServeConfig {
                 latency,
+                count_paths: true,
                 ..ServeConfig::default()
             }))
             .unwrap();

@@ -1,14 +1,11 @@
-//! End-to-end tests of the `fanout` binary against a real HTTP server on 127.0.0.1 port 0, with the
-//! real SQLite store. They assert behaviour (what is recorded, what the server saw), never speed.
-
-mod harness;
+//! `fanout fetch` end to end: inputs, engine limits, outcomes and their kinds, stores, signals.
 
 use std::collections::HashSet;
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use harness::{Dir, TestServer, rows, scalar, text};
+use crate::harness::{self, Dir, TestServer, rows, scalar, text};
 use predicates::prelude::*;
 use predicates::str::contains;
 
