@@ -1,0 +1,391 @@
+#!/usr/bin/env bash
+# Benchmark harness for issue 5: fanout against wrk, curl --parallel, an asyncio + aiohttp script and
+# oha, all on 127.0.0.1. Run on demand (it is not part of the test suite or CI):
+#
+#   scripts/bench.sh                  # everything, median of 3 runs each
+#   RUNS=5 BENCH_BIG=0 scripts/bench.sh
+#
+# It installs what is missing (Debian nginx, wrk, curl, time, sqlite3 with apt-get; aiohttp into a venv
+# under target/bench-venv; oha with cargo install into target/bench-tools), builds fanout (or uses
+# FANOUT_BIN), starts nginx and `fanout serve` on free loopback ports, runs the workloads, prints one
+# markdown table and writes it to target/bench-results.md. Every server it starts is stopped on exit.
+#
+# Environment:
+#   RUNS=3            runs per figure; each figure is the median of the runs
+#   BENCH_BIG=1       0 skips the 10M-line memory run of workload (c) (1M always runs)
+#   BIG_RUNS=$RUNS    runs for workload (c)
+#   FANOUT_BIN=...    use this fanout binary instead of `cargo build --release`
+#   N_A=100000        distinct URLs in workload (a); N_CURL=$N_A for curl's share of it
+#   WRK_SECS=5        wrk's fixed duration; WRK_THREADS=2
+#   NGINX_WORKERS=1   nginx worker_processes ("auto" = one per core)
+#   ONLY="a b c d"    workloads to run
+#   SKIP="oha ..."    peers to leave out (wrk curl aiohttp oha), e.g. to avoid an install
+#   RUN_CAP=600       seconds any one run may take before it is killed (10M run: 4 × RUN_CAP)
+#   KEEP_TMP=1        keep the temp dir (logs, configs) for inspection
+set -uo pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+RUNS=${RUNS:-3}
+BENCH_BIG=${BENCH_BIG:-1}
+BIG_RUNS=${BIG_RUNS:-$RUNS}
+N_A=${N_A:-100000}
+N_CURL=${N_CURL:-$N_A}
+C_A=64
+WRK_SECS=${WRK_SECS:-5}
+WRK_THREADS=${WRK_THREADS:-2}
+NGINX_WORKERS=${NGINX_WORKERS:-1}
+ONLY=${ONLY:-a b c d}
+SKIP=${SKIP:-}
+RUN_CAP=${RUN_CAP:-600}
+OUT_MD=$ROOT/target/bench-results.md
+export PATH="$PATH:/usr/sbin:/sbin"
+
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'bench: warning: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+wants() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+skipped() { case " $SKIP " in *" $1 "*) log "SKIP: leaving out $1"; return 0 ;; *) return 1 ;; esac; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout-bench.XXXXXX") || die "mktemp failed"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------- installs
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || return 1
+    if [ "$APT_UPDATED" = 0 ]; then
+        log "apt-get update"
+        apt-get update -qq >"$TMP/apt.log" 2>&1 || return 1
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >>"$TMP/apt.log" 2>&1
+}
+# need CMD PACKAGE: true when CMD is (now) available.
+need() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    apt_install "$2" || true
+    command -v "$1" >/dev/null 2>&1
+}
+
+[ -x /usr/bin/time ] || apt_install time || true
+[ -x /usr/bin/time ] || die "/usr/bin/time (Debian package 'time') is required"
+need timeout coreutils || die "timeout (coreutils) is required"
+need nginx nginx || die "nginx could not be installed"
+need sqlite3 sqlite3 || warn "no sqlite3 CLI: fanout's outcome counts will not be checked"
+HAVE_WRK=0; HAVE_CURL=0; HAVE_AIOHTTP=0; HAVE_OHA=0
+if skipped wrk; then :; elif need wrk wrk; then HAVE_WRK=1; else warn "wrk could not be installed: skipping it"; fi
+if skipped curl; then :; elif need curl curl; then HAVE_CURL=1; else warn "curl could not be installed: skipping it"; fi
+
+VENV=$ROOT/target/bench-venv
+PY=$VENV/bin/python
+if skipped aiohttp; then :; elif ! "$PY" -c 'import aiohttp' 2>/dev/null; then
+    log "creating $VENV with aiohttp"
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+        apt_install python3 python3-venv || true
+        /usr/bin/python3 -m venv "$VENV" || true
+    fi
+    [ -x "$VENV/bin/pip" ] && "$VENV/bin/pip" install -q aiohttp >"$TMP/pip.log" 2>&1
+fi
+if skipped aiohttp; then :; elif "$PY" -c 'import aiohttp' 2>/dev/null; then HAVE_AIOHTTP=1; else warn "aiohttp could not be installed: skipping the Python peer"; fi
+
+OHA=$ROOT/target/bench-tools/bin/oha
+if skipped oha; then
+    OHA=/nonexistent
+elif [ ! -x "$OHA" ]; then
+    if command -v oha >/dev/null; then
+        OHA=$(command -v oha)
+    else
+        log "cargo install oha (several minutes on 2 cores)"
+        cargo install --locked --root "$ROOT/target/bench-tools" oha >"$TMP/oha-install.log" 2>&1 ||
+            warn "cargo install oha failed (see the log with KEEP_TMP=1): skipping oha"
+    fi
+fi
+[ -x "$OHA" ] && HAVE_OHA=1
+
+if [ -n "${FANOUT_BIN:-}" ]; then
+    FANOUT=$FANOUT_BIN
+else
+    log "cargo build --release"
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" || die "cargo build failed"
+    FANOUT=${CARGO_TARGET_DIR:-$ROOT/target}/release/fanout
+fi
+[ -x "$FANOUT" ] || die "no fanout binary at $FANOUT"
+
+# ----------------------------------------------------------------------------------------- servers
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+    local p i
+    for i in $(seq 1 200); do
+        p=$((20000 + (RANDOM * 32768 + RANDOM + i) % 40000))
+        port_open "$p" || { echo "$p"; return 0; }
+    done
+    return 1
+}
+wait_port() {
+    local i
+    for i in $(seq 1 100); do port_open "$1" && return 0; sleep 0.1; done
+    return 1
+}
+
+NG=$TMP/nginx
+mkdir -p "$NG"
+NGINX_PORT=$(free_port) || die "no free port"
+cat >"$NG/nginx.conf" <<EOF
+worker_processes $NGINX_WORKERS;
+daemon off;
+pid $NG/nginx.pid;
+error_log $NG/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 100000;
+    keepalive_timeout 65s;
+    client_body_temp_path $NG/client_body;
+    proxy_temp_path $NG/proxy;
+    fastcgi_temp_path $NG/fastcgi;
+    uwsgi_temp_path $NG/uwsgi;
+    scgi_temp_path $NG/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / { default_type application/json; return 200 '{"id":1,"name":"item"}'; }
+    }
+}
+EOF
+nginx -p "$NG" -c "$NG/nginx.conf" -e "$NG/error.log" &
+PIDS+=($!)
+wait_port "$NGINX_PORT" || die "nginx did not start (see $NG/error.log)"
+NGINX=http://127.0.0.1:$NGINX_PORT
+log "nginx ($NGINX_WORKERS worker(s)) on $NGINX"
+
+SERVE_PORT=$(free_port) || die "no free port"
+"$FANOUT" serve --port "$SERVE_PORT" --latency 100ms 2>"$TMP/serve.log" &
+PIDS+=($!)
+wait_port "$SERVE_PORT" || die "fanout serve did not start: $(cat "$TMP/serve.log")"
+SERVE=http://127.0.0.1:$SERVE_PORT
+log "fanout serve --latency 100ms on $SERVE"
+
+# --------------------------------------------------------------------------------------- measuring
+RES=$TMP/results
+mkdir -p "$RES"
+# measure ID CAP CMD...: one run under /usr/bin/time, killed after CAP seconds. Sets RC, WALL, CPU,
+# RSS_KB; the command's stdout and stderr are in $TMP/ID.out and $TMP/ID.err.
+measure() {
+    local id=$1 cap=$2 user sys
+    shift 2
+    rm -f "$TMP/$id.time"
+    timeout -k 5 "$cap" /usr/bin/time -f '%e %U %S %M' -o "$TMP/$id.time" "$@" \
+        >"$TMP/$id.out" 2>"$TMP/$id.err"
+    RC=$?
+    WALL=nan; CPU=nan; RSS_KB=nan
+    if [ -s "$TMP/$id.time" ] && read -r WALL user sys RSS_KB < <(tail -n 1 "$TMP/$id.time"); then
+        CPU=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.3f", u + s }')
+    fi
+    [ "$RC" = 124 ] || [ "$RC" = 137 ] && warn "$id: killed after ${cap}s"
+}
+# record ID REQUESTS OK [EXTRA]: appends one run's figures.
+record() {
+    echo "$WALL $CPU $RSS_KB $2 $3 $RC ${4:-nan}" >>"$RES/$1"
+    log "$(printf '%-22s wall %6ss  cpu %6ss  rss %6s KB  requests %s  200s %s  rc %s %s' \
+        "$1" "$WALL" "$CPU" "$RSS_KB" "$2" "$3" "$RC" "${4:-}")"
+}
+# med ID COLUMN: the median of one column over the runs (numbers only).
+med() {
+    [ -s "$RES/$1" ] || { echo nan; return; }
+    awk -v c="$2" '$c != "nan" { print $c }' "$RES/$1" | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# fanout_counts DB: "outcomes 200s" from the store.
+fanout_counts() {
+    if command -v sqlite3 >/dev/null && [ -f "$1" ]; then
+        sqlite3 -separator ' ' "$1" 'SELECT count(*), coalesce(sum(status = 200), 0) FROM outcomes' 2>/dev/null || echo "nan nan"
+    else
+        echo "nan nan"
+    fi
+}
+# fanout_other DB: outcomes that are not 200, grouped (empty when all are 200).
+fanout_other() {
+    command -v sqlite3 >/dev/null && [ -f "$1" ] || return 0
+    sqlite3 -separator ' ' "$1" "SELECT coalesce(error, status), count(*) FROM outcomes WHERE status IS NOT 200 GROUP BY 1" 2>/dev/null |
+        tr '\n' ',' | sed 's/,$//'
+}
+fanout_elapsed() { sed -n 's/^[0-9]* outcomes in \([0-9.]*\)s .*/\1/p' "$1" | tail -n 1; }
+
+urls() { seq 1 "$1" | awk -v b="$2" '{ print b $0 }'; }
+
+# ----------------------------------------------------------------------------------- workload (a)
+if wants a; then
+    log "workload (a): $N_A distinct URLs at C=$C_A against nginx, $RUNS rounds"
+    urls "$N_A" "$NGINX/item/" >"$TMP/a.txt"
+    head -n "$N_CURL" "$TMP/a.txt" | awk '{ print "url = \"" $0 "\"\noutput = \"/dev/null\"" }' >"$TMP/curl.cfg"
+    for _ in $(seq 1 "$RUNS"); do
+        if [ "$HAVE_WRK" = 1 ]; then
+            measure wrk $((WRK_SECS + 30)) wrk -t "$WRK_THREADS" -c "$C_A" -d "${WRK_SECS}s" "$NGINX/item/1"
+            n=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$TMP/wrk.out")
+            bad=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$TMP/wrk.out")
+            record a.wrk "${n:-nan}" "$(( ${n:-0} - ${bad:-0} ))"
+        fi
+        if [ "$HAVE_CURL" = 1 ]; then
+            measure curl "$RUN_CAP" curl -s --no-progress-meter --parallel --parallel-max "$C_A" \
+                -m 30 -w '%{http_code}\n' -K "$TMP/curl.cfg"
+            record a.curl "$(wc -l <"$TMP/curl.out")" "$(grep -c '^200$' "$TMP/curl.out")"
+        fi
+        if [ "$HAVE_AIOHTTP" = 1 ]; then
+            measure aiohttp "$RUN_CAP" "$PY" "$ROOT/scripts/aiohttp_fetch.py" "$TMP/a.txt" "$C_A"
+            record a.aiohttp "$N_A" "$(tail -n 1 "$TMP/aiohttp.out")"
+        fi
+        if [ "$HAVE_OHA" = 1 ]; then
+            measure oha "$RUN_CAP" "$OHA" -n "$N_A" -c "$C_A" --no-tui "$NGINX/item/1"
+            ok=$(sed -n 's/^ *\[200\] *\([0-9]*\) responses.*/\1/p' "$TMP/oha.out")
+            record a.oha "$N_A" "${ok:-nan}"
+        fi
+        rm -f "$TMP"/a.db*
+        measure fanout "$RUN_CAP" "$FANOUT" fetch "$TMP/a.txt" -c "$C_A" --db "$TMP/a.db" -q
+        read -r n ok < <(fanout_counts "$TMP/a.db")
+        other=$(fanout_other "$TMP/a.db")
+        [ -n "$other" ] && warn "fanout (a) outcomes other than 200: $other"
+        record a.fanout "$n" "$ok"
+        rm -f "$TMP"/a.db*
+    done
+fi
+
+# ----------------------------------------------------------------------------------- workload (b)
+if wants b; then
+    for nc in 2000:200 10000:1000; do
+        n=${nc%%:*}; c=${nc##*:}
+        log "workload (b): $n URLs at 100 ms latency, C=$c (ideal 1.0 s), $RUNS runs"
+        urls "$n" "$SERVE/item/" >"$TMP/b$n.txt"
+        for _ in $(seq 1 "$RUNS"); do
+            rm -f "$TMP"/b.db*
+            measure "b$n" 120 "$FANOUT" fetch "$TMP/b$n.txt" -c "$c" --db "$TMP/b.db"
+            read -r got ok < <(fanout_counts "$TMP/b.db")
+            other=$(fanout_other "$TMP/b.db")
+            [ -n "$other" ] && warn "fanout (b) outcomes other than 200: $other"
+            record "b.$n.$c" "$got" "$ok" "$(fanout_elapsed "$TMP/b$n.err")"
+        done
+        rm -f "$TMP"/b.db*
+    done
+fi
+
+# ----------------------------------------------------------------------------------- workload (c)
+if wants c; then
+    BIG="1000000"
+    if [ "$BENCH_BIG" = 0 ]; then log "BENCH_BIG=0: skipping the 10M-line run"; else BIG="$BIG 10000000"; fi
+    for n in $BIG; do
+        log "workload (c): $n lines against nginx, --body discard, $BIG_RUNS runs"
+        urls "$n" "$NGINX/item/" >"$TMP/c.txt"
+        cap=$RUN_CAP
+        [ "$n" -gt 1000000 ] && cap=$((RUN_CAP * 4))
+        for _ in $(seq 1 "$BIG_RUNS"); do
+            rm -f "$TMP"/c.db*
+            measure "c$n" "$cap" "$FANOUT" fetch "$TMP/c.txt" --body discard --db "$TMP/c.db" -q
+            read -r got ok < <(fanout_counts "$TMP/c.db")
+            other=$(fanout_other "$TMP/c.db")
+            [ -n "$other" ] && warn "fanout (c) outcomes other than 200: $other"
+            record "c.$n" "$got" "$ok"
+            rm -f "$TMP"/c.db*
+        done
+        rm -f "$TMP/c.txt"
+    done
+fi
+
+# ----------------------------------------------------------------------------------- workload (d)
+if wants d; then
+    log "workload (d): fanout bench (10 × 1 s), $RUNS runs"
+    for _ in $(seq 1 "$RUNS"); do
+        measure bench 120 "$FANOUT" bench
+        sp=$(sed -n 's/^speed-up \([0-9.]*\)x.*/\1/p' "$TMP/bench.out")
+        ok=$(awk '$1 == "sequential" || $1 == "concurrent" { s += $NF } END { print s + 0 }' "$TMP/bench.out")
+        record d.bench 20 "${ok:-nan}" "${sp:-nan}"
+    done
+fi
+
+# ------------------------------------------------------------------------------------------- table
+fmt() { awk -v x="$1" -v f="$2" 'BEGIN { if (x == "nan" || x == "") print "–"; else printf f, x }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0 || a == "" || b == "") print "nan"; else printf "%.6f", a / b }'; }
+# failures ID: a note when some runs exited non-zero or did not get all 200s.
+failures() {
+    awk '{ if ($6 != 0 || $4 != $5) bad++ } END { if (bad) printf " (%d of %d runs: non-zero exit or non-200 outcomes)", bad, NR }' "$RES/$1"
+}
+# row ID WORKLOAD TOOL NOTE: one table row from the medians of ID's runs.
+row() {
+    local id=$1 wall cpu rss n ok rps
+    [ -s "$RES/$id" ] || return 0
+    wall=$(med "$id" 1); cpu=$(med "$id" 2); rss=$(med "$id" 3); n=$(med "$id" 4); ok=$(med "$id" 5)
+    rps=$(div "$n" "$wall")
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s%s |\n' "$2" "$3" "$(fmt "$n" '%d')" \
+        "$(fmt "$ok" '%d')" "$(fmt "$wall" '%.2f')" "$(fmt "$rps" '%.0f')" \
+        "$(fmt "$(div "$cpu" "$(div "$n" 1000)")" '%.3f')" "$(fmt "$(div "$rss" 1024)" '%.1f')" "$4" "$(failures "$id")"
+}
+rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
+
+{
+    echo "| workload | tool | requests | 200s | wall s | req/s | CPU s / 1k req | peak RSS MB | fanout ratio / target |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+    if wants a; then
+        F=$(rps_of a.fanout)
+        for t in wrk curl aiohttp oha; do
+            [ -s "$RES/a.$t" ] || continue
+            case $t in
+                wrk) label="wrk -t$WRK_THREADS -c$C_A -d${WRK_SECS}s (one URL)" ;;
+                curl) label="curl --parallel --parallel-max $C_A ($N_CURL URLs)" ;;
+                aiohttp) label="Python aiohttp, Semaphore($C_A) + gather" ;;
+                oha) label="oha -n $N_A -c $C_A (one URL)" ;;
+            esac
+            note="fanout $(fmt "$(div "$F" "$(rps_of "a.$t")")" '%.2f')× this"
+            [ "$t" = wrk ] && note="$note (target ≥ 0.80×)"
+            row "a.$t" "(a) $N_A URLs, C=$C_A, nginx" "$label" "$note"
+        done
+        row a.fanout "(a) $N_A URLs, C=$C_A, nginx" "fanout fetch -c $C_A --db (SQLite)" "—"
+    fi
+    if wants b; then
+        for nc in 2000:200 10000:1000; do
+            n=${nc%%:*}; c=${nc##*:}
+            [ -s "$RES/b.$n.$c" ] || continue
+            w=$(med "b.$n.$c" 1); e=$(med "b.$n.$c" 7)
+            row "b.$n.$c" "(b) $n URLs, 100 ms, C=$c" "fanout fetch -c $c" \
+                "wall $(fmt "$w" '%.3f') s = $(fmt "$w" '%.3f')× ideal 1.0 s; run-reported $(fmt "$e" '%.3f') s (target ≤ 1.03×)"
+        done
+    fi
+    if wants c; then
+        for n in 1000000 10000000; do
+            [ -s "$RES/c.$n" ] || continue
+            rss=$(med "c.$n" 3)
+            verdict=$(awk -v r="$rss" 'BEGIN { if (r == "nan") print "?"; else print (r / 1024 <= 50 ? "met" : "missed") }')
+            row "c.$n" "(c) $n lines, nginx" "fanout fetch --body discard" "peak RSS target ≤ 50 MB: $verdict"
+        done
+    fi
+    if wants d; then
+        sp=$(med d.bench 7)
+        row d.bench "(d) fanout bench (10 × 1 s)" "fanout bench (sequential + concurrent)" \
+            "speed-up $(fmt "$sp" '%.2f')× of ideal 10× (target ≥ 9.9×)"
+    fi
+} >"$TMP/table.md"
+
+{
+    echo "# fanout benchmark results"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); medians of $RUNS runs (workload (c): $BIG_RUNS); nginx worker_processes $NGINX_WORKERS;"
+    echo "$(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), kernel $(uname -r);"
+    echo "fanout $("$FANOUT" --version 2>/dev/null | awk '{ print $2 }') at $FANOUT."
+    echo
+    cat "$TMP/table.md"
+    echo
+    echo "req/s = requests completed / process wall time (wrk: for its fixed ${WRK_SECS}s). CPU = user + sys"
+    echo "of the client process; peak RSS = its max RSS (GNU time). Each column is the median over the runs."
+} >"$TMP/results.md"
+mkdir -p "$(dirname "$OUT_MD")"
+cp "$TMP/results.md" "$OUT_MD"
+echo
+cat "$OUT_MD"
+log "written to $OUT_MD"
