@@ -92,8 +92,39 @@ impl Failure {
     }
 }
 
+/// One attempt's result: the outcome it would record, and what the server asked of the client.
+#[derive(Debug)]
+pub struct Attempt {
+    /// The outcome (`attempts: 1`).
+    pub outcome: Outcome,
+    /// The response's `Retry-After`, as a delay from now (seconds or an HTTP date).
+    pub retry_after: Option<Duration>,
+}
+
+/// Parses a `Retry-After` value: delay-seconds or an HTTP date (a date in the past is zero).
+///
+/// ```
+/// use std::time::Duration;
+/// use fanout::engine::client::parse_retry_after;
+/// assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+/// assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+/// assert_eq!(parse_retry_after("soon"), None);
+/// ```
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 /// What a successful attempt brings back.
 struct Response {
+    retry_after: Option<Duration>,
     status: StatusCode,
     ttfb: Duration,
     bytes: u64,
@@ -130,7 +161,7 @@ impl Client {
     }
 
     /// Makes one attempt at `req` (following redirects) and returns its outcome with `attempts: 1`.
-    pub async fn fetch(&self, req: &Request) -> Outcome {
+    pub async fn fetch(&self, req: &Request) -> Attempt {
         let started_at = SystemTime::now();
         let t0 = Instant::now();
         let result = match tokio::time::timeout(self.config.timeout, self.attempt(req, t0)).await {
@@ -156,8 +187,10 @@ impl Client {
             body_sha256: None,
             body: None,
         };
+        let mut retry_after = None;
         match result {
             Ok(r) => {
+                retry_after = r.retry_after;
                 o.status = Some(r.status.as_u16());
                 o.ttfb = Some(r.ttfb);
                 o.bytes = r.bytes;
@@ -170,7 +203,10 @@ impl Client {
                 o.error_detail = Some(f.detail);
             }
         }
-        o
+        Attempt {
+            outcome: o,
+            retry_after,
+        }
     }
 
     async fn attempt(&self, req: &Request, t0: Instant) -> Result<Response, Failure> {
@@ -196,60 +232,62 @@ impl Client {
             let ttfb = t0.elapsed();
             let status = resp.status();
             let location = resp.headers().get(header::LOCATION).cloned();
+            let retry_after = resp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
             if status.is_redirection()
                 && status != StatusCode::NOT_MODIFIED
                 && let Some(location) = location
             {
-                {
-                    if hops >= self.config.max_redirects {
-                        return Err(Failure::new(
-                            ErrorKind::TooManyRedirects,
-                            format!(
-                                "more than {} redirects, last to {url}",
-                                self.config.max_redirects
-                            ),
-                        ));
-                    }
-                    hops += 1;
-                    // Read the (small) redirect body so the connection can be reused.
-                    let _ =
-                        read_body(resp.into_body(), self.config.max_body, BodyMode::Discard).await;
-                    let next = location
-                        .to_str()
-                        .ok()
-                        .and_then(|l| url.join(l).ok())
-                        .ok_or_else(|| {
-                            Failure::new(
-                                ErrorKind::BadRedirect,
-                                format!("unusable Location {location:?} from {url}"),
-                            )
-                        })?;
-                    if !matches!(next.scheme(), "http" | "https") {
-                        return Err(Failure::new(
-                            ErrorKind::BadRedirect,
-                            format!("redirect to unsupported scheme: {next}"),
-                        ));
-                    }
-                    if status == StatusCode::SEE_OTHER
-                        || (matches!(status.as_u16(), 301 | 302) && method == Method::POST)
-                    {
-                        method = Method::GET;
-                        body = Bytes::new();
-                        let h = headers.to_mut();
-                        h.remove(header::CONTENT_TYPE);
-                        h.remove(header::CONTENT_LENGTH);
-                    }
-                    if next.host_str() != url.host_str()
-                        || next.port_or_known_default() != url.port_or_known_default()
-                    {
-                        // Credentials are for the host they were written for.
-                        let h = headers.to_mut();
-                        h.remove(header::AUTHORIZATION);
-                        h.remove(header::COOKIE);
-                    }
-                    url = next;
-                    continue;
+                if hops >= self.config.max_redirects {
+                    return Err(Failure::new(
+                        ErrorKind::TooManyRedirects,
+                        format!(
+                            "more than {} redirects, last to {url}",
+                            self.config.max_redirects
+                        ),
+                    ));
                 }
+                hops += 1;
+                // Read the (small) redirect body so the connection can be reused.
+                let _ = read_body(resp.into_body(), self.config.max_body, BodyMode::Discard).await;
+                let next = location
+                    .to_str()
+                    .ok()
+                    .and_then(|l| url.join(l).ok())
+                    .ok_or_else(|| {
+                        Failure::new(
+                            ErrorKind::BadRedirect,
+                            format!("unusable Location {location:?} from {url}"),
+                        )
+                    })?;
+                if !matches!(next.scheme(), "http" | "https") {
+                    return Err(Failure::new(
+                        ErrorKind::BadRedirect,
+                        format!("redirect to unsupported scheme: {next}"),
+                    ));
+                }
+                if status == StatusCode::SEE_OTHER
+                    || (matches!(status.as_u16(), 301 | 302) && method == Method::POST)
+                {
+                    method = Method::GET;
+                    body = Bytes::new();
+                    let h = headers.to_mut();
+                    h.remove(header::CONTENT_TYPE);
+                    h.remove(header::CONTENT_LENGTH);
+                }
+                if next.host_str() != url.host_str()
+                    || next.port_or_known_default() != url.port_or_known_default()
+                {
+                    // Credentials are for the host they were written for.
+                    let h = headers.to_mut();
+                    h.remove(header::AUTHORIZATION);
+                    h.remove(header::COOKIE);
+                }
+                url = next;
+                continue;
             }
             if content_length(resp.headers()).is_some_and(|len| len > self.config.max_body) {
                 return Err(too_large(self.config.max_body));
@@ -257,6 +295,7 @@ impl Client {
             let (bytes, sha256, kept) =
                 read_body(resp.into_body(), self.config.max_body, self.config.body).await?;
             return Ok(Response {
+                retry_after,
                 status,
                 ttfb,
                 bytes,

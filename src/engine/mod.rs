@@ -284,7 +284,7 @@ impl Engine {
                     o.total = t0.elapsed();
                     o
                 }
-                o = client.fetch(&req) => o,
+                a = client.fetch(&req) => a.outcome,
             };
             stats.finished.fetch_add(1, Relaxed);
             // Send before releasing the permit: a full store channel holds admission back.
