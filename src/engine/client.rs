@@ -382,9 +382,17 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
     if e.downcast_ref::<rustls::Error>().is_some() {
         return Some(ErrorKind::Tls);
     }
-    if let Some(io) = e.downcast_ref::<std::io::Error>() {
-        if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
-            return Some(ErrorKind::Tls);
+    if let Some(mut io) = e.downcast_ref::<std::io::Error>() {
+        // hyper-rustls wraps the TLS handshake's io::Error in another one, and an io::Error's
+        // source() skips the error it wraps: look through the wrappers with get_ref().
+        while let Some(inner) = io.get_ref() {
+            if inner.is::<rustls::Error>() {
+                return Some(ErrorKind::Tls);
+            }
+            match inner.downcast_ref::<std::io::Error>() {
+                Some(i) => io = i,
+                None => break,
+            }
         }
         return match io.kind() {
             Io::ConnectionRefused
