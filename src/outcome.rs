@@ -23,8 +23,11 @@ pub enum ErrorKind {
     Timeout,
     /// The run's `--deadline` passed before the request finished.
     Deadline,
-    /// The body was larger than `--max-body`.
+    /// The body was larger than `--max-body` (after decoding).
     BodyTooLarge,
+    /// The body could not be decoded as its `Content-Encoding` says (corrupt or truncated
+    /// gzip, deflate, br or zstd data).
+    Decode,
     /// More redirects than `--max-redirects`.
     TooManyRedirects,
     /// A redirect without a usable `Location` (missing, unparsable, or not http/https).
@@ -50,6 +53,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Deadline => "deadline",
             ErrorKind::BodyTooLarge => "body-too-large",
+            ErrorKind::Decode => "decode",
             ErrorKind::TooManyRedirects => "too-many-redirects",
             ErrorKind::BadRedirect => "bad-redirect",
             ErrorKind::Reset => "reset",

@@ -1,4 +1,5 @@
-//! A small local HTTP API (hyper, HTTP/1.1 and h2c) for examples, tests and benchmarks: `fanout serve`.
+//! A small local HTTP API (hyper, HTTP/1.1 and h2c; HTTPS with [`Server::start_tls`]) for examples,
+//! tests and benchmarks: `fanout serve`.
 //! Owns its listener and counts what it sees (requests, peak concurrency); never touches stores.
 //!
 //! Routes:
@@ -6,8 +7,13 @@
 //! - `/delay/{ms}`: answers after that many milliseconds.
 //! - `/status/{code}`: answers with that status.
 //! - `/redirect/{n}`: redirects n times, then lands on `/item/redirected`; `/redirect-loop` never ends.
-//! - `/echo`: the request's method, path, headers and body as JSON.
+//! - `/echo`: the request's method, path, query, HTTP version, headers and body as JSON.
 //! - `/fail-once/{id}`: 503 the first time each id is asked for, 200 after.
+//! - `/redirect-to?url=URL`: a 302 to the (percent-encoded) absolute URL given, e.g. another server.
+//! - `/encoded/{coding}/{id}`: `/item/{id}`'s document compressed with `gzip`, `deflate`, `br` or
+//!   `zstd`, with that `Content-Encoding` (sent whatever the request's `Accept-Encoding`).
+//! - `/gzip-bomb/{mib}`: that many MiB of zeros, gzip-compressed (about 1,000:1 on the wire).
+//! - `/bad-encoding/{coding}`: a body labelled with that `Content-Encoding` that is not encoded.
 //!
 //! Every route first waits the server's configured latency.
 
@@ -105,6 +111,8 @@ impl Drop for InFlight {
 /// A running server; stops when [`Server::stop`] is called or the handle is dropped.
 pub struct Server {
     addr: SocketAddr,
+    /// `http`, or `https` when serving TLS.
+    scheme: &'static str,
     stats: Arc<ServerStats>,
     stop: CancellationToken,
 }
@@ -112,6 +120,22 @@ pub struct Server {
 impl Server {
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(config: ServeConfig) -> std::io::Result<Server> {
+        Server::bind(config, None).await
+    }
+
+    /// Like [`Server::start`], over TLS with `tls` (offer ALPN `h2` and `http/1.1` in it for
+    /// HTTP/2); [`Server::url`] then gives `https://` URLs.
+    pub async fn start_tls(
+        config: ServeConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Server> {
+        Server::bind(config, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn bind(
+        config: ServeConfig,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(ServerStats {
@@ -119,13 +143,20 @@ impl Server {
             ..ServerStats::default()
         });
         let stop = CancellationToken::new();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tokio::spawn(accept_loop(
             listener,
+            tls,
             config.latency,
             stats.clone(),
             stop.clone(),
         ));
-        Ok(Server { addr, stats, stop })
+        Ok(Server {
+            addr,
+            scheme,
+            stats,
+            stop,
+        })
     }
 
     /// The bound address.
@@ -133,9 +164,9 @@ impl Server {
         self.addr
     }
 
-    /// `http://addr` followed by `path`.
+    /// `http://addr` (`https://` over TLS) followed by `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     /// Counters of what the server has seen.
@@ -157,6 +188,7 @@ impl Drop for Server {
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     latency: Duration,
     stats: Arc<ServerStats>,
     stop: CancellationToken,
@@ -173,13 +205,30 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let stats = stats.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, latency, stats.clone()));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.cancelled() => {}
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+                Some(tls) => {
+                    // A failed handshake (the client rejected the certificate) just ends here.
+                    let stream = tokio::select! {
+                        s = tls.accept(stream) => match s { Ok(s) => s, Err(_) => return },
+                        _ = stop.cancelled() => return,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
             }
         });
     }
@@ -257,6 +306,7 @@ async fn handle(
         ),
         "echo" => {
             let method = req.method().to_string();
+            let version = format!("{:?}", req.version());
             let query = req.uri().query().map(str::to_owned);
             let headers: BTreeMap<String, String> = req
                 .headers()
@@ -280,14 +330,58 @@ async fn handle(
                     "method": method,
                     "path": path,
                     "query": query,
+                    "version": version,
                     "headers": headers,
                     "body": String::from_utf8_lossy(&body),
                 }),
             )
         }
+        "redirect-to" => {
+            let to = req.uri().query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "url")
+                    .map(|(_, v)| v.into_owned())
+            });
+            match to {
+                Some(to) if http::HeaderValue::from_str(&to).is_ok() => redirect(&to),
+                _ => json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": "use /redirect-to?url=URL" }),
+                ),
+            }
+        }
+        "encoded" => {
+            let (coding, id) = arg.split_once('/').unwrap_or((arg, ""));
+            let doc = serde_json::json!({ "id": id, "name": format!("item {id}") }).to_string();
+            match encode(coding, doc.as_bytes()).await {
+                Some(body) => encoded(coding, body),
+                None => json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": "use /encoded/{gzip|deflate|br|zstd}/{id}" }),
+                ),
+            }
+        }
+        "gzip-bomb" => match arg.parse::<u64>() {
+            Ok(mib) if mib <= 4096 => {
+                let zeros = tokio::io::AsyncReadExt::take(tokio::io::repeat(0), mib << 20);
+                let mut enc = async_compression::tokio::bufread::GzipEncoder::new(
+                    tokio::io::BufReader::with_capacity(1 << 16, zeros),
+                );
+                let mut body = Vec::new();
+                match tokio::io::AsyncReadExt::read_to_end(&mut enc, &mut body).await {
+                    Ok(_) => encoded("gzip", body),
+                    Err(_) => json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({})),
+                }
+            }
+            _ => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "use /gzip-bomb/{mib} (at most 4096)" }),
+            ),
+        },
+        "bad-encoding" => encoded(arg, b"this body is not encoded at all".to_vec()),
         "" => json(
             StatusCode::OK,
-            serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/echo"] }),
+            serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/redirect-to?url=URL", "/echo", "/fail-once/{id}", "/encoded/{coding}/{id}", "/gzip-bomb/{mib}", "/bad-encoding/{coding}"] }),
         ),
         _ => json(
             StatusCode::NOT_FOUND,
@@ -303,4 +397,34 @@ fn redirect(to: &str) -> Response<Full<Bytes>> {
         .header(header::LOCATION, to)
         .body(Full::new(Bytes::new()))
         .expect("static response parts are valid")
+}
+
+/// `data` compressed with `coding` (gzip, deflate, br, zstd); `None` for another coding.
+async fn encode(coding: &str, data: &[u8]) -> Option<Vec<u8>> {
+    use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder};
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let r = match coding {
+        "gzip" => GzipEncoder::new(data).read_to_end(&mut out).await,
+        "deflate" => ZlibEncoder::new(data).read_to_end(&mut out).await,
+        "br" => BrotliEncoder::new(data).read_to_end(&mut out).await,
+        "zstd" => ZstdEncoder::new(data).read_to_end(&mut out).await,
+        _ => return None,
+    };
+    r.ok().map(|_| out)
+}
+
+/// A 200 whose body is `body` with `Content-Encoding: coding`.
+fn encoded(coding: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_ENCODING, coding)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| {
+            json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "bad coding" }),
+            )
+        })
 }

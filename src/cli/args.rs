@@ -10,6 +10,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
+use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_ca_file};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::{BodyMode, ClientConfig, RunConfig};
 use fanout::source::{Input, RequestDefaults, SourceConfig};
@@ -119,6 +120,39 @@ pub struct FetchArgs {
     /// User-Agent for requests that do not set one.
     #[arg(short = 'A', long, value_name = "NAME")]
     pub user_agent: Option<String>,
+
+    /// Do not ask for compressed bodies nor decode them: no Accept-Encoding is sent, and bodies are
+    /// recorded and held to --max-body as received. Without it, gzip, deflate, br and zstd are
+    /// asked for and decoded, and --max-body and 'bytes' count decoded bytes.
+    #[arg(long)]
+    pub raw: bool,
+
+    /// Speak HTTP/1.1 only.
+    #[arg(long, conflicts_with = "http2")]
+    pub http1: bool,
+
+    /// Speak HTTP/2 only: ALPN h2 for https, prior knowledge (h2c) for http.
+    #[arg(long)]
+    pub http2: bool,
+
+    /// Accept any TLS certificate (self-signed, expired, other name). Only for hosts you trust.
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// PEM file of CA certificates trusted besides the built-in roots (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Vec<PathBuf>,
+
+    /// Connect to ADDR whenever a URL names HOST:PORT, with no DNS look-up, as curl does
+    /// (repeatable), e.g. 'example.com:443:127.0.0.1'. TLS still checks the name HOST.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<Resolve>,
+
+    /// Open every connection through this proxy: 'http://[user:pass@]host:port' (CONNECT tunnel,
+    /// for http and https URLs), 'socks5://host:port' (names resolved here) or 'socks5h://...'
+    /// (names resolved by the proxy).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<Proxy>,
 
     /// Ignore outcomes recorded by earlier runs and fetch every request again.
     #[arg(long)]
@@ -260,8 +294,21 @@ impl FetchArgs {
                 BodyArg::Discard => BodyMode::Discard,
             },
             max_body: self.max_body,
+            raw: self.raw,
+            http_version: match (self.http1, self.http2) {
+                (true, _) => HttpVersion::Http1,
+                (_, true) => HttpVersion::Http2,
+                _ => HttpVersion::Auto,
+            },
+            insecure: self.insecure,
+            ca_files: self.cacert.clone(),
+            resolve: self.resolve.clone(),
+            proxy: self.proxy.clone(),
             ..ClientConfig::default()
         };
+        for path in &self.cacert {
+            check_ca_file(path).map_err(|e| usage(format!("--cacert: {e}")))?;
+        }
         if let Some(ua) = self.user_agent {
             HeaderValue::from_str(&ua).map_err(|_| {
                 usage(format!(

@@ -1,23 +1,37 @@
-//! The HTTP client: one attempt at a request, with redirects, per-attempt timeout and bounded body
-//! reading, turned into an [`Outcome`]. hyper-util's pooled client over rustls (HTTP/1.1 and HTTP/2
-//! by ALPN). Owns connections; knows nothing of sources, stores or admission.
+//! The HTTP client: one attempt at a request, with redirects, per-attempt timeout and bounded,
+//! decoded body reading, turned into an [`Outcome`]. hyper-util's pooled client over rustls
+//! (HTTP/1.1 and HTTP/2 by ALPN, or one forced; h2c by prior knowledge). Owns connections; knows
+//! nothing of sources, stores or admission.
+//!
+//! - `connector`: TCP connections, `--resolve` overrides and `--proxy` tunnels (CONNECT, SOCKS5).
+//! - `tls`: the rustls configuration (webpki roots, `--cacert`, `--insecure`).
+//! - `body`: streaming body reads, decoding gzip, deflate, br and zstd under `--max-body`.
+//!
+//! Redirects are followed to http and https only; a redirect to another host or port drops
+//! `Authorization` and `Cookie`; 303 (and 301/302 after POST) switch to GET without a body.
+
+mod body;
+mod connector;
+mod tls;
 
 use std::error::Error as StdError;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
+
+pub use connector::{Proxy, ProxyProtocol, Resolve};
 
 /// What to keep of a response body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,6 +43,18 @@ pub enum BodyMode {
     Store,
     /// Count the bytes only.
     Discard,
+}
+
+/// Which HTTP version the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// HTTP/1.1 for http URLs; HTTP/2 or HTTP/1.1 by ALPN for https.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only (no ALPN offered).
+    Http1,
+    /// HTTP/2 only: ALPN `h2` for https, prior knowledge (h2c) for http.
+    Http2,
 }
 
 /// Client settings.
@@ -46,6 +72,19 @@ pub struct ClientConfig {
     pub max_body: u64,
     /// Sent as User-Agent unless a request sets its own.
     pub user_agent: String,
+    /// No `Accept-Encoding` is added and bodies are not decoded (`--raw`); otherwise gzip,
+    /// deflate, br and zstd are asked for and decoded, and sizes are decoded sizes.
+    pub raw: bool,
+    /// The HTTP version spoken (`--http1`, `--http2`).
+    pub http_version: HttpVersion,
+    /// Accept any TLS certificate (`--insecure`).
+    pub insecure: bool,
+    /// PEM files of CA certificates trusted besides the webpki roots (`--cacert`).
+    pub ca_files: Vec<PathBuf>,
+    /// Fixed addresses for host and port pairs (`--resolve`).
+    pub resolve: Vec<Resolve>,
+    /// A proxy every connection goes through (`--proxy`).
+    pub proxy: Option<Proxy>,
 }
 
 impl Default for ClientConfig {
@@ -57,16 +96,30 @@ impl Default for ClientConfig {
             body: BodyMode::Hash,
             max_body: 10 << 20,
             user_agent: concat!("fanout/", env!("CARGO_PKG_VERSION")).into(),
+            raw: false,
+            http_version: HttpVersion::Auto,
+            insecure: false,
+            ca_files: Vec::new(),
+            resolve: Vec::new(),
+            proxy: None,
         }
     }
 }
 
-/// A client that cannot be built (TLS set-up).
+/// A client that cannot be built (TLS set-up, an unreadable `--cacert` file).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the HTTP client: {0}")]
 pub struct ClientError(String);
 
-type Hyper = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// Reads a PEM file of CA certificates as `--cacert` does and returns how many it holds; an
+/// unreadable file, bad PEM or no certificate at all is an error that names the file.
+pub fn check_ca_file(path: &Path) -> Result<usize, String> {
+    tls::load_ca_file(path)
+        .map(|certs| certs.len())
+        .map_err(|e| e.0)
+}
+
+type Hyper = hyper_util::client::legacy::Client<HttpsConnector<connector::Connector>, Full<Bytes>>;
 
 /// A cheap-to-clone handle on a pooled HTTP client.
 #[derive(Clone)]
@@ -134,22 +187,30 @@ struct Response {
 }
 
 impl Client {
-    /// Builds the client: connection pool, TLS with the webpki root store, HTTP/1.1 and HTTP/2.
+    /// Builds the client: connection pool, TLS (webpki roots plus `ca_files`, or any certificate
+    /// when `insecure`), the HTTP versions asked for, `resolve` overrides and the proxy.
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
+        let connector = connector::Connector::new(http, &config.resolve, config.proxy.as_ref());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| ClientError(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let tls = tls::client_config(&config, provider)?;
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let https = match config.http_version {
+            HttpVersion::Auto => builder
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(connector),
+            HttpVersion::Http1 => builder.enable_http1().wrap_connector(connector),
+            HttpVersion::Http2 => builder.enable_http2().wrap_connector(connector),
+        };
         let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(config.http_version == HttpVersion::Http2)
             .build(https);
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| ClientError("invalid user agent".into()))?;
@@ -228,6 +289,12 @@ impl Client {
                 hreq.headers_mut()
                     .insert(header::USER_AGENT, self.user_agent.clone());
             }
+            if !self.config.raw && !hreq.headers().contains_key(header::ACCEPT_ENCODING) {
+                hreq.headers_mut().insert(
+                    header::ACCEPT_ENCODING,
+                    HeaderValue::from_static(body::ACCEPT_ENCODING),
+                );
+            }
             let resp = self.http.request(hreq).await.map_err(|e| classify(&e))?;
             let ttfb = t0.elapsed();
             let status = resp.status();
@@ -252,7 +319,13 @@ impl Client {
                 }
                 hops += 1;
                 // Read the (small) redirect body so the connection can be reused.
-                let _ = read_body(resp.into_body(), self.config.max_body, BodyMode::Discard).await;
+                let _ = body::read(
+                    resp.into_body(),
+                    &[],
+                    self.config.max_body,
+                    BodyMode::Discard,
+                )
+                .await;
                 let next = location
                     .to_str()
                     .ok()
@@ -289,19 +362,32 @@ impl Client {
                 url = next;
                 continue;
             }
-            if content_length(resp.headers()).is_some_and(|len| len > self.config.max_body) {
+            // Without a coding to undo, the body is what arrives; an unknown coding is kept as is.
+            let codings = if self.config.raw {
+                Vec::new()
+            } else {
+                body::codings(resp.headers()).unwrap_or_default()
+            };
+            if codings.is_empty()
+                && content_length(resp.headers()).is_some_and(|len| len > self.config.max_body)
+            {
                 return Err(too_large(self.config.max_body));
             }
-            let (bytes, sha256, kept) =
-                read_body(resp.into_body(), self.config.max_body, self.config.body).await?;
+            let body = body::read(
+                resp.into_body(),
+                &codings,
+                self.config.max_body,
+                self.config.body,
+            )
+            .await?;
             return Ok(Response {
                 retry_after,
                 status,
                 ttfb,
-                bytes,
+                bytes: body.bytes,
                 final_url: url,
-                sha256,
-                body: kept,
+                sha256: body.sha256,
+                body: body.kept,
             });
         }
     }
@@ -316,37 +402,6 @@ fn too_large(max: u64) -> Failure {
         ErrorKind::BodyTooLarge,
         format!("body larger than {max} bytes"),
     )
-}
-
-/// Reads a body to its end, never holding more than `max` bytes.
-async fn read_body(
-    mut body: hyper::body::Incoming,
-    max: u64,
-    mode: BodyMode,
-) -> Result<(u64, Option<String>, Option<Bytes>), Failure> {
-    let mut n: u64 = 0;
-    let mut hasher = (mode == BodyMode::Hash).then(Sha256::new);
-    let mut kept = (mode == BodyMode::Store).then(BytesMut::new);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| classify(&e))?;
-        if let Ok(data) = frame.into_data() {
-            n += data.len() as u64;
-            if n > max {
-                return Err(too_large(max));
-            }
-            if let Some(h) = hasher.as_mut() {
-                h.update(&data);
-            }
-            if let Some(k) = kept.as_mut() {
-                k.extend_from_slice(&data);
-            }
-        }
-    }
-    Ok((
-        n,
-        hasher.map(|h| hex::encode(h.finalize())),
-        kept.map(BytesMut::freeze),
-    ))
 }
 
 /// Maps a client error to its stored kind by walking the source chain.

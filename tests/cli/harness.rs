@@ -147,3 +147,68 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+impl TestServer {
+    /// A test server speaking TLS with `tls` (see [`self_signed`]): `url()` gives https URLs.
+    pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> TestServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(Server::start_tls(
+                ServeConfig {
+                    count_paths: true,
+                    ..ServeConfig::default()
+                },
+                tls,
+            ))
+            .unwrap();
+        TestServer { server, _rt: rt }
+    }
+}
+
+/// A self-signed certificate for `names` (DNS names or IP addresses): its PEM, and a rustls server
+/// configuration that presents it and offers ALPN h2 and http/1.1.
+pub fn self_signed(names: &[&str]) -> (String, Arc<rustls::ServerConfig>) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let ck = rcgen::generate_simple_self_signed(names).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    (ck.cert.pem(), Arc::new(config))
+}
+
+/// Runs `cmd` to its end and returns its exit code, its stdout, and its own peak resident memory in
+/// KiB (from `wait4`, so other processes of the test run do not count).
+#[allow(clippy::zombie_processes)] // the child is reaped by wait4 below, not by Child::wait
+pub fn run_with_peak_rss(mut cmd: Command) -> (i32, String, u64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it for our own child, reaped here once.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    assert!(libc::WIFEXITED(status), "child did not exit normally");
+    (libc::WEXITSTATUS(status), out, usage.ru_maxrss as u64)
+}

@@ -1,0 +1,528 @@
+//! HTTP edges end to end: content decoding and decompression bombs, redirects across hosts, forced
+//! protocol versions, TLS trust (`--cacert`, `--insecure`), `--resolve`, and proxies (a tiny CONNECT
+//! proxy and a tiny SOCKS5 proxy in the test, both sending only to 127.0.0.1).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use predicates::prelude::*;
+use predicates::str::contains;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::{Dir, TestServer, run_with_peak_rss, self_signed};
+
+/// Runs `fanout fetch --jsonl - ARGS` on `input` (one URL a line) and returns the outcomes.
+fn fetch_jsonl(dir: &Dir, args: &[&str], input: &str) -> Vec<Value> {
+    let out = dir
+        .cmd()
+        .args(["fetch", "--jsonl", "-", "-q"])
+        .args(args)
+        .write_stdin(input.to_owned())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The one outcome of fetching `url`.
+fn fetch_one(dir: &Dir, args: &[&str], url: &str) -> Value {
+    let mut v = fetch_jsonl(dir, args, &format!("{url}\n"));
+    assert_eq!(v.len(), 1);
+    v.remove(0)
+}
+
+/// The JSON that `/echo` answered, from an outcome stored with `--body store`.
+fn echoed(outcome: &Value) -> Value {
+    assert_eq!(outcome["status"], 200, "{outcome}");
+    serde_json::from_str(outcome["body"].as_str().unwrap()).unwrap()
+}
+
+fn percent(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[test]
+fn bodies_are_decoded_by_content_encoding() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let expected = r#"{"id":"7","name":"item 7"}"#;
+    for coding in ["gzip", "deflate", "br", "zstd"] {
+        let o = fetch_one(
+            &dir,
+            &["--body", "store"],
+            &srv.url(&format!("/encoded/{coding}/7")),
+        );
+        assert_eq!(o["status"], 200, "{coding}: {o}");
+        assert_eq!(o["body"], expected, "{coding} is decoded");
+        assert_eq!(
+            o["bytes"],
+            expected.len(),
+            "{coding}: bytes counts decoded bytes"
+        );
+
+        let raw = fetch_one(
+            &dir,
+            &["--body", "store", "--raw"],
+            &srv.url(&format!("/encoded/{coding}/7")),
+        );
+        assert_eq!(raw["status"], 200);
+        assert_ne!(raw["body"], expected, "--raw keeps {coding} as received");
+    }
+}
+
+#[test]
+fn accept_encoding_is_sent_unless_set_or_raw() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let echo = srv.url("/echo");
+    let default = echoed(&fetch_one(&dir, &["--body", "store"], &echo));
+    assert_eq!(
+        default["headers"]["accept-encoding"],
+        "gzip, deflate, br, zstd"
+    );
+    let own = echoed(&fetch_one(
+        &dir,
+        &["--body", "store", "-H", "Accept-Encoding: identity"],
+        &echo,
+    ));
+    assert_eq!(own["headers"]["accept-encoding"], "identity");
+    let raw = echoed(&fetch_one(&dir, &["--body", "store", "--raw"], &echo));
+    assert!(
+        raw["headers"].get("accept-encoding").is_none(),
+        "--raw sends no Accept-Encoding: {raw}"
+    );
+}
+
+#[test]
+fn a_corrupt_encoded_body_is_a_decode_error() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    for coding in ["gzip", "deflate", "br", "zstd"] {
+        let o = fetch_one(&dir, &[], &srv.url(&format!("/bad-encoding/{coding}")));
+        assert_eq!(o["error"], "decode", "{coding}: {o}");
+        assert!(o["status"].is_null());
+        assert!(o["error_detail"].as_str().unwrap().contains(coding), "{o}");
+        let raw = fetch_one(
+            &dir,
+            &["--raw"],
+            &srv.url(&format!("/bad-encoding/{coding}")),
+        );
+        assert_eq!(raw["status"], 200, "--raw does not decode: {raw}");
+    }
+    // identity is no coding, and a coding fanout does not know is kept as received.
+    for coding in ["identity", "compress"] {
+        let o = fetch_one(&dir, &[], &srv.url(&format!("/bad-encoding/{coding}")));
+        assert_eq!(o["status"], 200, "{coding}: {o}");
+        assert_eq!(o["bytes"], "this body is not encoded at all".len());
+    }
+}
+
+#[test]
+fn a_gzip_bomb_is_body_too_large_and_decoding_streams() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let bomb = srv.url("/gzip-bomb/64");
+    // 64 MiB of zeros is about 64 KiB on the wire; the decoded size is what --max-body limits.
+    let o = fetch_one(&dir, &["--max-body", "1MiB"], &bomb);
+    assert_eq!(o["error"], "body-too-large", "{o}");
+    let raw = fetch_one(&dir, &["--max-body", "1MiB", "--raw"], &bomb);
+    assert_eq!(raw["status"], 200, "{raw}");
+    assert!(raw["bytes"].as_u64().unwrap() < 1 << 20);
+
+    // With room for it, the whole 64 MiB is decoded and hashed chunk by chunk: the process never
+    // holds the decoded body, so its peak memory stays well below the body's size.
+    dir.write("bomb.txt", &format!("{bomb}\n"));
+    let mut cmd = dir.fanout();
+    cmd.args([
+        "fetch",
+        "bomb.txt",
+        "--jsonl",
+        "-",
+        "-q",
+        "--max-body",
+        "1GiB",
+    ]);
+    let (code, out, peak_kib) = run_with_peak_rss(cmd);
+    assert_eq!(code, 0);
+    let o: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(o["status"], 200, "{o}");
+    assert_eq!(o["bytes"], 64u64 << 20);
+    eprintln!("peak RSS decoding a 64 MiB gzip body: {peak_kib} KiB");
+    assert!(
+        peak_kib < 40 * 1024,
+        "peak RSS {peak_kib} KiB: the decoded body was buffered"
+    );
+}
+
+#[test]
+fn cross_host_redirects_drop_credentials() {
+    let a = TestServer::start(Duration::ZERO);
+    let b = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let headers = [
+        "--body",
+        "store",
+        "-H",
+        "Authorization: Bearer secret",
+        "-H",
+        "Cookie: session=1",
+        "-H",
+        "X-Other: kept",
+    ];
+    let cross = a.url(&format!("/redirect-to?url={}", percent(&b.url("/echo"))));
+    let o = fetch_one(&dir, &headers, &cross);
+    assert_eq!(o["final_url"], b.url("/echo"));
+    let seen = echoed(&o);
+    assert!(
+        seen["headers"].get("authorization").is_none(),
+        "Authorization crossed hosts: {seen}"
+    );
+    assert!(seen["headers"].get("cookie").is_none(), "{seen}");
+    assert_eq!(seen["headers"]["x-other"], "kept");
+
+    let same = a.url(&format!("/redirect-to?url={}", percent(&a.url("/echo"))));
+    let seen = echoed(&fetch_one(&dir, &headers, &same));
+    assert_eq!(seen["headers"]["authorization"], "Bearer secret");
+    assert_eq!(seen["headers"]["cookie"], "session=1");
+}
+
+#[test]
+fn redirects_only_to_http_and_loops_end() {
+    let a = TestServer::start(Duration::ZERO);
+    let b = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    for target in ["ftp://127.0.0.1/x", "file:///etc/passwd"] {
+        let o = fetch_one(
+            &dir,
+            &[],
+            &a.url(&format!("/redirect-to?url={}", percent(target))),
+        );
+        assert_eq!(o["error"], "bad-redirect", "{target}: {o}");
+    }
+    let o = fetch_one(
+        &dir,
+        &["--max-redirects", "4"],
+        &a.url(&format!(
+            "/redirect-to?url={}",
+            percent(&b.url("/redirect-loop"))
+        )),
+    );
+    assert_eq!(o["error"], "too-many-redirects", "{o}");
+    assert_eq!(b.stats().requests(), 4, "one hop to b, then 3 loops on b");
+}
+
+#[test]
+fn http1_and_http2_can_be_forced() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let echo = srv.url("/echo");
+    let version = |args: &[&str]| {
+        let mut a = vec!["--body", "store"];
+        a.extend_from_slice(args);
+        echoed(&fetch_one(&dir, &a, &echo))["version"].clone()
+    };
+    assert_eq!(version(&[]), "HTTP/1.1");
+    assert_eq!(version(&["--http1"]), "HTTP/1.1");
+    assert_eq!(version(&["--http2"]), "HTTP/2.0", "h2c by prior knowledge");
+    dir.cmd()
+        .args(["fetch", "--http1", "--http2", "-"])
+        .write_stdin(echo.clone())
+        .assert()
+        .code(2)
+        .stderr(contains("--http1").and(contains("--http2")));
+}
+
+#[test]
+fn tls_trust_needs_the_ca_or_insecure() {
+    let (pem, tls) = self_signed(&["127.0.0.1", "example.test"]);
+    let srv = TestServer::start_tls(tls);
+    let dir = Dir::new();
+    let ca = dir.write("ca.pem", &pem);
+    let ca = ca.to_str().unwrap();
+    let echo = srv.url("/echo");
+    assert!(echo.starts_with("https://"));
+
+    let o = fetch_one(&dir, &[], &echo);
+    assert_eq!(o["error"], "tls", "an unknown CA is refused: {o}");
+
+    let o = fetch_one(&dir, &["--body", "store", "--cacert", ca], &echo);
+    assert_eq!(echoed(&o)["version"], "HTTP/2.0", "h2 by ALPN");
+    let o = fetch_one(&dir, &["--body", "store", "--cacert", ca, "--http1"], &echo);
+    assert_eq!(echoed(&o)["version"], "HTTP/1.1");
+    let o = fetch_one(&dir, &["--body", "store", "-k"], &echo);
+    assert_eq!(o["status"], 200, "--insecure accepts it: {o}");
+
+    // --resolve keeps the URL's name for TLS: the certificate is checked against example.test.
+    let port = srv.server.addr().port();
+    let named = format!("https://example.test:{port}/item/1");
+    let pin = format!("example.test:{port}:127.0.0.1");
+    let o = fetch_one(&dir, &["--cacert", ca, "--resolve", &pin], &named);
+    assert_eq!(o["status"], 200, "{o}");
+    let other = format!("https://other.test:{port}/item/1");
+    let pin = format!("other.test:{port}:127.0.0.1");
+    let o = fetch_one(&dir, &["--cacert", ca, "--resolve", &pin], &other);
+    assert_eq!(
+        o["error"], "tls",
+        "the certificate does not name other.test: {o}"
+    );
+}
+
+#[test]
+fn bad_cacert_files_are_usage_errors() {
+    let dir = Dir::new();
+    dir.write("empty.pem", "");
+    dir.write("junk.pem", "not a certificate\n");
+    for file in ["missing.pem", "empty.pem", "junk.pem"] {
+        dir.cmd()
+            .args(["fetch", "--cacert", file, "-"])
+            .write_stdin("http://127.0.0.1:9/\n")
+            .assert()
+            .code(2)
+            .stderr(contains("--cacert").and(contains(file)));
+    }
+}
+
+#[test]
+fn resolve_pins_a_host_and_port_to_an_address() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let port = srv.server.addr().port();
+    let pin = format!("example.test:{port}:127.0.0.1");
+    let o = fetch_one(
+        &dir,
+        &["--body", "store", "--resolve", &pin],
+        &format!("http://EXAMPLE.test:{port}/echo"),
+    );
+    let seen = echoed(&o);
+    assert_eq!(seen["headers"]["host"], format!("example.test:{port}"));
+
+    for bad in [
+        "example.test:80",
+        "example.test:x:127.0.0.1",
+        "example.test:80:nope",
+    ] {
+        dir.cmd()
+            .args(["fetch", "--resolve", bad, "-"])
+            .write_stdin("http://127.0.0.1:9/\n")
+            .assert()
+            .code(2)
+            .stderr(contains("--resolve"));
+    }
+}
+
+/// A tiny proxy on 127.0.0.1 that records what it is asked and sends every tunnel to 127.0.0.1 at
+/// the requested port: it never resolves a name, so nothing leaves the machine.
+struct TestProxy {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+#[derive(Clone, Copy)]
+enum ProxyKind {
+    Connect,
+    ConnectRefusing,
+    Socks5,
+}
+
+impl TestProxy {
+    fn start(kind: ProxyKind) -> TestProxy {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        rt.spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let _ = match kind {
+                        ProxyKind::Connect => connect_tunnel(conn, s, true).await,
+                        ProxyKind::ConnectRefusing => connect_tunnel(conn, s, false).await,
+                        ProxyKind::Socks5 => socks5_tunnel(conn, s).await,
+                    };
+                });
+            }
+        });
+        TestProxy {
+            addr,
+            seen,
+            _rt: rt,
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn connect_tunnel(
+    mut conn: TcpStream,
+    seen: Arc<Mutex<Vec<String>>>,
+    allow: bool,
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        conn.read_exact(&mut byte).await?;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    seen.lock().unwrap().push(head.clone());
+    let target = head.split_whitespace().nth(1).unwrap_or_default();
+    let port = target
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    let (Some(port), true) = (port, allow && head.starts_with("CONNECT ")) else {
+        conn.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            .await?;
+        return Ok(());
+    };
+    let mut upstream = TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await?;
+    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
+    Ok(())
+}
+
+async fn socks5_tunnel(mut conn: TcpStream, seen: Arc<Mutex<Vec<String>>>) -> std::io::Result<()> {
+    let mut hello = [0u8; 2];
+    conn.read_exact(&mut hello).await?;
+    let mut methods = vec![0u8; hello[1] as usize];
+    conn.read_exact(&mut methods).await?;
+    conn.write_all(&[5, 0]).await?; // no authentication
+    let mut req = [0u8; 4];
+    conn.read_exact(&mut req).await?;
+    let host = match req[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            conn.read_exact(&mut ip).await?;
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let len = conn.read_u8().await? as usize;
+            let mut name = vec![0u8; len];
+            conn.read_exact(&mut name).await?;
+            String::from_utf8_lossy(&name).into_owned()
+        }
+        _ => return Ok(()),
+    };
+    let port = conn.read_u16().await?;
+    seen.lock().unwrap().push(format!("{host}:{port}"));
+    let mut upstream = TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await?;
+    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
+    Ok(())
+}
+
+#[test]
+fn connect_proxy_tunnels_http_and_https() {
+    let srv = TestServer::start(Duration::ZERO);
+    let (pem, tls) = self_signed(&["example.test"]);
+    let tls_srv = TestServer::start_tls(tls);
+    let proxy = TestProxy::start(ProxyKind::Connect);
+    let dir = Dir::new();
+    let ca = dir.write("ca.pem", &pem);
+    let via = format!("http://user:p%40ss@{}", proxy.addr);
+
+    // The proxy, not fanout, resolves example.test (to 127.0.0.1 here).
+    let port = srv.server.addr().port();
+    let o = fetch_one(
+        &dir,
+        &["--body", "store", "--proxy", &via],
+        &format!("http://example.test:{port}/echo"),
+    );
+    assert_eq!(echoed(&o)["path"], "/echo");
+    let tls_port = tls_srv.server.addr().port();
+    let o = fetch_one(
+        &dir,
+        &["--proxy", &via, "--cacert", ca.to_str().unwrap()],
+        &format!("https://example.test:{tls_port}/item/2"),
+    );
+    assert_eq!(o["status"], 200, "TLS inside the tunnel: {o}");
+
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].starts_with(&format!("CONNECT example.test:{port} HTTP/1.1\r\n")));
+    assert!(seen[1].starts_with(&format!("CONNECT example.test:{tls_port} HTTP/1.1\r\n")));
+    // user:p@ss in Basic form.
+    assert!(
+        seen[0].contains("Proxy-Authorization: Basic dXNlcjpwQHNz\r\n"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_refusing_proxy_is_a_connect_error() {
+    let proxy = TestProxy::start(ProxyKind::ConnectRefusing);
+    let dir = Dir::new();
+    let o = fetch_one(
+        &dir,
+        &["--proxy", &format!("http://{}", proxy.addr)],
+        "http://example.test:8080/item/1",
+    );
+    assert_eq!(o["error"], "connect", "{o}");
+    assert_eq!(proxy.seen().len(), 1);
+}
+
+#[test]
+fn socks5_proxy_tunnels_with_remote_or_local_names() {
+    let srv = TestServer::start(Duration::ZERO);
+    let proxy = TestProxy::start(ProxyKind::Socks5);
+    let dir = Dir::new();
+    let port = srv.server.addr().port();
+    let url = format!("http://example.test:{port}/item/3");
+    let o = fetch_one(
+        &dir,
+        &["--proxy", &format!("socks5h://{}", proxy.addr)],
+        &url,
+    );
+    assert_eq!(o["status"], 200, "{o}");
+    // socks5:// resolves here; --resolve answers without DNS.
+    let pin = format!("example.test:{port}:127.0.0.1");
+    let o = fetch_one(
+        &dir,
+        &[
+            "--proxy",
+            &format!("socks5://{}", proxy.addr),
+            "--resolve",
+            &pin,
+        ],
+        &url,
+    );
+    assert_eq!(o["status"], 200, "{o}");
+    assert_eq!(
+        proxy.seen(),
+        [format!("example.test:{port}"), format!("127.0.0.1:{port}")]
+    );
+}
+
+#[test]
+fn bad_proxy_urls_are_usage_errors() {
+    let dir = Dir::new();
+    for bad in [
+        "ftp://127.0.0.1:21",
+        "127.0.0.1:3128",
+        "https://127.0.0.1:3128",
+    ] {
+        dir.cmd()
+            .args(["fetch", "--proxy", bad, "-"])
+            .write_stdin("http://127.0.0.1:9/\n")
+            .assert()
+            .code(2)
+            .stderr(contains("--proxy"));
+    }
+}
