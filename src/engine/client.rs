@@ -7,7 +7,7 @@
 //! - `tls`: the rustls configuration (webpki roots, `--cacert`, `--insecure`).
 //! - `body`: streaming body reads, decoding gzip, deflate, br and zstd under `--max-body`.
 //!
-//! Redirects are followed to http and https only; a redirect to another host or port drops
+//! Redirects are followed to http and https only; a redirect to another scheme, host or port drops
 //! `Authorization` and `Cookie`; 303 (and 301/302 after POST) switch to GET without a body.
 
 mod body;
@@ -351,10 +351,8 @@ impl Client {
                     h.remove(header::CONTENT_TYPE);
                     h.remove(header::CONTENT_LENGTH);
                 }
-                if next.host_str() != url.host_str()
-                    || next.port_or_known_default() != url.port_or_known_default()
-                {
-                    // Credentials are for the host they were written for.
+                if !same_origin(&url, &next) {
+                    // Credentials are for the origin they were written for.
                     let h = headers.to_mut();
                     h.remove(header::AUTHORIZATION);
                     h.remove(header::COOKIE);
@@ -391,6 +389,15 @@ impl Client {
             });
         }
     }
+}
+
+/// Whether two URLs have the same scheme, host and port: a redirect that changes any of them drops
+/// `Authorization` and `Cookie` (as curl does since CVE-2022-27776: an https to http hop on the same
+/// host would otherwise send them in clear).
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
@@ -473,4 +480,29 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+    use url::Url;
+
+    #[test]
+    fn origin_is_scheme_host_and_port() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(same_origin(
+            &u("https://a.test/x"),
+            &u("https://a.test:443/y")
+        ));
+        assert!(same_origin(&u("http://A.test/x"), &u("http://a.test/y")));
+        assert!(!same_origin(
+            &u("https://a.test:8443/"),
+            &u("http://a.test:8443/")
+        ));
+        assert!(!same_origin(
+            &u("http://a.test/"),
+            &u("http://a.test:8080/")
+        ));
+        assert!(!same_origin(&u("http://a.test/"), &u("http://b.a.test/")));
+    }
 }
