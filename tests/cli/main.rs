@@ -3,4 +3,5 @@
 
 mod fetch;
 mod harness;
+mod polite;
 mod resume;
