@@ -446,7 +446,7 @@ impl Hosts {
             return;
         }
         self.top.push(r);
-        self.top.sort_by(|a, b| b.attempts.cmp(&a.attempts));
+        self.top.sort_by_key(|r| std::cmp::Reverse(r.attempts));
         self.top.truncate(REPORTED_HOSTS);
     }
 
