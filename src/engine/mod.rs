@@ -1,10 +1,14 @@
-//! The engine: admits requests from a [`Source`] under the concurrency limit, fetches them with the
-//! [`Client`], and hands every outcome to the store recorder. Owns admission, shutdown and the
-//! deadline; it never writes to a store itself and never prints.
+//! The engine: admits requests from a [`Source`] under the global and per-host limits, fetches them
+//! with the [`Client`], retries what is worth retrying, and hands every outcome to the store
+//! recorder. Owns admission, shutdown and the deadline; never writes to a store itself, never prints.
 //!
-//! Admission takes an owned semaphore permit *before* reading the next input line, so at most
-//! `concurrency` fetch tasks exist at any time and nothing is spawned ahead of need. Each task holds
-//! its permit until its outcome is in the (bounded) store channel, so a slow store slows admission.
+//! Shape: the [resume filter](resume) reads the source and drops keys already recorded; a single
+//! dispatcher task owns all admission state (global limit and rate, [per-host state](hosts), jobs
+//! waiting for a host or a retry), so none of it is locked; each attempt runs as its own task,
+//! spawned only when every limit allows it (never ahead of time), and reports back over a channel
+//! whose capacity is the concurrency, so it never blocks. Outcomes go to the store thread over a
+//! bounded channel; an attempt keeps its slot until the store accepts its outcome, so a slow store
+//! slows admission.
 
 pub mod adaptive;
 pub mod client;
