@@ -12,7 +12,7 @@
 //! - [`store`]: where outcomes land (SQLite, JSONL), written in batches on a dedicated thread.
 //! - [`stats`]: live counters for progress and the final [`Summary`].
 //! - [`serve`]: a small local HTTP API used by examples, tests and benchmarks.
-//! - [`bench`]: the sequential-vs-concurrent comparison behind `fanout bench`.
+//! - [`bench`](mod@bench): the sequential-vs-concurrent comparison behind `fanout bench`.
 //! - [`units`]: parsing of durations and sizes as written on the command line.
 //!
 //! Data flows source → resume filter → bounded channel → dispatcher → attempt tasks (bounded by
