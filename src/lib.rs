@@ -6,15 +6,17 @@
 //! - [`request`]: the [`Request`] type and how its resume key is derived.
 //! - [`outcome`]: the [`Outcome`] record and the public, stable [`ErrorKind`] stored with it.
 //! - [`source`]: lazy readers that turn input lines (URLs, JSON specs, template values) into requests.
-//! - [`engine`]: admission (concurrency, deadline, shutdown), the HTTP client and the run loop.
+//! - [`engine`]: admission and the run loop; inside it the HTTP [`client`](engine::client),
+//!   [`resume`](engine::resume) (skip recorded keys), [`hosts`](engine::hosts) (per-host limits,
+//!   rates, pauses), [`retry`](engine::retry) and [`adaptive`](engine::adaptive) concurrency.
 //! - [`store`]: where outcomes land (SQLite, JSONL), written in batches on a dedicated thread.
 //! - [`stats`]: live counters for progress and the final [`Summary`].
 //! - [`serve`]: a small local HTTP API used by examples, tests and benchmarks.
-//! - [`bench`]: the sequential-vs-concurrent comparison behind `fanout bench`.
+//! - [`bench`](mod@bench): the sequential-vs-concurrent comparison behind `fanout bench`.
 //! - [`units`]: parsing of durations and sizes as written on the command line.
 //!
-//! Data flows source → bounded channel → fetch tasks (bounded by a semaphore) → bounded channel →
-//! store thread. Library code never prints; the `fanout` binary owns the terminal.
+//! Data flows source → resume filter → bounded channel → dispatcher → attempt tasks (bounded by
+//! the limits) → bounded channel → store thread. Library code never prints; the `fanout` binary owns the terminal.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fanout::RunError> {

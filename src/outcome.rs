@@ -64,6 +64,36 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 14] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::Dns,
+        ErrorKind::Connect,
+        ErrorKind::Tls,
+        ErrorKind::Timeout,
+        ErrorKind::Deadline,
+        ErrorKind::BodyTooLarge,
+        ErrorKind::Decode,
+        ErrorKind::TooManyRedirects,
+        ErrorKind::BadRedirect,
+        ErrorKind::Reset,
+        ErrorKind::Protocol,
+        ErrorKind::Cancelled,
+        ErrorKind::Io,
+    ];
+
+    /// The kind stored under `name`, if any.
+    ///
+    /// ```
+    /// assert_eq!(fanout::ErrorKind::from_name("timeout"), Some(fanout::ErrorKind::Timeout));
+    /// assert_eq!(fanout::ErrorKind::from_name("nope"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 impl std::fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

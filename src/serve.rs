@@ -14,6 +14,10 @@
 //!   `zstd`, with that `Content-Encoding` (sent whatever the request's `Accept-Encoding`).
 //! - `/gzip-bomb/{mib}`: that many MiB of zeros, gzip-compressed (about 1,000:1 on the wire).
 //! - `/bad-encoding/{coding}`: a body labelled with that `Content-Encoding` that is not encoded.
+//! - `/throttle/{id}`: the first request opens a one-second pause; every request during the pause
+//!   gets 429 with `Retry-After` (whole seconds left); afterwards 200.
+//! - `/limited/{k}/{id}`: at most k requests at once are served (after 20 ms); above that, 503 at
+//!   once. For adaptive-concurrency tests.
 //!
 //! Every route first waits the server's configured latency.
 
@@ -22,7 +26,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -64,6 +68,13 @@ pub struct ServerStats {
     /// Requests per path and query, when counting; also the memory of `/fail-once`.
     /// A std Mutex: held only for a map update, never across an await.
     hits: Mutex<HashMap<String, u32>>,
+    /// Arrival time and path of every request, when counting.
+    arrivals: Mutex<Vec<(Instant, String)>>,
+    /// When the `/throttle` pause started.
+    throttled_at: Mutex<Option<Instant>>,
+    /// Requests being served on `/limited`, and those turned away with 503.
+    limited_in_flight: AtomicU64,
+    limited_rejected: AtomicU64,
 }
 
 impl ServerStats {
@@ -81,11 +92,35 @@ impl ServerStats {
         self.hits.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Arrival time and path of every request, in arrival order, when the server counts them.
+    pub fn arrivals(&self) -> Vec<(Instant, String)> {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// When the first `/throttle` request opened the pause.
+    pub fn throttled_at(&self) -> Option<Instant> {
+        *self.throttled_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Requests `/limited` turned away with 503.
+    pub fn limited_rejected(&self) -> u64 {
+        self.limited_rejected.load(Relaxed)
+    }
+
     /// Counts a hit on `path_and_query`; returns how many there have been, this one included.
     fn hit(&self, path_and_query: &str) -> u32 {
         let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
         let n = hits.entry(path_and_query.to_owned()).or_default();
         *n += 1;
+        if self.count_paths {
+            self.arrivals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((Instant::now(), path_and_query.to_owned()));
+        }
         *n
     }
 }
@@ -304,6 +339,8 @@ async fn handle(
             StatusCode::OK,
             serde_json::json!({ "id": arg, "attempt": hits }),
         ),
+        "throttle" => throttle(&stats, arg),
+        "limited" => limited(&stats, arg).await,
         "echo" => {
             let method = req.method().to_string();
             let version = format!("{:?}", req.version());
@@ -381,7 +418,7 @@ async fn handle(
         "bad-encoding" => encoded(arg, b"this body is not encoded at all".to_vec()),
         "" => json(
             StatusCode::OK,
-            serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/redirect-to?url=URL", "/echo", "/fail-once/{id}", "/encoded/{coding}/{id}", "/gzip-bomb/{mib}", "/bad-encoding/{coding}"] }),
+            serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/redirect-to?url=URL", "/echo", "/fail-once/{id}", "/throttle/{id}", "/limited/{k}/{id}", "/encoded/{coding}/{id}", "/gzip-bomb/{mib}", "/bad-encoding/{coding}"] }),
         ),
         _ => json(
             StatusCode::NOT_FOUND,
@@ -389,6 +426,48 @@ async fn handle(
         ),
     };
     Ok(resp)
+}
+
+fn throttle(stats: &ServerStats, id: &str) -> Response<Full<Bytes>> {
+    let now = Instant::now();
+    let started = *stats
+        .throttled_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert(now);
+    let until = started + Duration::from_secs(1);
+    if now < until {
+        let left = (until - now).as_secs_f64().ceil().max(1.0) as u64;
+        let mut r = json(
+            StatusCode::TOO_MANY_REQUESTS,
+            serde_json::json!({ "error": "slow down" }),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(left));
+        return r;
+    }
+    json(StatusCode::OK, serde_json::json!({ "id": id }))
+}
+
+async fn limited(stats: &ServerStats, arg: &str) -> Response<Full<Bytes>> {
+    let k: u64 = arg
+        .split('/')
+        .next()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(1);
+    let now = stats.limited_in_flight.fetch_add(1, Relaxed) + 1;
+    let resp = if now > k {
+        stats.limited_rejected.fetch_add(1, Relaxed);
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "error": "over capacity" }),
+        )
+    } else {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        json(StatusCode::OK, serde_json::json!({ "limited": k }))
+    };
+    stats.limited_in_flight.fetch_sub(1, Relaxed);
+    resp
 }
 
 fn redirect(to: &str) -> Response<Full<Bytes>> {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::engine::hosts::HostReport;
 use crate::outcome::{ErrorKind, Outcome};
 
 /// Shared live counters for one run. Cheap to read from any thread at any time.
@@ -28,6 +29,8 @@ pub struct Stats {
     pub(crate) http_errors: AtomicU64,
     /// Requests skipped because the store already holds their outcome (or the key repeats).
     pub(crate) skipped: AtomicU64,
+    /// Attempts scheduled again after a retryable failure.
+    pub(crate) retries: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`] for display.
@@ -43,6 +46,8 @@ pub struct Progress {
     pub http_errors: u64,
     /// Requests skipped as already recorded.
     pub skipped: u64,
+    /// Retries scheduled so far.
+    pub retries: u64,
     /// Time since the run started.
     pub elapsed: Duration,
 }
@@ -58,6 +63,7 @@ impl Stats {
             errors: AtomicU64::new(0),
             http_errors: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
         })
     }
 
@@ -71,6 +77,7 @@ impl Stats {
             errors: self.errors.load(Relaxed),
             http_errors: self.http_errors.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
+            retries: self.retries.load(Relaxed),
             elapsed: self.started.elapsed(),
         }
     }
@@ -123,6 +130,10 @@ pub struct Summary {
     pub total: u64,
     /// Requests skipped because their key was already recorded (resume) or repeated in the input.
     pub skipped: u64,
+    /// Attempts made again after a retryable failure.
+    pub retries: u64,
+    /// The busiest hosts: with `--adaptive` their learned limits; otherwise hosts that pushed back.
+    pub hosts: Vec<HostReport>,
     /// Responses by status class: index 1 is 1xx … index 5 is 5xx; index 0 counts anything else.
     pub status_classes: [u64; 6],
     /// Outcomes without a response, by error kind.
@@ -142,6 +153,8 @@ impl Default for Summary {
         Summary {
             total: 0,
             skipped: 0,
+            retries: 0,
+            hosts: Vec::new(),
             status_classes: [0; 6],
             errors_by_kind: BTreeMap::new(),
             latency: Histogram::new_with_bounds(1, 24 * 3_600_000_000, 3)
@@ -240,6 +253,16 @@ impl fmt::Display for Summary {
                 ms(p90),
                 ms(p99),
                 ms(max)
+            )?;
+        }
+        if self.retries > 0 {
+            writeln!(f, "  retries:  {}", self.retries)?;
+        }
+        for h in &self.hosts {
+            writeln!(
+                f,
+                "  host {}: limit {}, {} attempts, {} overloaded (429/503/timeout/refused)",
+                h.host, h.limit, h.attempts, h.overloads
             )?;
         }
         Ok(())

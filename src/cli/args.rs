@@ -11,7 +11,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_ca_file};
+use fanout::engine::hosts::{HostLimits, Rate};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
+use fanout::engine::retry::{RetryOn, RetryPolicy};
 use fanout::engine::{BodyMode, ClientConfig, RunConfig};
 use fanout::source::{Input, RequestDefaults, SourceConfig};
 use fanout::store::StoreConfig;
@@ -154,6 +156,47 @@ pub struct FetchArgs {
     #[arg(long, value_name = "URL")]
     pub proxy: Option<Proxy>,
 
+    /// Requests in flight to one host (host:port) at most, on top of -c.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub per_host: Option<u32>,
+
+    /// Requests per second overall: 100/s, 6000/m, 36000/h.
+    #[arg(long, value_parser = Rate::parse, value_name = "RATE")]
+    pub rate: Option<Rate>,
+
+    /// Requests per second to one host.
+    #[arg(long, value_parser = Rate::parse, value_name = "RATE")]
+    pub per_host_rate: Option<Rate>,
+
+    /// Requests a rate limit lets through at once [default: one second of the rate].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: Option<u32>,
+
+    /// Learn each host's safe concurrency (AIMD on 429/503, timeouts and latency), up to --per-host.
+    #[arg(long)]
+    pub adaptive: bool,
+
+    /// Retries after the first attempt, for retryable outcomes (see --retry-on).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub retries: u32,
+
+    /// What is retried: statuses, classes, ranges and error kinds.
+    #[arg(long, value_parser = RetryOn::parse, value_name = "LIST",
+          default_value = "429,502,503,504,connect,dns,timeout,reset")]
+    pub retry_on: RetryOn,
+
+    /// Also retry requests whose method is not idempotent (POST, PATCH).
+    #[arg(long)]
+    pub retry_non_idempotent: bool,
+
+    /// Exponential backoff with full jitter: first ceiling..largest ceiling.
+    #[arg(long, default_value = "250ms..30s", value_parser = parse_backoff, value_name = "MIN..MAX")]
+    pub backoff: (Duration, Duration),
+
+    /// Longest Retry-After honoured (429/503 pause the whole host that long at most).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DUR")]
+    pub max_retry_after: Duration,
+
     /// Ignore outcomes recorded by earlier runs and fetch every request again.
     #[arg(long)]
     pub fresh: bool,
@@ -204,6 +247,19 @@ impl BenchArgs {
     pub fn requests(&self) -> usize {
         self.requests as usize
     }
+}
+
+fn parse_backoff(s: &str) -> Result<(Duration, Duration), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("'{s}' must look like 250ms..30s"))?;
+    let (a, b) = (parse_duration(a)?, parse_duration(b)?);
+    if a.is_zero() || a > b {
+        return Err(format!(
+            "'{s}': the first ceiling must be above 0 and at most the largest"
+        ));
+    }
+    Ok((a, b))
 }
 
 fn usage(msg: String) -> clap::Error {
@@ -337,6 +393,21 @@ impl FetchArgs {
             concurrency: self.concurrency as usize,
             deadline: self.deadline,
             grace: self.grace,
+            limits: HostLimits {
+                per_host: self.per_host.map(|n| n as usize),
+                per_host_rate: self.per_host_rate,
+                rate: self.rate,
+                burst: self.burst,
+                adaptive: self.adaptive,
+            },
+            retry: RetryPolicy {
+                retries: self.retries,
+                on: self.retry_on,
+                non_idempotent: self.retry_non_idempotent,
+                backoff_base: self.backoff.0,
+                backoff_max: self.backoff.1,
+                max_retry_after: self.max_retry_after,
+            },
             resume: ResumePolicy {
                 fresh: self.fresh,
                 retry_errors: self.retry_errors,

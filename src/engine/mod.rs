@@ -1,26 +1,36 @@
-//! The engine: admits requests from a [`Source`] under the concurrency limit, fetches them with the
-//! [`Client`], and hands every outcome to the store recorder. Owns admission, shutdown and the
-//! deadline; it never writes to a store itself and never prints.
+//! The engine: admits requests from a [`Source`] under the global and per-host limits, fetches them
+//! with the [`Client`], retries what is worth retrying, and hands every outcome to the store
+//! recorder. Owns admission, shutdown and the deadline; never writes to a store itself, never prints.
 //!
-//! Admission takes an owned semaphore permit *before* reading the next input line, so at most
-//! `concurrency` fetch tasks exist at any time and nothing is spawned ahead of need. Each task holds
-//! its permit until its outcome is in the (bounded) store channel, so a slow store slows admission.
+//! Shape: the [resume filter](resume) reads the source and drops keys already recorded; a single
+//! dispatcher task owns all admission state (global limit and rate, [per-host state](hosts), jobs
+//! waiting for a host or a retry), so none of it is locked; each attempt runs as its own task,
+//! spawned only when every limit allows it (never ahead of time), and reports back over a channel
+//! whose capacity is the concurrency, so it never blocks. Outcomes go to the store thread over a
+//! bounded channel; an attempt keeps its slot until the store accepts its outcome, so a slow store
+//! slows admission.
 
+pub mod adaptive;
 pub mod client;
+pub mod hosts;
 pub mod resume;
+pub mod retry;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use self::adaptive::Signal;
 pub use self::client::{BodyMode, Client, ClientConfig, ClientError};
+use self::hosts::{Bucket, HostLimits, Hosts};
 use self::resume::{InProgress, ResumePolicy};
+use self::retry::RetryPolicy;
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
 use crate::source::{OpenError, Source, SourceConfig, SourceItem};
@@ -45,6 +55,10 @@ pub struct RunConfig {
     pub grace: Duration,
     /// Which recorded outcomes let a rerun skip a request.
     pub resume: ResumePolicy,
+    /// Per-host limits, rate limits and adaptive concurrency.
+    pub limits: HostLimits,
+    /// Retries and backoff.
+    pub retry: RetryPolicy,
     /// The command line, recorded in the `runs` table.
     pub command: String,
 }
@@ -59,6 +73,8 @@ impl Default for RunConfig {
             deadline: None,
             grace: Duration::from_secs(2),
             resume: ResumePolicy::default(),
+            limits: HostLimits::default(),
+            retry: RetryPolicy::default(),
             command: String::new(),
         }
     }
@@ -137,18 +153,36 @@ pub async fn run_source(
         stats.clone(),
         config.concurrency.clamp(256, 4096),
     );
-    let engine = Engine {
+    let concurrency = config.concurrency.max(1);
+    let (done_tx, done_rx) = mpsc::channel(concurrency);
+    let shared = Arc::new(Shared {
         client,
-        stats,
-        tx: recorder.sender(),
-        limit: Arc::new(Semaphore::new(config.concurrency.max(1))),
-        tasks: TaskTracker::new(),
-        stop_inflight: CancellationToken::new(),
-        stop_kind: Arc::new(OnceLock::new()),
+        retry: config.retry.clone(),
+        out: recorder.sender(),
+        done: done_tx,
+        stop: CancellationToken::new(),
+        stop_kind: OnceLock::new(),
+    });
+    let now = Instant::now();
+    let mut dispatcher = Dispatcher {
+        shared,
+        stats: stats.clone(),
+        done_rx,
+        hosts: Hosts::new(config.limits.clone(), concurrency),
+        global: config
+            .limits
+            .rate
+            .map(|r| Bucket::new(r, config.limits.burst_for(r), now)),
+        in_flight: 0,
+        concurrency,
+        max_parked: (concurrency * 8).max(1024),
+        stopping: None,
     };
-    let end = engine.drive(items, &config, shutdown, failed).await;
-    let skipped = engine.stats.skipped.load(Relaxed);
-    drop(engine);
+    let end = dispatcher.drive(items, &config, shutdown, failed).await;
+    let skipped = stats.skipped.load(Relaxed);
+    let retries = stats.retries.load(Relaxed);
+    let hosts = dispatcher.hosts.report();
+    drop(dispatcher.shared);
     // The filter may be blocked on a silent stdin; it has nothing more to give either way.
     filter.abort();
     let lookup = match filter.await {
@@ -160,32 +194,116 @@ pub async fn run_source(
     } else {
         end
     };
-    let summary = recorder
+    let mut summary = recorder
         .finish(end, skipped, move || started.elapsed())
         .await?;
+    summary.retries = retries;
+    summary.hosts = hosts;
     match lookup {
         Some(e) => Err(RunError::Store(e)),
         None => Ok(summary),
     }
 }
 
-/// The state of one run's fetching side.
-struct Engine {
-    client: Client,
-    stats: Arc<Stats>,
-    /// Bounded channel into the store thread.
-    tx: mpsc::Sender<Outcome>,
-    /// The global concurrency limit; a permit is owned by each fetch task.
-    limit: Arc<Semaphore>,
-    tasks: TaskTracker,
-    /// Cancelled to abort every in-flight fetch; `stop_kind` says what to record them as.
-    stop_inflight: CancellationToken,
-    stop_kind: Arc<OnceLock<ErrorKind>>,
+/// A request on its way through the engine, with what its attempts so far have left.
+pub(crate) struct Job {
+    pub(crate) req: Request,
+    /// `host:port`, the key of the host's state.
+    pub(crate) host: Arc<str>,
+    attempts: u32,
+    /// Wall-clock and monotonic start of the first attempt.
+    first: Option<(SystemTime, Instant)>,
+    /// The outcome of the last failed attempt, while the job waits to be retried.
+    last: Option<Outcome>,
 }
 
-impl Engine {
+impl Job {
+    fn new(req: Request) -> Job {
+        let host = format!(
+            "{}:{}",
+            req.url.host_str().unwrap_or(""),
+            req.url.port_or_known_default().unwrap_or(0)
+        );
+        Job {
+            req,
+            host: host.into(),
+            attempts: 0,
+            first: None,
+            last: None,
+        }
+    }
+
+    /// The outcome of a job stopped by shutdown or the deadline before it could finish.
+    fn stopped(&self, kind: ErrorKind, what: &str) -> Outcome {
+        let detail = match &self.last {
+            Some(last) => format!(
+                "{kind} while {what}; last attempt: {}",
+                match (last.status, &last.error_detail) {
+                    (Some(s), _) => format!("HTTP {s}"),
+                    (None, Some(d)) => d.clone(),
+                    (None, None) => "no response".into(),
+                }
+            ),
+            None => format!("{kind} while {what}"),
+        };
+        let mut o = Outcome::failed(
+            self.req.key.clone(),
+            self.req.url.to_string(),
+            self.req.method.to_string(),
+            kind,
+            detail,
+        );
+        o.attempts = self.attempts;
+        if let Some((sys, mono)) = self.first {
+            o.started_at = sys;
+            o.total = mono.elapsed();
+        }
+        o
+    }
+}
+
+/// What a finished attempt reports to the dispatcher.
+struct Done {
+    host: Arc<str>,
+    signal: Signal,
+    /// A `Retry-After` pause for the whole host.
+    pause: Option<Duration>,
+    /// The job and its backoff, when it is to be tried again.
+    retry: Option<(Job, Duration)>,
+}
+
+/// What every attempt task shares.
+struct Shared {
+    client: Client,
+    retry: RetryPolicy,
+    /// Bounded channel into the store thread.
+    out: mpsc::Sender<Outcome>,
+    /// Back to the dispatcher; capacity ≥ concurrency, and each task sends exactly once.
+    done: mpsc::Sender<Done>,
+    /// Cancelled to abort every in-flight attempt; `stop_kind` says what to record them as.
+    stop: CancellationToken,
+    stop_kind: OnceLock<ErrorKind>,
+}
+
+/// Admission: owns the global limit and rate, every host's state, and the jobs waiting. A single
+/// task, so none of this state is shared or locked; attempt tasks talk to it through `Done`.
+struct Dispatcher {
+    shared: Arc<Shared>,
+    stats: Arc<Stats>,
+    done_rx: mpsc::Receiver<Done>,
+    hosts: Hosts,
+    global: Option<Bucket>,
+    in_flight: usize,
+    concurrency: usize,
+    /// Jobs that may wait for their host before input reading pauses.
+    max_parked: usize,
+    /// Set once the run is stopping: what unfinished jobs are recorded as.
+    stopping: Option<ErrorKind>,
+}
+
+impl Dispatcher {
     async fn drive(
-        &self,
+        &mut self,
         mut items: mpsc::Receiver<SourceItem>,
         config: &RunConfig,
         shutdown: impl Future<Output = ()>,
@@ -194,108 +312,146 @@ impl Engine {
         let shutdown = shutdown.fuse();
         tokio::pin!(shutdown);
         // Ten years stands in for "no deadline" so that one select! serves both cases.
-        let deadline = tokio::time::sleep(
-            config
-                .deadline
-                .unwrap_or(Duration::from_secs(10 * 365 * 86400)),
-        );
+        let far = Duration::from_secs(10 * 365 * 86400);
+        let deadline = tokio::time::sleep(config.deadline.unwrap_or(far));
         tokio::pin!(deadline);
+        let timer = tokio::time::sleep(far);
+        tokio::pin!(timer);
+        let mut timer_at: Option<Instant> = None;
+        let mut input_open = true;
 
-        // Every arm of these selects is cancel-safe (mpsc::Receiver::recv and acquire_owned are).
+        // Every arm is cancel-safe (mpsc recv, sleeps, a fused future).
         let mut end = loop {
-            let permit = tokio::select! {
+            let now = Instant::now();
+            self.hosts.fire_timers(now);
+            self.start_ready(now);
+            if !input_open && self.in_flight == 0 && self.hosts.parked() == 0 {
+                break RunEnd::Completed;
+            }
+            let wake = self.next_wake();
+            if wake != timer_at {
+                timer_at = wake;
+                timer
+                    .as_mut()
+                    .reset(wake.unwrap_or_else(|| now + far).into());
+            }
+            let can_read = input_open && self.hosts.parked() < self.max_parked;
+            tokio::select! {
                 biased;
                 _ = &mut shutdown => break RunEnd::Interrupted,
                 _ = &mut deadline => break RunEnd::Deadline,
                 _ = failed.cancelled() => break RunEnd::StoreError,
-                p = self.limit.clone().acquire_owned() => p.expect("the limit is never closed"),
-            };
-            let item = tokio::select! {
-                biased;
-                _ = &mut shutdown => break RunEnd::Interrupted,
-                _ = &mut deadline => break RunEnd::Deadline,
-                _ = failed.cancelled() => break RunEnd::StoreError,
-                item = items.recv() => item,
-            };
-            match item {
-                None => break RunEnd::Completed,
-                Some(SourceItem::Invalid(o)) => {
-                    drop(permit);
-                    if self.tx.send(o).await.is_err() {
-                        break RunEnd::StoreError;
+                Some(done) = self.done_rx.recv() => self.on_done(done).await,
+                item = items.recv(), if can_read => match item {
+                    None => input_open = false,
+                    Some(SourceItem::Invalid(o)) => {
+                        if self.shared.out.send(o).await.is_err() {
+                            break RunEnd::StoreError;
+                        }
                     }
-                }
-                Some(SourceItem::Request(req)) => self.spawn_fetch(req, permit),
+                    Some(SourceItem::Request(r)) => self.hosts.push(Job::new(r), Instant::now()),
+                },
+                _ = &mut timer, if timer_at.is_some() => timer_at = None,
             }
         };
-        self.tasks.close();
 
-        if end == RunEnd::Completed {
-            tokio::select! {
-                _ = self.tasks.wait() => {}
-                _ = &mut shutdown => end = RunEnd::Interrupted,
-                _ = &mut deadline => end = RunEnd::Deadline,
-                _ = failed.cancelled() => end = RunEnd::StoreError,
-            }
-        }
-        match end {
-            RunEnd::Completed => {}
-            RunEnd::Interrupted => {
-                let _ = tokio::time::timeout(config.grace, self.tasks.wait()).await;
-                self.cancel_inflight(ErrorKind::Cancelled);
-            }
-            RunEnd::StoreError => self.cancel_inflight(ErrorKind::Cancelled),
-            RunEnd::Deadline => {
-                self.cancel_inflight(ErrorKind::Deadline);
-                // Requests never admitted are recorded too, so the store accounts for every line.
+        if end == RunEnd::Interrupted {
+            // Grace: in-flight attempts may finish; nothing new starts, retries are not made.
+            self.stopping = Some(ErrorKind::Cancelled);
+            let grace = tokio::time::sleep(config.grace);
+            tokio::pin!(grace);
+            while self.in_flight > 0 {
                 tokio::select! {
-                    _ = self.record_unstarted(&mut items) => {}
-                    _ = &mut shutdown => end = RunEnd::Interrupted,
+                    _ = &mut grace => break,
+                    Some(done) = self.done_rx.recv() => self.on_done(done).await,
                 }
             }
         }
-        self.tasks.wait().await;
+        let kind = match end {
+            RunEnd::Deadline => ErrorKind::Deadline,
+            _ => ErrorKind::Cancelled,
+        };
+        self.stopping = Some(kind);
+        let _ = self.shared.stop_kind.set(kind);
+        self.shared.stop.cancel();
+        if end != RunEnd::StoreError {
+            for job in self.hosts.drain() {
+                // Jobs never attempted are left for a rerun, except at the deadline, which
+                // accounts for every line read.
+                if job.attempts > 0 || end == RunEnd::Deadline {
+                    let what = if job.attempts > 0 {
+                        "waiting to retry"
+                    } else {
+                        "waiting for its host"
+                    };
+                    let _ = self.shared.out.send(job.stopped(kind, what)).await;
+                }
+            }
+        }
+        if end == RunEnd::Deadline {
+            tokio::select! {
+                _ = self.record_unstarted(&mut items) => {}
+                _ = &mut shutdown => end = RunEnd::Interrupted,
+            }
+        }
+        while self.in_flight > 0 {
+            match self.done_rx.recv().await {
+                Some(done) => self.on_done(done).await,
+                None => break,
+            }
+        }
         end
     }
 
-    fn spawn_fetch(&self, req: Request, permit: OwnedSemaphorePermit) {
-        self.stats.admitted.fetch_add(1, Relaxed);
-        let client = self.client.clone();
-        let tx = self.tx.clone();
-        let stats = self.stats.clone();
-        let stop = self.stop_inflight.clone();
-        let stop_kind = self.stop_kind.clone();
-        self.tasks.spawn(async move {
-            let started_at = SystemTime::now();
-            let t0 = Instant::now();
-            let outcome = tokio::select! {
-                biased;
-                _ = stop.cancelled() => {
-                    let kind = *stop_kind.get().unwrap_or(&ErrorKind::Cancelled);
-                    let mut o = Outcome::failed(
-                        req.key.clone(),
-                        req.url.to_string(),
-                        req.method.to_string(),
-                        kind,
-                        format!("{kind} while in flight"),
-                    );
-                    o.attempts = 1;
-                    o.started_at = started_at;
-                    o.total = t0.elapsed();
-                    o
-                }
-                a = client.fetch(&req) => a.outcome,
-            };
-            stats.finished.fetch_add(1, Relaxed);
-            // Send before releasing the permit: a full store channel holds admission back.
-            let _ = tx.send(outcome).await;
-            drop(permit);
-        });
+    /// The next instant something waiting may become startable.
+    fn next_wake(&self) -> Option<Instant> {
+        let global = self
+            .global
+            .as_ref()
+            .filter(|_| self.hosts.has_ready() && self.in_flight < self.concurrency)
+            .map(Bucket::ready_at);
+        [self.hosts.next_wake(), global].into_iter().flatten().min()
     }
 
-    fn cancel_inflight(&self, kind: ErrorKind) {
-        let _ = self.stop_kind.set(kind);
-        self.stop_inflight.cancel();
+    /// Starts jobs while the global limit and rate allow and some host can take one.
+    fn start_ready(&mut self, now: Instant) {
+        while self.in_flight < self.concurrency && self.hosts.has_ready() {
+            if self.global.as_ref().is_some_and(|b| b.ready_at() > now) {
+                return;
+            }
+            let Some(job) = self.hosts.next_startable(now) else {
+                return;
+            };
+            if let Some(b) = self.global.as_mut() {
+                b.take(now);
+            }
+            self.in_flight += 1;
+            self.stats.admitted.fetch_add(1, Relaxed);
+            tokio::spawn(run_attempt(self.shared.clone(), job));
+        }
+    }
+
+    async fn on_done(&mut self, done: Done) {
+        self.in_flight -= 1;
+        self.stats.finished.fetch_add(1, Relaxed);
+        let now = Instant::now();
+        self.hosts
+            .completed(&done.host, done.signal, done.pause, now);
+        if let Some((job, delay)) = done.retry {
+            match self.stopping {
+                Some(kind) => {
+                    let _ = self
+                        .shared
+                        .out
+                        .send(job.stopped(kind, "waiting to retry"))
+                        .await;
+                }
+                None => {
+                    self.stats.retries.fetch_add(1, Relaxed);
+                    self.hosts.push_delayed(job, now + delay);
+                }
+            }
+        }
     }
 
     async fn record_unstarted(&self, items: &mut mpsc::Receiver<SourceItem>) {
@@ -310,9 +466,89 @@ impl Engine {
                     "not started: the run's deadline passed",
                 ),
             };
-            if self.tx.send(o).await.is_err() {
+            if self.shared.out.send(o).await.is_err() {
                 return;
             }
         }
+    }
+}
+
+/// What a finished attempt says about the host's load, for the adaptive limit.
+fn signal_of(o: &Outcome) -> Signal {
+    match (o.status, o.error) {
+        (Some(429 | 503), _) => Signal::Overload,
+        (Some(_), _) => Signal::Ok(o.ttfb.unwrap_or(o.total)),
+        (None, Some(ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Reset)) => {
+            Signal::Overload
+        }
+        _ => Signal::Neutral,
+    }
+}
+
+/// One attempt at a job, as its own task. Always reports back to the dispatcher exactly once,
+/// even if the attempt panics, so the in-flight count stays true.
+async fn run_attempt(shared: Arc<Shared>, job: Job) {
+    let host = job.host.clone();
+    let done = match AssertUnwindSafe(attempt(&shared, job)).catch_unwind().await {
+        Ok(done) => done,
+        Err(_) => Done {
+            host,
+            signal: Signal::Neutral,
+            pause: None,
+            retry: None,
+        },
+    };
+    let _ = shared.done.send(done).await;
+}
+
+async fn attempt(shared: &Shared, mut job: Job) -> Done {
+    let (sys0, t0) = *job
+        .first
+        .get_or_insert_with(|| (SystemTime::now(), Instant::now()));
+    job.attempts += 1;
+    let result = tokio::select! {
+        biased;
+        _ = shared.stop.cancelled() => None,
+        a = shared.client.fetch(&job.req) => Some(a),
+    };
+    let host = job.host.clone();
+    let Some(a) = result else {
+        let kind = *shared.stop_kind.get().unwrap_or(&ErrorKind::Cancelled);
+        let _ = shared.out.send(job.stopped(kind, "in flight")).await;
+        return Done {
+            host,
+            signal: Signal::Neutral,
+            pause: None,
+            retry: None,
+        };
+    };
+    let signal = signal_of(&a.outcome);
+    let pause = match a.outcome.status {
+        Some(429 | 503) => a.retry_after.map(|d| d.min(shared.retry.max_retry_after)),
+        _ => None,
+    };
+    if let Some(delay) = shared
+        .retry
+        .next_delay(&job.req.method, job.attempts, &a.outcome, pause)
+    {
+        job.last = Some(a.outcome);
+        return Done {
+            host,
+            signal,
+            pause,
+            retry: Some((job, delay)),
+        };
+    }
+    let mut o = a.outcome;
+    o.attempts = job.attempts;
+    o.started_at = sys0;
+    o.total = t0.elapsed();
+    // The slot stays taken until the store channel accepts: a slow store slows admission.
+    let _ = shared.out.send(o).await;
+    Done {
+        host,
+        signal,
+        pause,
+        retry: None,
     }
 }

@@ -187,9 +187,9 @@ pub fn self_signed(names: &[&str]) -> (String, Arc<rustls::ServerConfig>) {
     (ck.cert.pem(), Arc::new(config))
 }
 
-/// Runs `cmd` to its end and returns its exit code, its stdout, and its own peak resident memory in
-/// KiB (from `wait4`, so other processes of the test run do not count).
-#[allow(clippy::zombie_processes)] // the child is reaped by wait4 below, not by Child::wait
+/// Runs `cmd` to its end and returns its exit code, its stdout, and its peak resident memory in KiB:
+/// the largest `VmHWM` read from `/proc/PID/status` every 5 ms while it runs. (`wait4`'s ru_maxrss
+/// would count the test process's own memory, inherited at fork, before the exec.)
 pub fn run_with_peak_rss(mut cmd: Command) -> (i32, String, u64) {
     use std::io::Read;
     let mut child = cmd
@@ -197,18 +197,28 @@ pub fn run_with_peak_rss(mut cmd: Command) -> (i32, String, u64) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: rusage is plain old data; wait4 fills it for our own child, reaped here once.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
-    assert!(libc::WIFEXITED(status), "child did not exit normally");
-    (libc::WEXITSTATUS(status), out, usage.ru_maxrss as u64)
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        out
+    });
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        // Read before reaping: once waited for, the process's /proc entry is gone.
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (status.code().unwrap_or(-1), reader.join().unwrap(), peak)
 }

@@ -471,7 +471,12 @@ fn a_refusing_proxy_is_a_connect_error() {
     let dir = Dir::new();
     let o = fetch_one(
         &dir,
-        &["--proxy", &format!("http://{}", proxy.addr)],
+        &[
+            "--proxy",
+            &format!("http://{}", proxy.addr),
+            "--retries",
+            "0",
+        ],
         "http://example.test:8080/item/1",
     );
     assert_eq!(o["error"], "connect", "{o}");

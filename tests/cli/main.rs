@@ -4,4 +4,5 @@
 mod fetch;
 mod harness;
 mod http;
+mod polite;
 mod resume;

@@ -1,0 +1,477 @@
+//! Per-host state, in one place: requests in flight and the host's limit (fixed `--per-host` or
+//! adaptive), the queue of requests waiting for the host, its rate bucket, and its `Retry-After`
+//! pause. Owned by the engine's dispatcher alone, so it needs no lock; a request for a busy host
+//! waits in that host's queue while other hosts proceed. Idle hosts are evicted, so memory stays
+//! flat across millions of distinct hosts.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Job;
+use super::adaptive::{Aimd, Signal};
+
+/// How long an idle host keeps its learned adaptive limit before it is forgotten.
+const ADAPTIVE_IDLE_TTL: Duration = Duration::from_secs(30);
+/// How often idle hosts are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// Busy hosts listed in the summary.
+pub const REPORTED_HOSTS: usize = 10;
+
+/// A request rate, written `100/s`, `6000/m`, `36000/h`, or a bare number per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Requests per second.
+    pub per_sec: f64,
+}
+
+impl Rate {
+    /// Parses a rate.
+    ///
+    /// ```
+    /// use fanout::engine::hosts::Rate;
+    /// assert_eq!(Rate::parse("6000/m").unwrap().per_sec, 100.0);
+    /// assert_eq!(Rate::parse("20").unwrap().per_sec, 20.0);
+    /// assert!(Rate::parse("0/s").is_err());
+    /// assert!(Rate::parse("fast").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let (n, unit) = s.trim().split_once('/').unwrap_or((s.trim(), "s"));
+        let n: f64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not a rate; use forms like 100/s, 6000/m, 36000/h"))?;
+        let secs = match unit.trim() {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            "h" | "hour" => 3600.0,
+            other => {
+                return Err(format!(
+                    "'{s}': unknown rate unit '{other}'; use /s, /m or /h"
+                ));
+            }
+        };
+        let per_sec = n / secs;
+        if !(per_sec.is_finite() && per_sec > 0.0 && per_sec <= 1e7) {
+            return Err(format!(
+                "'{s}' must be a rate above 0 and at most 10000000/s"
+            ));
+        }
+        Ok(Rate { per_sec })
+    }
+}
+
+/// A token bucket in GCRA form: one "theoretical arrival time" per bucket. Allows `burst` requests
+/// at once and `rate` per second sustained, so any window of length T sees at most
+/// `burst + rate × T` requests.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    interval: Duration,
+    tolerance: Duration,
+    tat: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(rate: Rate, burst: u32, now: Instant) -> Bucket {
+        let interval = Duration::from_secs_f64(1.0 / rate.per_sec);
+        Bucket {
+            interval,
+            tolerance: interval * burst.max(1).saturating_sub(1),
+            tat: now,
+        }
+    }
+
+    /// The earliest instant a request may go (at or before `now` means now).
+    pub fn ready_at(&self) -> Instant {
+        self.tat.checked_sub(self.tolerance).unwrap_or(self.tat)
+    }
+
+    /// Spends one token; call only when `ready_at() <= now`.
+    pub fn take(&mut self, now: Instant) {
+        self.tat = self.tat.max(now) + self.interval;
+    }
+
+    /// True when the bucket is full again (forgetting it changes nothing).
+    pub fn is_full(&self, now: Instant) -> bool {
+        self.tat <= now
+    }
+}
+
+/// Limits applied by host (and the global rate).
+#[derive(Debug, Clone, Default)]
+pub struct HostLimits {
+    /// Requests in flight to one host (host:port) at most.
+    pub per_host: Option<usize>,
+    /// Requests per second to one host.
+    pub per_host_rate: Option<Rate>,
+    /// Requests per second overall.
+    pub rate: Option<Rate>,
+    /// Requests a bucket lets through at once (default: one second's worth of its rate).
+    pub burst: Option<u32>,
+    /// Learn each host's concurrency limit (see [`super::adaptive`]).
+    pub adaptive: bool,
+}
+
+impl HostLimits {
+    /// The burst of a bucket for `rate`.
+    pub fn burst_for(&self, rate: Rate) -> u32 {
+        self.burst
+            .unwrap_or_else(|| rate.per_sec.ceil().clamp(1.0, u32::MAX as f64) as u32)
+    }
+}
+
+/// What the summary says of a busy host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostReport {
+    /// `host:port`.
+    pub host: String,
+    /// Attempts started.
+    pub attempts: u64,
+    /// Its limit at the end (the learned one with `--adaptive`).
+    pub limit: usize,
+    /// Attempts that signalled overload (429, 503, timeouts, refused or reset connections).
+    pub overloads: u64,
+}
+
+/// Why a host cannot start a request now.
+enum Blocked {
+    /// At its concurrency limit: wait for a completion.
+    Limit,
+    /// Paused or rate-limited until then.
+    Until(Instant),
+}
+
+struct Host {
+    in_flight: usize,
+    queue: VecDeque<Job>,
+    fixed_limit: usize,
+    aimd: Option<Aimd>,
+    bucket: Option<Bucket>,
+    paused_until: Option<Instant>,
+    attempts: u64,
+    overloads: u64,
+    idle_since: Instant,
+    /// In the ready list already (avoids duplicates).
+    ready: bool,
+    /// A wake-up is scheduled at this instant.
+    timer: Option<Instant>,
+}
+
+impl Host {
+    fn limit(&self) -> usize {
+        self.aimd.as_ref().map_or(self.fixed_limit, Aimd::limit)
+    }
+
+    fn check(&self, now: Instant) -> Result<(), Blocked> {
+        if self.in_flight >= self.limit() {
+            return Err(Blocked::Limit);
+        }
+        if let Some(p) = self.paused_until.filter(|&p| p > now) {
+            return Err(Blocked::Until(p));
+        }
+        if let Some(t) = self
+            .bucket
+            .as_ref()
+            .map(Bucket::ready_at)
+            .filter(|&t| t > now)
+        {
+            return Err(Blocked::Until(t));
+        }
+        Ok(())
+    }
+
+    fn idle(&self, now: Instant) -> bool {
+        self.in_flight == 0
+            && self.queue.is_empty()
+            && self.paused_until.is_none_or(|p| p <= now)
+            && self.bucket.as_ref().is_none_or(|b| b.is_full(now))
+    }
+}
+
+/// A retry waiting for its backoff to pass.
+struct Delayed {
+    at: Instant,
+    seq: u64,
+    job: Job,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Delayed {
+    // Reversed: BinaryHeap is a max-heap and the earliest must come out first.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Every host's state, the hosts ready to start a request, and the timers that wake the others.
+pub(crate) struct Hosts {
+    limits: HostLimits,
+    /// Ceiling of any host's limit (the global concurrency).
+    ceiling: usize,
+    map: HashMap<Arc<str>, Host>,
+    ready: VecDeque<Arc<str>>,
+    timers: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
+    delayed: BinaryHeap<Delayed>,
+    seq: u64,
+    /// Jobs waiting in host queues or for a retry.
+    parked: usize,
+    last_sweep: Instant,
+    top: Vec<HostReport>,
+}
+
+impl Hosts {
+    pub(crate) fn new(limits: HostLimits, ceiling: usize) -> Hosts {
+        Hosts {
+            limits,
+            ceiling,
+            map: HashMap::new(),
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            delayed: BinaryHeap::new(),
+            seq: 0,
+            parked: 0,
+            last_sweep: Instant::now(),
+            top: Vec::new(),
+        }
+    }
+
+    /// Jobs waiting (for their host, or for a retry).
+    pub(crate) fn parked(&self) -> usize {
+        self.parked
+    }
+
+    fn host(&mut self, key: &Arc<str>, now: Instant) -> &mut Host {
+        let limits = &self.limits;
+        let ceiling = self.ceiling;
+        self.map.entry(key.clone()).or_insert_with(|| {
+            let max = limits.per_host.unwrap_or(ceiling).min(ceiling);
+            Host {
+                in_flight: 0,
+                queue: VecDeque::new(),
+                fixed_limit: max,
+                aimd: limits.adaptive.then(|| Aimd::new(max)),
+                bucket: limits
+                    .per_host_rate
+                    .map(|r| Bucket::new(r, limits.burst_for(r), now)),
+                paused_until: None,
+                attempts: 0,
+                overloads: 0,
+                idle_since: now,
+                ready: false,
+                timer: None,
+            }
+        })
+    }
+
+    fn mark_ready(&mut self, key: &Arc<str>) {
+        if let Some(h) = self.map.get_mut(key)
+            && !h.ready
+            && !h.queue.is_empty()
+        {
+            h.ready = true;
+            self.ready.push_back(key.clone());
+        }
+    }
+
+    /// Queues a new job behind its host's other jobs.
+    pub(crate) fn push(&mut self, job: Job, now: Instant) {
+        let key = job.host.clone();
+        self.host(&key, now).queue.push_back(job);
+        self.parked += 1;
+        self.mark_ready(&key);
+    }
+
+    /// Holds a job until `at` (a retry's backoff), then puts it at the front of its host's queue.
+    pub(crate) fn push_delayed(&mut self, job: Job, at: Instant) {
+        self.seq += 1;
+        self.delayed.push(Delayed {
+            at,
+            seq: self.seq,
+            job,
+        });
+        self.parked += 1;
+    }
+
+    /// Takes the next job that may start now, round-robin over ready hosts, and counts it in flight.
+    pub(crate) fn next_startable(&mut self, now: Instant) -> Option<Job> {
+        while let Some(key) = self.ready.pop_front() {
+            let Some(h) = self.map.get_mut(&key) else {
+                continue;
+            };
+            h.ready = false;
+            if h.queue.is_empty() {
+                continue;
+            }
+            match h.check(now) {
+                Ok(()) => {
+                    let job = h.queue.pop_front().expect("checked non-empty");
+                    h.in_flight += 1;
+                    h.attempts += 1;
+                    if let Some(b) = h.bucket.as_mut() {
+                        b.take(now);
+                    }
+                    self.parked -= 1;
+                    self.mark_ready(&key);
+                    return Some(job);
+                }
+                // A completion will mark it ready again.
+                Err(Blocked::Limit) => {}
+                Err(Blocked::Until(t)) => {
+                    if h.timer.is_none_or(|old| old > t) {
+                        h.timer = Some(t);
+                        self.timers.push(Reverse((t, key)));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Records the end of an attempt to `key`: frees its slot, feeds the adaptive limit, applies a
+    /// `Retry-After` pause to the whole host.
+    pub(crate) fn completed(
+        &mut self,
+        key: &Arc<str>,
+        signal: Signal,
+        pause: Option<Duration>,
+        now: Instant,
+    ) {
+        let Some(h) = self.map.get_mut(key) else {
+            return;
+        };
+        h.in_flight = h.in_flight.saturating_sub(1);
+        if signal == Signal::Overload {
+            h.overloads += 1;
+        }
+        let in_flight = h.in_flight;
+        if let Some(a) = h.aimd.as_mut() {
+            a.on_result(signal, in_flight + 1, now);
+        }
+        if let Some(p) = pause {
+            let until = now + p;
+            h.paused_until = Some(h.paused_until.map_or(until, |old| old.max(until)));
+        }
+        if h.idle(now) {
+            h.idle_since = now;
+            if h.aimd.is_none() {
+                let h = self.map.remove(key).expect("present");
+                self.retire(key, &h);
+                return;
+            }
+        }
+        self.mark_ready(key);
+    }
+
+    /// Moves due retries into their host queues and wakes hosts whose pause or rate wait is over.
+    pub(crate) fn fire_timers(&mut self, now: Instant) {
+        while self.delayed.peek().is_some_and(|d| d.at <= now) {
+            // Still parked: it moves from the delayed heap to the front of its host's queue.
+            let d = self.delayed.pop().expect("peeked");
+            let key = d.job.host.clone();
+            self.host(&key, now).queue.push_front(d.job);
+            self.mark_ready(&key);
+        }
+        while let Some(Reverse((t, _))) = self.timers.peek()
+            && *t <= now
+        {
+            let Reverse((_, key)) = self.timers.pop().expect("peeked");
+            if let Some(h) = self.map.get_mut(&key) {
+                h.timer = None;
+            }
+            self.mark_ready(&key);
+        }
+        if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = now;
+            self.sweep(now);
+        }
+    }
+
+    /// The next instant a timer is due, if any.
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        let d = self.delayed.peek().map(|d| d.at);
+        let t = self.timers.peek().map(|Reverse((t, _))| *t);
+        let sweep = (!self.map.is_empty()).then(|| self.last_sweep + SWEEP_EVERY);
+        [d, t, sweep].into_iter().flatten().min()
+    }
+
+    /// True when a job could start if global capacity allowed.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        self.map.retain(|k, h| {
+            let keep = !h.idle(now)
+                || (h.aimd.is_some() && now.duration_since(h.idle_since) < ADAPTIVE_IDLE_TTL);
+            if !keep {
+                gone.push((k.clone(), h.attempts, h.limit(), h.overloads));
+            }
+            keep
+        });
+        for (k, attempts, limit, overloads) in gone {
+            self.offer(HostReport {
+                host: k.to_string(),
+                attempts,
+                limit,
+                overloads,
+            });
+        }
+    }
+
+    fn retire(&mut self, key: &Arc<str>, h: &Host) {
+        self.offer(HostReport {
+            host: key.to_string(),
+            attempts: h.attempts,
+            limit: h.limit(),
+            overloads: h.overloads,
+        });
+    }
+
+    /// Keeps the busiest hosts' reports.
+    fn offer(&mut self, r: HostReport) {
+        if !self.limits.adaptive && r.overloads == 0 {
+            return;
+        }
+        self.top.push(r);
+        self.top.sort_by_key(|r| std::cmp::Reverse(r.attempts));
+        self.top.truncate(REPORTED_HOSTS);
+    }
+
+    /// Every job still waiting, for the end of a run.
+    pub(crate) fn drain(&mut self) -> Vec<Job> {
+        let mut jobs: Vec<Job> = self.delayed.drain().map(|d| d.job).collect();
+        for h in self.map.values_mut() {
+            jobs.extend(h.queue.drain(..));
+        }
+        self.parked = 0;
+        self.ready.clear();
+        jobs
+    }
+
+    /// The busiest hosts (adaptive runs list their learned limits; others only hosts that pushed back).
+    pub(crate) fn report(mut self) -> Vec<HostReport> {
+        let rest: Vec<(Arc<str>, Host)> = self.map.drain().collect();
+        for (k, h) in rest {
+            self.offer(HostReport {
+                host: k.to_string(),
+                attempts: h.attempts,
+                limit: h.limit(),
+                overloads: h.overloads,
+            });
+        }
+        self.top
+    }
+}
