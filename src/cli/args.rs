@@ -71,7 +71,7 @@ pub struct FetchArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
 
-    /// Time limit for opening a connection.
+    /// Time limit for opening a TCP connection (TLS and proxy handshakes count against --timeout).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub connect_timeout: Duration,
 

@@ -122,7 +122,7 @@ async fn fetch(a: args::FetchArgs) -> u8 {
         Err(e) => {
             eprintln!("fanout: error: {e}");
             match e {
-                RunError::Input(_) | RunError::StoreOpen(_) => exit::USAGE,
+                RunError::Input(_) | RunError::StoreOpen(_) | RunError::Client(_) => exit::USAGE,
                 _ => {
                     let p = stats.progress();
                     eprintln!(
