@@ -91,7 +91,7 @@ pub fn rows(db: &Path) -> Vec<Row> {
     let mut stmt = conn
         .prepare(
             "SELECT key, url, method, status, error, error_detail, attempts, final_url, body \
-             FROM outcomes ORDER BY rowid",
+             FROM outcomes ORDER BY started_at, key",
         )
         .unwrap();
     stmt.query_map([], |r| {
