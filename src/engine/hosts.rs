@@ -5,7 +5,9 @@
 //! flat across millions of distinct hosts.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -236,7 +238,7 @@ impl Hosts {
         Hosts {
             limits,
             ceiling,
-            map: HashMap::new(),
+            map: HashMap::default(),
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
             delayed: BinaryHeap::new(),

@@ -509,7 +509,8 @@ async fn attempt(shared: &Shared, mut job: Job) -> Done {
     let result = tokio::select! {
         biased;
         _ = shared.stop.cancelled() => None,
-        a = shared.client.fetch(&job.req) => Some(a),
+        // Boxed: the client's future is large, and the task would otherwise copy it around.
+        a = Box::pin(shared.client.fetch(&job.req)) => Some(a),
     };
     let host = job.host.clone();
     let Some(a) = result else {

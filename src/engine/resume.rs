@@ -7,10 +7,10 @@
 //! store is read, and the store thread removes a key from the set only *after* committing it. So a
 //! key is either still in the set, or already visible in the store.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::{HashSet, HashSetExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
