@@ -176,6 +176,8 @@ SERVE=http://127.0.0.1:$SERVE_PORT
 log "fanout serve --latency 100ms on $SERVE"
 
 # --------------------------------------------------------------------------------------- measuring
+# The load average before and after tells a noisy run (another build on the 2 cores) from a quiet one.
+LOAD_BEFORE=$(cut -d ' ' -f 1-3 /proc/loadavg)
 RES=$TMP/results
 mkdir -p "$RES"
 # measure ID CAP CMD...: one run under /usr/bin/time, killed after CAP seconds. Sets RC, WALL, CPU,
@@ -311,6 +313,7 @@ if wants d; then
 fi
 
 # ------------------------------------------------------------------------------------------- table
+LOAD_AFTER=$(cut -d ' ' -f 1-3 /proc/loadavg)
 fmt() { awk -v x="$1" -v f="$2" 'BEGIN { if (x == "nan" || x == "") print "–"; else printf f, x }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0 || a == "" || b == "") print "nan"; else printf "%.6f", a / b }'; }
 # failures ID: a note when some runs exited non-zero or did not get all 200s.
@@ -377,7 +380,8 @@ rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'); medians of $RUNS runs (workload (c): $BIG_RUNS); nginx worker_processes $NGINX_WORKERS;"
     echo "$(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), kernel $(uname -r);"
-    echo "fanout $("$FANOUT" --version 2>/dev/null | awk '{ print $2 }') at $FANOUT."
+    echo "fanout $("$FANOUT" --version 2>/dev/null | awk '{ print $2 }') at $FANOUT;"
+    echo "load average (1, 5, 15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER."
     echo
     cat "$TMP/table.md"
     echo

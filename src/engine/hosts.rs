@@ -55,9 +55,10 @@ impl Rate {
             }
         };
         let per_sec = n / secs;
-        if !(per_sec.is_finite() && per_sec > 0.0 && per_sec <= 1e7) {
+        // Below one a day, the bucket's interval would not fit a Duration.
+        if !(1.0 / 86400.0..=1e7).contains(&per_sec) {
             return Err(format!(
-                "'{s}' must be a rate above 0 and at most 10000000/s"
+                "'{s}' must be a rate of at least 1 per day and at most 10000000/s"
             ));
         }
         Ok(Rate { per_sec })
@@ -155,6 +156,8 @@ struct Host {
     attempts: u64,
     overloads: u64,
     idle_since: Instant,
+    /// Jobs for this host waiting out a retry backoff (the host is not idle while any do).
+    waiting_retries: usize,
     /// In the ready list already (avoids duplicates).
     ready: bool,
     /// A wake-up is scheduled at this instant.
@@ -187,6 +190,7 @@ impl Host {
     fn idle(&self, now: Instant) -> bool {
         self.in_flight == 0
             && self.queue.is_empty()
+            && self.waiting_retries == 0
             && self.paused_until.is_none_or(|p| p <= now)
             && self.bucket.as_ref().is_none_or(|b| b.is_full(now))
     }
@@ -271,6 +275,7 @@ impl Hosts {
                 attempts: 0,
                 overloads: 0,
                 idle_since: now,
+                waiting_retries: 0,
                 ready: false,
                 timer: None,
             }
@@ -297,6 +302,8 @@ impl Hosts {
 
     /// Holds a job until `at` (a retry's backoff), then puts it at the front of its host's queue.
     pub(crate) fn push_delayed(&mut self, job: Job, at: Instant) {
+        let key = job.host.clone();
+        self.host(&key, Instant::now()).waiting_retries += 1;
         self.seq += 1;
         self.delayed.push(Delayed {
             at,
@@ -382,7 +389,9 @@ impl Hosts {
             // Still parked: it moves from the delayed heap to the front of its host's queue.
             let d = self.delayed.pop().expect("peeked");
             let key = d.job.host.clone();
-            self.host(&key, now).queue.push_front(d.job);
+            let h = self.host(&key, now);
+            h.waiting_retries = h.waiting_retries.saturating_sub(1);
+            h.queue.push_front(d.job);
             self.mark_ready(&key);
         }
         while let Some(Reverse((t, _))) = self.timers.peek()
@@ -416,8 +425,10 @@ impl Hosts {
     fn sweep(&mut self, now: Instant) {
         let mut gone = Vec::new();
         self.map.retain(|k, h| {
+            // Idle since the later of its last completion and the end of its pause.
+            let since = h.paused_until.map_or(h.idle_since, |p| p.max(h.idle_since));
             let keep = !h.idle(now)
-                || (h.aimd.is_some() && now.duration_since(h.idle_since) < ADAPTIVE_IDLE_TTL);
+                || (h.aimd.is_some() && now.saturating_duration_since(since) < ADAPTIVE_IDLE_TTL);
             if !keep {
                 gone.push((k.clone(), h.attempts, h.limit(), h.overloads));
             }
@@ -475,5 +486,81 @@ impl Hosts {
             });
         }
         self.top
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{Origin, Request};
+
+    fn job(url: &str) -> Job {
+        Job::new(Request {
+            key: url.into(),
+            method: http::Method::GET,
+            url: url.parse().unwrap(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+            origin: Origin {
+                input: "t".into(),
+                line: 1,
+            },
+        })
+    }
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let t = Instant::now();
+        let mut b = Bucket::new(Rate { per_sec: 10.0 }, 3, t);
+        for _ in 0..3 {
+            assert!(b.ready_at() <= t);
+            b.take(t);
+        }
+        assert!(b.ready_at() > t, "the burst is spent");
+        assert_eq!(b.ready_at(), t + Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_host_waiting_for_a_retry_keeps_its_learned_limit() {
+        let limits = HostLimits {
+            adaptive: true,
+            ..HostLimits::default()
+        };
+        let mut hosts = Hosts::new(limits, 64);
+        let t = Instant::now();
+        hosts.push(job("http://h:1/a"), t);
+        let j = hosts.next_startable(t).unwrap();
+        let key = j.host.clone();
+        hosts.push_delayed(j, t + Duration::from_secs(120));
+        hosts.completed(&key, Signal::Overload, None, t);
+        hosts.sweep(t + Duration::from_secs(60));
+        assert!(hosts.map.contains_key(&key), "not idle while a retry waits");
+        assert_eq!(hosts.parked(), 1);
+        hosts.fire_timers(t + Duration::from_secs(121));
+        assert!(hosts.next_startable(t + Duration::from_secs(121)).is_some());
+    }
+
+    #[test]
+    fn a_busy_host_does_not_block_others() {
+        let limits = HostLimits {
+            per_host: Some(1),
+            ..HostLimits::default()
+        };
+        let mut hosts = Hosts::new(limits, 64);
+        let t = Instant::now();
+        for p in ["a", "b", "c"] {
+            hosts.push(job(&format!("http://busy:1/{p}")), t);
+        }
+        hosts.push(job("http://other:1/x"), t);
+        let first = hosts.next_startable(t).unwrap();
+        assert_eq!(&*first.host, "busy:1");
+        let second = hosts.next_startable(t).unwrap();
+        assert_eq!(
+            &*second.host, "other:1",
+            "the busy host's queue waits aside"
+        );
+        assert!(hosts.next_startable(t).is_none());
+        hosts.completed(&first.host, Signal::Ok(Duration::from_millis(5)), None, t);
+        assert_eq!(&*hosts.next_startable(t).unwrap().host, "busy:1");
     }
 }

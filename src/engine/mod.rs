@@ -95,8 +95,8 @@ pub enum RunError {
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The store thread could not be started.
-    #[error("cannot start the store thread: {0}")]
+    /// A thread or task of the run could not start or failed unexpectedly.
+    #[error("{0}")]
     Thread(#[source] std::io::Error),
 }
 
@@ -135,7 +135,13 @@ pub async fn run_source(
             .expect("store opening panicked")
             .map_err(RunError::StoreOpen)?;
     let failed = CancellationToken::new();
-    let capacity = (config.concurrency * 2).clamp(1024, 65536);
+    // Stored bodies can be large: keep fewer outcomes queued for the store (memory is then bounded
+    // by about (concurrency + queue + batch) × --max-body in the worst case).
+    let capacity = if config.client.body == BodyMode::Store {
+        config.concurrency.clamp(16, 256)
+    } else {
+        (config.concurrency * 2).clamp(1024, 65536)
+    };
     let in_progress = Arc::new(InProgress::default());
     let on_commit = {
         let in_progress = in_progress.clone();
@@ -144,7 +150,11 @@ pub async fn run_source(
         })
     };
     let recorder = Recorder::spawn(stores, stats.clone(), capacity, failed.clone(), on_commit)
-        .map_err(RunError::Thread)?;
+        .map_err(|e| {
+            RunError::Thread(std::io::Error::other(format!(
+                "cannot start the store thread: {e}"
+            )))
+        })?;
     let (items, filter) = resume::spawn(
         source,
         journal,
@@ -186,7 +196,10 @@ pub async fn run_source(
     // The filter may be blocked on a silent stdin; it has nothing more to give either way.
     filter.abort();
     let lookup = match filter.await {
-        Ok(Err(e)) => Some(e),
+        Ok(Err(e)) => Some(RunError::Store(e)),
+        Err(e) if e.is_panic() => Some(RunError::Thread(std::io::Error::other(
+            "internal error: the resume filter panicked",
+        ))),
         _ => None,
     };
     let end = if lookup.is_some() {
@@ -200,14 +213,15 @@ pub async fn run_source(
     summary.retries = retries;
     summary.hosts = hosts;
     match lookup {
-        Some(e) => Err(RunError::Store(e)),
+        Some(e) => Err(e),
         None => Ok(summary),
     }
 }
 
 /// A request on its way through the engine, with what its attempts so far have left.
 pub(crate) struct Job {
-    pub(crate) req: Request,
+    /// Shared with the attempt task, so an attempt that panics can still be recorded.
+    pub(crate) req: Arc<Request>,
     /// `host:port`, the key of the host's state.
     pub(crate) host: Arc<str>,
     attempts: u32,
@@ -225,7 +239,7 @@ impl Job {
             req.url.port_or_known_default().unwrap_or(0)
         );
         Job {
-            req,
+            req: Arc::new(req),
             host: host.into(),
             attempts: 0,
             first: None,
@@ -394,6 +408,7 @@ impl Dispatcher {
                 _ = &mut shutdown => end = RunEnd::Interrupted,
             }
         }
+        drop(items);
         while self.in_flight > 0 {
             match self.done_rx.recv().await {
                 Some(done) => self.on_done(done).await,
@@ -435,27 +450,29 @@ impl Dispatcher {
         self.in_flight -= 1;
         self.stats.finished.fetch_add(1, Relaxed);
         let now = Instant::now();
-        self.hosts
-            .completed(&done.host, done.signal, done.pause, now);
+        // The retry is queued first, so the host does not look idle (and get forgotten) meanwhile.
+        let mut stopped = None;
         if let Some((job, delay)) = done.retry {
             match self.stopping {
-                Some(kind) => {
-                    let _ = self
-                        .shared
-                        .out
-                        .send(job.stopped(kind, "waiting to retry"))
-                        .await;
-                }
+                Some(kind) => stopped = Some(job.stopped(kind, "waiting to retry")),
                 None => {
                     self.stats.retries.fetch_add(1, Relaxed);
                     self.hosts.push_delayed(job, now + delay);
                 }
             }
         }
+        self.hosts
+            .completed(&done.host, done.signal, done.pause, now);
+        if let Some(o) = stopped {
+            let _ = self.shared.out.send(o).await;
+        }
     }
 
+    /// Records as `deadline` the requests already read but not started. Lines not read yet have
+    /// no outcome and are fetched by a rerun: waiting for them could take as long as the input
+    /// (or forever, on a pipe that stays open).
     async fn record_unstarted(&self, items: &mut mpsc::Receiver<SourceItem>) {
-        while let Some(item) = items.recv().await {
+        while let Ok(item) = items.try_recv() {
             let o = match item {
                 SourceItem::Invalid(o) => o,
                 SourceItem::Request(r) => Outcome::failed(
@@ -489,14 +506,31 @@ fn signal_of(o: &Outcome) -> Signal {
 /// even if the attempt panics, so the in-flight count stays true.
 async fn run_attempt(shared: Arc<Shared>, job: Job) {
     let host = job.host.clone();
+    let req = job.req.clone();
     let done = match AssertUnwindSafe(attempt(&shared, job)).catch_unwind().await {
         Ok(done) => done,
-        Err(_) => Done {
-            host,
-            signal: Signal::Neutral,
-            pause: None,
-            retry: None,
-        },
+        Err(panic) => {
+            // A bug (ours or a dependency's) must still leave exactly one outcome.
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let o = Outcome::failed(
+                req.key.clone(),
+                req.url.to_string(),
+                req.method.to_string(),
+                ErrorKind::Io,
+                format!("internal error: the attempt panicked: {why}"),
+            );
+            let _ = shared.out.send(o).await;
+            Done {
+                host,
+                signal: Signal::Neutral,
+                pause: None,
+                retry: None,
+            }
+        }
     };
     let _ = shared.done.send(done).await;
 }

@@ -19,6 +19,8 @@ use crate::stats::{RunEnd, Stats, Summary};
 pub const MAX_BATCH: usize = 1000;
 /// How long a trickle of outcomes may wait to fill a batch before it is written anyway.
 pub const MAX_LINGER: Duration = Duration::from_millis(50);
+/// Stored body bytes that end a batch early, so batches of large bodies stay small in memory.
+pub const MAX_BATCH_BODY_BYTES: usize = 8 << 20;
 
 /// Which store to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,15 +232,26 @@ impl Recorder {
 /// sits unwritten for long.
 fn fill_batch(rx: &mut mpsc::Receiver<Outcome>, batch: &mut Vec<Outcome>) {
     let start = Instant::now();
+    let mut body_bytes: usize = batch
+        .iter()
+        .filter_map(|o| o.body.as_ref())
+        .map(|b| b.len())
+        .sum();
     loop {
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && body_bytes < MAX_BATCH_BODY_BYTES {
             match rx.try_recv() {
-                Ok(o) => batch.push(o),
+                Ok(o) => {
+                    body_bytes += o.body.as_ref().map_or(0, |b| b.len());
+                    batch.push(o);
+                }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
         }
-        if batch.len() >= MAX_BATCH || start.elapsed() >= MAX_LINGER {
+        if batch.len() >= MAX_BATCH
+            || body_bytes >= MAX_BATCH_BODY_BYTES
+            || start.elapsed() >= MAX_LINGER
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(1));

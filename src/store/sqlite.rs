@@ -13,7 +13,7 @@ use crate::stats::Summary;
 /// The schema, created when missing. Documented in README.md; changing it changes stored data.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at  TEXT NOT NULL,
     finished_at TEXT,
     command     TEXT NOT NULL,

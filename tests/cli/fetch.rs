@@ -501,3 +501,47 @@ fn serve_answers_until_interrupted() {
     assert!(err.contains("1 requests"), "{err}");
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn deadline_ends_the_run_even_when_stdin_stays_open() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let mut child = dir
+        .fanout()
+        .args(["fetch", "-", "--deadline", "700ms", "-q"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", srv.url("/item/1")).unwrap();
+    writeln!(stdin, "{}", srv.url("/delay/5000")).unwrap();
+    // stdin stays open: the deadline alone must end the run.
+    let ended = harness::wait_until(Duration::from_secs(10), || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert!(ended, "the run did not end at its deadline");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    drop(stdin);
+    let rows = rows(&dir.path("fanout.db"));
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().any(|r| r.status == Some(200)));
+    assert!(rows.iter().any(|r| r.error.as_deref() == Some("deadline")));
+}
+
+#[test]
+fn absurd_rates_are_usage_errors() {
+    let dir = Dir::new();
+    dir.cmd()
+        .args(["fetch", "--rate", "1e-300", "x"])
+        .assert()
+        .code(2)
+        .stderr(contains("--rate"));
+    dir.cmd()
+        .args(["fetch", "--per-host-rate", "0/s", "x"])
+        .assert()
+        .code(2);
+    dir.cmd()
+        .args(["fetch", "--rate", "5/fortnight", "x"])
+        .assert()
+        .code(2);
+}
