@@ -348,15 +348,8 @@ impl Hosts {
         None
     }
 
-    /// Records the end of an attempt to `key`: frees its slot, feeds the adaptive limit, applies a
-    /// `Retry-After` pause to the whole host.
-    pub(crate) fn completed(
-        &mut self,
-        key: &Arc<str>,
-        signal: Signal,
-        pause: Option<Duration>,
-        now: Instant,
-    ) {
+    /// Records the end of an attempt to `key`: frees its slot and feeds the adaptive limit.
+    pub(crate) fn completed(&mut self, key: &Arc<str>, signal: Signal, now: Instant) {
         let Some(h) = self.map.get_mut(key) else {
             return;
         };
@@ -368,10 +361,6 @@ impl Hosts {
         if let Some(a) = h.aimd.as_mut() {
             a.on_result(signal, in_flight + 1, now);
         }
-        if let Some(p) = pause {
-            let until = now + p;
-            h.paused_until = Some(h.paused_until.map_or(until, |old| old.max(until)));
-        }
         if h.idle(now) {
             h.idle_since = now;
             if h.aimd.is_none() {
@@ -381,6 +370,13 @@ impl Hosts {
             }
         }
         self.mark_ready(key);
+    }
+
+    /// Pauses every request to `key` for `pause` (a `Retry-After`).
+    pub(crate) fn pause(&mut self, key: &Arc<str>, pause: Duration, now: Instant) {
+        let h = self.host(key, now);
+        let until = now + pause;
+        h.paused_until = Some(h.paused_until.map_or(until, |old| old.max(until)));
     }
 
     /// Moves due retries into their host queues and wakes hosts whose pause or rate wait is over.
@@ -532,7 +528,7 @@ mod tests {
         let j = hosts.next_startable(t).unwrap();
         let key = j.host.clone();
         hosts.push_delayed(j, t + Duration::from_secs(120));
-        hosts.completed(&key, Signal::Overload, None, t);
+        hosts.completed(&key, Signal::Overload, t);
         hosts.sweep(t + Duration::from_secs(60));
         assert!(hosts.map.contains_key(&key), "not idle while a retry waits");
         assert_eq!(hosts.parked(), 1);
@@ -560,7 +556,7 @@ mod tests {
             "the busy host's queue waits aside"
         );
         assert!(hosts.next_startable(t).is_none());
-        hosts.completed(&first.host, Signal::Ok(Duration::from_millis(5)), None, t);
+        hosts.completed(&first.host, Signal::Ok(Duration::from_millis(5)), t);
         assert_eq!(&*hosts.next_startable(t).unwrap().host, "busy:1");
     }
 }

@@ -233,14 +233,9 @@ pub(crate) struct Job {
 
 impl Job {
     fn new(req: Request) -> Job {
-        let host = format!(
-            "{}:{}",
-            req.url.host_str().unwrap_or(""),
-            req.url.port_or_known_default().unwrap_or(0)
-        );
         Job {
+            host: host_key(&req.url),
             req: Arc::new(req),
-            host: host.into(),
             attempts: 0,
             first: None,
             last: None,
@@ -276,12 +271,22 @@ impl Job {
     }
 }
 
+/// The key of a URL's host state: `host:port`.
+fn host_key(url: &url::Url) -> Arc<str> {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+    .into()
+}
+
 /// What a finished attempt reports to the dispatcher.
 struct Done {
     host: Arc<str>,
     signal: Signal,
-    /// A `Retry-After` pause for the whole host.
-    pause: Option<Duration>,
+    /// A `Retry-After` pause, for the host that sent it (after redirects, not always `host`).
+    pause: Option<(Arc<str>, Duration)>,
     /// The job and its backoff, when it is to be tried again.
     retry: Option<(Job, Duration)>,
 }
@@ -461,8 +466,10 @@ impl Dispatcher {
                 }
             }
         }
-        self.hosts
-            .completed(&done.host, done.signal, done.pause, now);
+        if let Some((host, pause)) = done.pause {
+            self.hosts.pause(&host, pause, now);
+        }
+        self.hosts.completed(&done.host, done.signal, now);
         if let Some(o) = stopped {
             let _ = self.shared.out.send(o).await;
         }
@@ -558,13 +565,24 @@ async fn attempt(shared: &Shared, mut job: Job) -> Done {
         };
     };
     let signal = signal_of(&a.outcome);
-    let pause = match a.outcome.status {
+    let retry_after = match a.outcome.status {
         Some(429 | 503) => a.retry_after.map(|d| d.min(shared.retry.max_retry_after)),
         _ => None,
     };
-    if let Some(delay) = shared
-        .retry
-        .next_delay(&job.req.method, job.attempts, &a.outcome, pause)
+    let pause = retry_after.map(|d| {
+        let asked = a
+            .outcome
+            .final_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| host_key(&u))
+            .unwrap_or_else(|| host.clone());
+        (asked, d)
+    });
+    if let Some(delay) =
+        shared
+            .retry
+            .next_delay(&job.req.method, job.attempts, &a.outcome, retry_after)
     {
         job.last = Some(a.outcome);
         return Done {
