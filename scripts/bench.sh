@@ -320,12 +320,14 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0 
 failures() {
     awk '{ if ($6 != 0 || $4 != $5) bad++ } END { if (bad) printf " (%d of %d runs: non-zero exit or non-200 outcomes)", bad, NR }' "$RES/$1"
 }
-# row ID WORKLOAD TOOL NOTE: one table row from the medians of ID's runs.
+# row ID WORKLOAD TOOL NOTE [norate]: one table row from the medians of ID's runs; with norate, req/s
+# and CPU per 1k are left out (fanout bench is 20 requests that mostly wait).
 row() {
     local id=$1 wall cpu rss n ok rps
     [ -s "$RES/$id" ] || return 0
     wall=$(med "$id" 1); cpu=$(med "$id" 2); rss=$(med "$id" 3); n=$(med "$id" 4); ok=$(med "$id" 5)
     rps=$(div "$n" "$wall")
+    [ "${5:-}" = norate ] && { rps=nan; cpu=nan; }
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s%s |\n' "$2" "$3" "$(fmt "$n" '%d')" \
         "$(fmt "$ok" '%d')" "$(fmt "$wall" '%.2f')" "$(fmt "$rps" '%.0f')" \
         "$(fmt "$(div "$cpu" "$(div "$n" 1000)")" '%.3f')" "$(fmt "$(div "$rss" 1024)" '%.1f')" "$4" "$(failures "$id")"
@@ -371,14 +373,16 @@ rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
     if wants d; then
         sp=$(med d.bench 7)
         row d.bench "(d) fanout bench (10 × 1 s)" "fanout bench (sequential + concurrent)" \
-            "speed-up $(fmt "$sp" '%.2f')× of ideal 10× (target ≥ 9.9×)"
+            "speed-up $(fmt "$sp" '%.2f')× of ideal 10× (target ≥ 9.9×)" norate
     fi
 } >"$TMP/table.md"
 
 {
     echo "# fanout benchmark results"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); medians of $RUNS runs (workload (c): $BIG_RUNS); nginx worker_processes $NGINX_WORKERS;"
+    big_note=""
+    wants c && big_note=" (workload (c): $BIG_RUNS)"
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); medians of $RUNS runs$big_note; nginx worker_processes $NGINX_WORKERS;"
     echo "$(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), kernel $(uname -r);"
     echo "fanout $("$FANOUT" --version 2>/dev/null | awk '{ print $2 }') at $FANOUT;"
     echo "load average (1, 5, 15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER."
