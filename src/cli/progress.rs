@@ -33,10 +33,17 @@ impl Progress {
                 tick.tick().await;
                 let p = stats.progress();
                 let rate = p.recorded as f64 / p.elapsed.as_secs_f64().max(1e-3);
-                b.set_message(format!(
+                let mut msg = format!(
                     "{} done  {:.0}/s  {} in flight  {} errors  {} http 4xx/5xx",
                     p.recorded, rate, p.in_flight, p.errors, p.http_errors
-                ));
+                );
+                if p.retries > 0 {
+                    msg.push_str(&format!("  {} retries", p.retries));
+                }
+                if p.skipped > 0 {
+                    msg.push_str(&format!("  {} skipped (already recorded)", p.skipped));
+                }
+                b.set_message(msg);
                 b.tick();
             }
         });
