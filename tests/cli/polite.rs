@@ -304,3 +304,37 @@ fn adaptive_finds_a_hosts_capacity() {
         "--adaptive: {adaptive_503} 503s, without: {plain_503}"
     );
 }
+
+#[test]
+fn retry_after_after_a_redirect_pauses_the_host_that_sent_it() {
+    let front = TestServer::start(Duration::ZERO);
+    let back = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    // The first request reaches `back` through a redirect from `front` and opens back's pause;
+    // the rest go to `back` directly and must wait for that pause.
+    let target = back.url("/throttle/via-redirect");
+    let first = format!(
+        "{}?url={}",
+        front.url("/redirect-to"),
+        target.replace(':', "%3A").replace('/', "%2F")
+    );
+    let input = format!("{first}\n{}", list(&back, 10, "/throttle/"));
+    dir.write("urls.txt", &input);
+    dir.cmd()
+        .args(["fetch", "urls.txt", "-c", "1"])
+        .assert()
+        .success();
+    let rows = rows(&dir.path("fanout.db"));
+    assert_eq!(rows.len(), 11);
+    assert!(rows.iter().all(|r| r.status == Some(200)), "{rows:?}");
+    let start = back.stats().throttled_at().expect("the pause was opened");
+    // With -c 1 nothing else is in flight when the pause opens, so nothing may arrive inside it.
+    let inside = times(&back)
+        .into_iter()
+        .filter(|t| *t > start && *t < start + Duration::from_secs(1))
+        .count();
+    assert_eq!(
+        inside, 0,
+        "requests reached the paused host during its pause"
+    );
+}
