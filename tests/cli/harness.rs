@@ -14,13 +14,18 @@ pub struct TestServer {
     _rt: tokio::runtime::Runtime,
 }
 
+/// The runtime a test server lives on, apart from the code under test.
+fn server_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 impl TestServer {
     pub fn start(latency: Duration) -> TestServer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = server_runtime();
         let server = rt
             .block_on(Server::start(ServeConfig {
                 latency,
@@ -151,11 +156,7 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 impl TestServer {
     /// A test server speaking TLS with `tls` (see [`self_signed`]): `url()` gives https URLs.
     pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> TestServer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = server_runtime();
         let server = rt
             .block_on(Server::start_tls(
                 ServeConfig {
