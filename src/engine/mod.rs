@@ -105,10 +105,12 @@ pub enum RunError {
 /// `shutdown` is the stop signal (the CLI passes Ctrl-C; tests pass anything): when it resolves,
 /// admission stops, in-flight requests get `config.grace` to finish and are then recorded as
 /// `cancelled`, the stores are flushed, and the summary says `interrupted`.
+///
+/// Must be called within a tokio runtime; the engine's tasks are spawned onto it.
 pub async fn run(
     config: RunConfig,
     stats: Arc<Stats>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, RunError> {
     let source = Source::open(config.source.clone()).await?;
     run_source(source, config, stats, shutdown).await
@@ -119,7 +121,7 @@ pub async fn run_source(
     source: Source,
     config: RunConfig,
     stats: Arc<Stats>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let client = Client::new(config.client.clone())?;
@@ -188,7 +190,15 @@ pub async fn run_source(
         max_parked: (concurrency * 8).max(1024),
         stopping: None,
     };
-    let end = dispatcher.drive(items, &config, shutdown, failed).await;
+    // The dispatcher runs as a task of its own: attempt tasks it spawns then start on the same
+    // worker's queue, where a caller's `block_on` thread would push each through the shared queue
+    // and wake another worker.
+    let (dispatcher, end) = tokio::spawn(async move {
+        let end = dispatcher.drive(items, &config, shutdown, failed).await;
+        (dispatcher, end)
+    })
+    .await
+    .map_err(|e| RunError::Thread(std::io::Error::other(format!("internal error: {e}"))))?;
     let skipped = stats.skipped.load(Relaxed);
     let retries = stats.retries.load(Relaxed);
     let hosts = dispatcher.hosts.report();
