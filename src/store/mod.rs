@@ -62,6 +62,9 @@ pub struct Prior {
 pub trait Journal: Send {
     /// The id of the current run (outcomes it records carry it).
     fn run_id(&self) -> i64;
+    /// False when the store held no outcome when this run began: then a key can only be found if
+    /// this run recorded it, and keys this run never admitted need no lookup.
+    fn held_outcomes_at_start(&self) -> bool;
     /// For each key, what the store holds for it, if anything.
     fn lookup(&mut self, keys: &[String]) -> Result<Vec<Option<Prior>>, StoreError>;
 }

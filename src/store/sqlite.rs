@@ -149,10 +149,15 @@ impl SqliteStore {
         .map_err(|e| self.err(e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| self.err(e))?;
+        // Called before this run writes any outcome, so what is there came from earlier runs.
+        let held_outcomes_at_start = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM outcomes)", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         Ok(SqliteJournal {
             path: self.path.clone(),
             conn,
             run_id: self.run_id,
+            held_outcomes_at_start,
         })
     }
 
@@ -260,11 +265,16 @@ pub struct SqliteJournal {
     path: String,
     conn: Connection,
     run_id: i64,
+    held_outcomes_at_start: bool,
 }
 
 impl Journal for SqliteJournal {
     fn run_id(&self) -> i64 {
         self.run_id
+    }
+
+    fn held_outcomes_at_start(&self) -> bool {
+        self.held_outcomes_at_start
     }
 
     fn lookup(&mut self, keys: &[String]) -> Result<Vec<Option<Prior>>, StoreError> {

@@ -122,6 +122,14 @@ pub fn scalar(db: &Path, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// Like [`scalar`], but `None` while the file or its tables do not exist yet (a run starting).
+pub fn try_scalar(db: &Path, sql: &str) -> Option<i64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    conn.query_row(sql, [], |r| r.get(0)).ok()
+}
+
 pub fn text(db: &Path, sql: &str) -> String {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()

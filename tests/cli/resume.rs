@@ -2,12 +2,13 @@
 //! --retry-errors and --retry-status. The store must end with exactly one outcome per key.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use predicates::str::contains;
 
-use crate::harness::{self, Dir, TestServer, rows, scalar, text};
+use crate::harness::{self, Dir, TestServer, rows, scalar, text, try_scalar, wait_until};
 
 fn urls(srv: &TestServer, n: usize, path: &str) -> String {
     (0..n)
@@ -188,6 +189,56 @@ fn duplicate_keys_are_fetched_once_per_run() {
         "a repeated URL in flight is not fetched again"
     );
     assert_eq!(hits["/item/b"], 2, "the spec with id x is a different key");
+}
+
+/// Feeds `line` on stdin, waits until the store has committed it, then feeds it again with `other`:
+/// the repeat arrives after the first outcome left the in-progress set, so only the store (through
+/// the admitted-keys filter) can tell it was done in this run.
+fn repeat_after_commit(dir: &Dir, line: &str, other: &str, extra: &[&str]) {
+    let db = dir.path("fanout.db");
+    let this_run = "SELECT count(*) FROM outcomes WHERE run_id = (SELECT max(id) FROM runs)";
+    let runs_before = try_scalar(&db, "SELECT count(*) FROM runs").unwrap_or(0);
+    let mut child = dir
+        .fanout()
+        .args(["fetch", "-", "-q"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{line}").unwrap();
+    let committed = wait_until(Duration::from_secs(10), || {
+        try_scalar(&db, "SELECT count(*) FROM runs").unwrap_or(0) > runs_before
+            && try_scalar(&db, this_run).unwrap_or(0) > 0
+    });
+    assert!(committed, "the first outcome was never committed");
+    writeln!(stdin, "{line}\n{other}").unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_key_repeated_after_its_commit_is_skipped_on_a_new_store_and_with_fresh() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let (a, b, c) = (srv.url("/item/a"), srv.url("/item/b"), srv.url("/item/c"));
+    repeat_after_commit(&dir, &a, &b, &[]);
+    let db = dir.path("fanout.db");
+    assert_eq!(
+        srv.stats().hits()["/item/a"],
+        1,
+        "new store: a fetched once"
+    );
+    assert_eq!(scalar(&db, "SELECT skipped FROM runs WHERE id = 1"), 1);
+    // --fresh ignores run 1, but a repeat within run 2 still counts as done.
+    repeat_after_commit(&dir, &a, &c, &["--fresh"]);
+    assert_eq!(
+        srv.stats().hits()["/item/a"],
+        2,
+        "--fresh: a fetched once more"
+    );
+    assert_eq!(scalar(&db, "SELECT skipped FROM runs WHERE id = 2"), 1);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM outcomes"), 3);
 }
 
 #[test]
