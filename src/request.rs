@@ -62,5 +62,27 @@ pub fn default_key(method: &Method, url: &str, body: &[u8]) -> String {
     h.update(b"\n");
     h.update(body);
     let digest = h.finalize();
-    hex::encode(&digest[..16])
+    to_hex(&digest[..16])
+}
+
+/// Lower-case hex of `bytes`. (The `hex` crate's encoder goes through a `char` iterator and was
+/// ~1% of a request's CPU.)
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+    // Only ASCII digits and letters were pushed.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_matches_the_usual_spelling() {
+        assert_eq!(super::to_hex(&[0x00, 0x0f, 0xa0, 0xff, 0x12]), "000fa0ff12");
+        assert_eq!(super::to_hex(&[]), "");
+    }
 }

@@ -234,8 +234,8 @@ impl Client {
         };
         let mut o = Outcome {
             key: req.key.clone(),
-            url: req.url.to_string(),
-            method: req.method.to_string(),
+            url: req.url.as_str().to_owned(),
+            method: req.method.as_str().to_owned(),
             status: None,
             error: None,
             error_detail: None,

@@ -267,8 +267,8 @@ impl Job {
         };
         let mut o = Outcome::failed(
             self.req.key.clone(),
-            self.req.url.to_string(),
-            self.req.method.to_string(),
+            self.req.url.as_str().to_owned(),
+            self.req.method.as_str().to_owned(),
             kind,
             detail,
         );
@@ -494,8 +494,8 @@ impl Dispatcher {
                 SourceItem::Invalid(o) => o,
                 SourceItem::Request(r) => Outcome::failed(
                     r.key,
-                    r.url.to_string(),
-                    r.method.to_string(),
+                    r.url.as_str().to_owned(),
+                    r.method.as_str().to_owned(),
                     ErrorKind::Deadline,
                     "not started: the run's deadline passed",
                 ),
@@ -535,8 +535,8 @@ async fn run_attempt(shared: Arc<Shared>, job: Job) {
                 .unwrap_or_default();
             let o = Outcome::failed(
                 req.key.clone(),
-                req.url.to_string(),
-                req.method.to_string(),
+                req.url.as_str().to_owned(),
+                req.method.as_str().to_owned(),
                 ErrorKind::Io,
                 format!("internal error: the attempt panicked: {why}"),
             );

@@ -108,7 +108,7 @@ impl Sink {
     fn finish(self) -> Body {
         Body {
             bytes: self.n,
-            sha256: self.hasher.map(|h| hex::encode(h.finalize())),
+            sha256: self.hasher.map(|h| crate::request::to_hex(&h.finalize())),
             kept: self.kept.map(BytesMut::freeze),
         }
     }
