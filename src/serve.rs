@@ -171,7 +171,16 @@ impl Server {
         config: ServeConfig,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(config.addr).await?;
+        // A deep accept queue: with tokio's default of 1,024, a client opening ~1,000 connections
+        // at once overflowed it, and each dropped handshake cost the client a 200 ms retransmit.
+        let socket = if config.addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(config.addr)?;
+        let listener = socket.listen(LISTEN_BACKLOG)?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(ServerStats {
             count_paths: config.count_paths,
@@ -269,6 +278,99 @@ async fn accept_loop(
     }
 }
 
+/// Accept queue length asked for (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// How early tokio's timer hands over to the precise timer thread.
+const COARSE_MARGIN: Duration = Duration::from_millis(2);
+
+/// A deadline waited for by the precise timer thread, and the task to wake then.
+struct Wakeup {
+    at: Instant,
+    seq: u64,
+    tx: tokio::sync::oneshot::Sender<()>,
+}
+
+impl PartialEq for Wakeup {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Wakeup {}
+impl PartialOrd for Wakeup {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Wakeup {
+    /// Reversed, so the standard max-heap pops the earliest deadline.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// The sending side of the precise timer thread, started on first use.
+fn precise_timer() -> Option<&'static std::sync::mpsc::SyncSender<Wakeup>> {
+    static TIMER: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<Wakeup>>> =
+        std::sync::OnceLock::new();
+    TIMER
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Wakeup>(1 << 16);
+            std::thread::Builder::new()
+                .name("fanout-serve-timer".into())
+                .spawn(move || {
+                    let mut heap = std::collections::BinaryHeap::new();
+                    loop {
+                        let now = Instant::now();
+                        while heap.peek().is_some_and(|w: &Wakeup| w.at <= now) {
+                            if let Some(w) = heap.pop() {
+                                let _ = w.tx.send(());
+                            }
+                        }
+                        let next = match heap.peek() {
+                            Some(w) => rx.recv_timeout(w.at.saturating_duration_since(now)),
+                            None => rx
+                                .recv()
+                                .map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+                        };
+                        match next {
+                            Ok(w) => heap.push(w),
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                        }
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+/// Sleeps for `d`, accurate to a few tens of microseconds. tokio's timer wheel ticks in whole
+/// milliseconds and rounds deadlines up, so `tokio::time::sleep(100ms)` answered in 101–102 ms
+/// here, and `--latency` is what benchmarks of latency-bound lists divide by. So: tokio's timer
+/// until 2 ms before the deadline, then a thread that sleeps on the OS's high-resolution timers.
+async fn sleep_precisely(d: Duration) {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let deadline = Instant::now() + d;
+    if d > COARSE_MARGIN {
+        tokio::time::sleep_until((deadline - COARSE_MARGIN).into()).await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let wakeup = Wakeup {
+        at: deadline,
+        seq: SEQ.fetch_add(1, Relaxed),
+        tx,
+    };
+    match precise_timer().map(|t| t.try_send(wakeup)) {
+        Some(Ok(())) => {
+            let _ = rx.await;
+        }
+        // No timer thread, or 65,536 sleepers already queued: the coarse timer will do.
+        _ => tokio::time::sleep_until(deadline.into()).await,
+    }
+}
+
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
@@ -290,7 +392,7 @@ async fn handle(
         0
     };
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        sleep_precisely(latency).await;
     }
     let path = req.uri().path().to_owned();
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
