@@ -4,6 +4,7 @@
 //!
 //! Routes:
 //! - `/item/{id}`: a small JSON document.
+//! - `/close/{id}`: the same, with `Connection: close` (the server then closes the connection).
 //! - `/delay/{ms}`: answers after that many milliseconds.
 //! - `/status/{code}`: answers with that status.
 //! - `/redirect/{n}`: redirects n times, then lands on `/item/redirected`; `/redirect-loop` never ends.
@@ -62,6 +63,7 @@ impl Default for ServeConfig {
 #[derive(Debug, Default)]
 pub struct ServerStats {
     requests: AtomicU64,
+    connections: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     count_paths: bool,
@@ -81,6 +83,10 @@ impl ServerStats {
     /// Requests received.
     pub fn requests(&self) -> u64 {
         self.requests.load(Relaxed)
+    }
+    /// Connections accepted.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Relaxed)
     }
     /// The most requests that were being handled at the same moment.
     pub fn max_in_flight(&self) -> u64 {
@@ -247,6 +253,7 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
+        stats.connections.fetch_add(1, Relaxed);
         let stats = stats.clone();
         let stop = stop.clone();
         let tls = tls.clone();
@@ -315,7 +322,7 @@ fn precise_timer() -> Option<&'static std::sync::mpsc::SyncSender<Wakeup>> {
         std::sync::OnceLock::new();
     TIMER
         .get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Wakeup>(1 << 16);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Wakeup>(4096);
             std::thread::Builder::new()
                 .name("fanout-serve-timer".into())
                 .spawn(move || {
@@ -352,7 +359,9 @@ fn precise_timer() -> Option<&'static std::sync::mpsc::SyncSender<Wakeup>> {
 /// until 2 ms before the deadline, then a thread that sleeps on the OS's high-resolution timers.
 async fn sleep_precisely(d: Duration) {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let deadline = Instant::now() + d;
+    let Some(deadline) = Instant::now().checked_add(d) else {
+        return tokio::time::sleep(d).await; // centuries: precision does not matter
+    };
     if d > COARSE_MARGIN {
         tokio::time::sleep_until((deadline - COARSE_MARGIN).into()).await;
     }
@@ -366,7 +375,7 @@ async fn sleep_precisely(d: Duration) {
         Some(Ok(())) => {
             let _ = rx.await;
         }
-        // No timer thread, or 65,536 sleepers already queued: the coarse timer will do.
+        // No timer thread, or it is 4,096 hand-overs behind: the coarse timer will do.
         _ => tokio::time::sleep_until(deadline.into()).await,
     }
 }
@@ -403,6 +412,14 @@ async fn handle(
             StatusCode::OK,
             serde_json::json!({ "id": arg, "name": format!("item {arg}") }),
         ),
+        "close" => {
+            let mut r = json(StatusCode::OK, serde_json::json!({ "id": arg }));
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            r
+        }
         "delay" => match arg.parse::<u64>() {
             Ok(ms) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -1,8 +1,9 @@
 //! The HTTP client: one attempt at a request, with redirects, per-attempt timeout and bounded,
-//! decoded body reading, turned into an [`Outcome`]. hyper-util's pooled client over rustls
-//! (HTTP/1.1 and HTTP/2 by ALPN, or one forced; h2c by prior knowledge). Owns connections; knows
-//! nothing of sources, stores or admission.
+//! decoded body reading, turned into an [`Outcome`]. hyper's connections over rustls (HTTP/1.1 and
+//! HTTP/2 by ALPN, or one forced; h2c by prior knowledge), kept in our own pool. Owns connections;
+//! knows nothing of sources, stores or admission.
 //!
+//! - `pool`: idle HTTP/1.1 and shared HTTP/2 connections per origin.
 //! - `connector`: TCP connections, `--resolve` overrides and `--proxy` tunnels (CONNECT, SOCKS5).
 //! - `tls`: the rustls configuration (webpki roots, `--cacert`, `--insecure`).
 //! - `body`: streaming body reads, decoding gzip, deflate, br and zstd under `--max-body`.
@@ -12,6 +13,7 @@
 
 mod body;
 mod connector;
+mod pool;
 mod tls;
 
 use std::error::Error as StdError;
@@ -23,10 +25,15 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
 use url::Url;
+
+use self::pool::{Conn, Pool};
 
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
@@ -85,6 +92,9 @@ pub struct ClientConfig {
     pub resolve: Vec<Resolve>,
     /// A proxy every connection goes through (`--proxy`).
     pub proxy: Option<Proxy>,
+    /// Idle connections kept for reuse, across all hosts; when full, the oldest is closed. The
+    /// engine raises it to the run's concurrency.
+    pub max_idle: usize,
 }
 
 impl Default for ClientConfig {
@@ -102,6 +112,7 @@ impl Default for ClientConfig {
             ca_files: Vec::new(),
             resolve: Vec::new(),
             proxy: None,
+            max_idle: 64,
         }
     }
 }
@@ -119,14 +130,24 @@ pub fn check_ca_file(path: &Path) -> Result<usize, String> {
         .map_err(|e| e.0)
 }
 
-type Hyper = hyper_util::client::legacy::Client<HttpsConnector<connector::Connector>, Full<Bytes>>;
+/// Idle connections older than this are closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A cheap-to-clone handle on a pooled HTTP client.
 #[derive(Clone)]
 pub struct Client {
-    http: Hyper,
+    connector: HttpsConnector<connector::Connector>,
+    pool: Arc<Pool>,
     config: Arc<ClientConfig>,
     user_agent: HeaderValue,
+}
+
+/// Why a request did not get a response on a connection.
+enum SendError {
+    /// The connection was closed before the request was written: it may go on another one.
+    NotSent(Box<http::Request<Full<Bytes>>>),
+    /// It failed once sent (or could not be sent for another reason).
+    Failed(Failure),
 }
 
 /// A failed attempt: the stored kind and a detail for humans.
@@ -208,17 +229,77 @@ impl Client {
             HttpVersion::Http1 => builder.enable_http1().wrap_connector(connector),
             HttpVersion::Http2 => builder.enable_http2().wrap_connector(connector),
         };
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .http2_only(config.http_version == HttpVersion::Http2)
-            .build(https);
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| ClientError("invalid user agent".into()))?;
         Ok(Client {
-            http: client,
+            connector: https,
+            pool: Arc::new(Pool::new(config.max_idle.max(1), IDLE_TIMEOUT)),
             config: Arc::new(config),
             user_agent,
         })
+    }
+
+    /// Sends `req` to `url`'s origin: on a pooled connection if one is usable, else on a new one.
+    /// Returns the response and, for HTTP/1.1, the connection to give back once its body is read.
+    async fn send(
+        &self,
+        url: &Url,
+        mut req: http::Request<Full<Bytes>>,
+    ) -> Result<
+        (
+            http::Response<Incoming>,
+            Option<http1::SendRequest<Full<Bytes>>>,
+        ),
+        Failure,
+    > {
+        let origin = &url[..url::Position::AfterPort];
+        if let Some(conn) = self.pool.checkout(origin) {
+            // The server may have closed it meanwhile; a request not yet written goes on a new one.
+            match send_on(conn, req).await {
+                Ok(r) => return Ok(r),
+                Err(SendError::NotSent(r)) => req = *r,
+                Err(SendError::Failed(f)) => return Err(f),
+            }
+        }
+        let conn = self.connect(origin, req.uri()).await?;
+        match send_on(conn, req).await {
+            Ok(r) => Ok(r),
+            Err(SendError::NotSent(_)) => Err(Failure::new(
+                ErrorKind::Reset,
+                "the connection closed before the request could be sent",
+            )),
+            Err(SendError::Failed(f)) => Err(f),
+        }
+    }
+
+    /// Opens a connection (TCP, proxy tunnel, TLS) and speaks HTTP/2 on it if it was negotiated
+    /// or forced, HTTP/1.1 otherwise. HTTP/2 connections are shared through the pool at once.
+    async fn connect(&self, origin: &str, uri: &Uri) -> Result<Conn, Failure> {
+        let io = self
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(|e| classify(e.as_ref(), true))?;
+        let h2 = match self.config.http_version {
+            HttpVersion::Http2 => true,
+            HttpVersion::Http1 => false,
+            HttpVersion::Auto => io.connected().is_negotiated_h2(),
+        };
+        if h2 {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await
+                .map_err(|e| classify(&e, true))?;
+            // The connection's own errors reach the requests using it.
+            tokio::spawn(conn);
+            self.pool.share_h2(origin, &tx);
+            Ok(Conn::H2(tx))
+        } else {
+            let (tx, conn) = http1::handshake(io).await.map_err(|e| classify(&e, true))?;
+            tokio::spawn(conn);
+            Ok(Conn::H1(tx))
+        }
     }
 
     /// Makes one attempt at `req` (following redirects) and returns its outcome with `attempts: 1`.
@@ -295,7 +376,7 @@ impl Client {
                     HeaderValue::from_static(body::ACCEPT_ENCODING),
                 );
             }
-            let resp = self.http.request(hreq).await.map_err(|e| classify(&e))?;
+            let (resp, conn) = self.send(&url, hreq).await?;
             let ttfb = t0.elapsed();
             let status = resp.status();
             let location = resp.headers().get(header::LOCATION).cloned();
@@ -319,13 +400,16 @@ impl Client {
                 }
                 hops += 1;
                 // Read the (small) redirect body so the connection can be reused.
-                let _ = body::read(
+                let read = body::read(
                     resp.into_body(),
                     &[],
                     self.config.max_body,
                     BodyMode::Discard,
                 )
                 .await;
+                if let (Ok(_), Some(conn)) = (read, conn) {
+                    self.pool.give_back(&url[..url::Position::AfterPort], conn);
+                }
                 let next = location
                     .to_str()
                     .ok()
@@ -378,6 +462,9 @@ impl Client {
                 self.config.body,
             )
             .await?;
+            if let Some(conn) = conn {
+                self.pool.give_back(&url[..url::Position::AfterPort], conn);
+            }
             return Ok(Response {
                 retry_after,
                 status,
@@ -389,6 +476,82 @@ impl Client {
             });
         }
     }
+}
+
+/// Sends `req` (absolute URI) on `conn`: HTTP/1.1 in origin form with a `Host` header, HTTP/2 as is.
+async fn send_on(
+    conn: Conn,
+    mut req: http::Request<Full<Bytes>>,
+) -> Result<
+    (
+        http::Response<Incoming>,
+        Option<http1::SendRequest<Full<Bytes>>>,
+    ),
+    SendError,
+> {
+    match conn {
+        Conn::H1(mut tx) => {
+            if tx.ready().await.is_err() {
+                return Err(SendError::NotSent(Box::new(req)));
+            }
+            let absolute = req.uri().clone();
+            if !req.headers().contains_key(header::HOST)
+                && let Some(host) = host_header(&absolute)
+            {
+                req.headers_mut().insert(header::HOST, host);
+            }
+            *req.version_mut() = http::Version::HTTP_11;
+            *req.uri_mut() = origin_form(&absolute);
+            match tx.try_send_request(req).await {
+                Ok(resp) => Ok((resp, Some(tx))),
+                Err(mut e) => match e.take_message() {
+                    Some(mut req) => {
+                        // Back to the form every connection kind starts from.
+                        *req.uri_mut() = absolute;
+                        req.headers_mut().remove(header::HOST);
+                        Err(SendError::NotSent(Box::new(req)))
+                    }
+                    None => Err(SendError::Failed(classify(&e.into_error(), false))),
+                },
+            }
+        }
+        Conn::H2(mut tx) => {
+            if tx.ready().await.is_err() {
+                return Err(SendError::NotSent(Box::new(req)));
+            }
+            *req.version_mut() = http::Version::HTTP_2;
+            match tx.try_send_request(req).await {
+                Ok(resp) => Ok((resp, None)),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => Err(SendError::NotSent(Box::new(req))),
+                    None => Err(SendError::Failed(classify(&e.into_error(), false))),
+                },
+            }
+        }
+    }
+}
+
+/// `Host` for an HTTP/1.1 request: the URI's host, with the port unless it is the scheme's default.
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let value = match uri.port_u16() {
+        Some(p) if p != default => format!("{host}:{p}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
+/// The path and query of `uri` (`/` when empty), as HTTP/1.1 sends it to an origin server.
+fn origin_form(uri: &Uri) -> Uri {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    if pq.is_empty() || !pq.starts_with('/') {
+        return Uri::from_static("/");
+    }
+    pq.parse().unwrap_or_else(|_| Uri::from_static("/"))
 }
 
 /// Whether two URLs have the same scheme, host and port: a redirect that changes any of them drops
@@ -411,19 +574,17 @@ fn too_large(max: u64) -> Failure {
     )
 }
 
-/// Maps a client error to its stored kind by walking the source chain.
-fn classify(err: &(dyn StdError + 'static)) -> Failure {
+/// Maps a client error to its stored kind by walking the source chain; `connecting` says it
+/// happened while opening the connection (DNS, TCP, proxy, TLS, HTTP/2 preface).
+fn classify(err: &(dyn StdError + 'static), connecting: bool) -> Failure {
     let mut detail = err.to_string();
     let mut kind = None;
-    let mut is_connect = false;
+    let is_connect = connecting;
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
         if !std::ptr::eq(e as *const _ as *const u8, err as *const _ as *const u8) {
             detail.push_str(": ");
             detail.push_str(&e.to_string());
-        }
-        if let Some(le) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
-            is_connect |= le.is_connect();
         }
         if kind.is_none() {
             kind = kind_of(e);

@@ -124,7 +124,11 @@ pub async fn run_source(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
-    let client = Client::new(config.client.clone())?;
+    // Never fewer idle connections kept than could be busy at once.
+    let client = Client::new(ClientConfig {
+        max_idle: config.client.max_idle.max(config.concurrency),
+        ..config.client.clone()
+    })?;
     let info = RunInfo {
         command: config.command.clone(),
         started_at: SystemTime::now(),
@@ -193,12 +197,28 @@ pub async fn run_source(
     // The dispatcher runs as a task of its own: attempt tasks it spawns then start on the same
     // worker's queue, where a caller's `block_on` thread would push each through the shared queue
     // and wake another worker.
-    let (dispatcher, end) = tokio::spawn(async move {
+    // Aborted if the caller drops this future, as the dispatcher itself was before.
+    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
         let end = dispatcher.drive(items, &config, shutdown, failed).await;
         (dispatcher, end)
-    })
-    .await
-    .map_err(|e| RunError::Thread(std::io::Error::other(format!("internal error: {e}"))))?;
+    }));
+    let (dispatcher, end) = match task.await {
+        Ok(done) => done,
+        Err(e) => {
+            // A bug: keep what was recorded (the run is marked interrupted, so a rerun resumes).
+            filter.abort();
+            let _ = recorder
+                .finish(
+                    RunEnd::Interrupted,
+                    stats.skipped.load(Relaxed),
+                    move || started.elapsed(),
+                )
+                .await;
+            return Err(RunError::Thread(std::io::Error::other(format!(
+                "internal error: the dispatcher failed: {e}"
+            ))));
+        }
+    };
     let skipped = stats.skipped.load(Relaxed);
     let retries = stats.retries.load(Relaxed);
     let hosts = dispatcher.hosts.report();

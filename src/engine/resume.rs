@@ -7,8 +7,8 @@
 //! store is read, and the store thread removes a key from the set only *after* committing it. So a
 //! key is either still in the set, or already visible in the store.
 //!
-//! On a store that held no outcome when the run began (a new file), or under `--fresh`, only keys
-//! this run admitted can count as done; a fixed-size Bloom filter of those keys ([`Admitted`])
+//! On a store that held no outcome when the run began (a new file) and that no other run was
+//! writing, or under `--fresh`, only keys this run admitted can count as done; a fixed-size Bloom filter of those keys ([`Admitted`])
 //! lets every other key skip the store read. Memory stays fixed: past a few million keys the filter
 //! answers "maybe" more often and more keys are looked up, as they always were.
 
@@ -193,7 +193,7 @@ pub(crate) fn spawn(
         // Only when earlier outcomes cannot count: otherwise every key is looked up anyway.
         let mut admitted = journal
             .as_ref()
-            .filter(|j| policy.fresh || !j.held_outcomes_at_start())
+            .filter(|j| policy.fresh || !j.others_may_have_recorded())
             .map(|_| Admitted::with_bytes(ADMITTED_BYTES));
         loop {
             let Some(first) = source.next().await else {

@@ -62,9 +62,13 @@ pub struct Prior {
 pub trait Journal: Send {
     /// The id of the current run (outcomes it records carry it).
     fn run_id(&self) -> i64;
-    /// False when the store held no outcome when this run began: then a key can only be found if
-    /// this run recorded it, and keys this run never admitted need no lookup.
-    fn held_outcomes_at_start(&self) -> bool;
+    /// Whether a key may hold an outcome this run did not record. False only when the store held
+    /// no outcome and no other run was marked running when this run began: then keys this run
+    /// never admitted need no lookup. (A run started later on the same store is not seen; runs
+    /// sharing a store at the same time are not coordinated.)
+    fn others_may_have_recorded(&self) -> bool {
+        true
+    }
     /// For each key, what the store holds for it, if anything.
     fn lookup(&mut self, keys: &[String]) -> Result<Vec<Option<Prior>>, StoreError>;
 }

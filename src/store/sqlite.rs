@@ -149,15 +149,20 @@ impl SqliteStore {
         .map_err(|e| self.err(e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| self.err(e))?;
-        // Called before this run writes any outcome, so what is there came from earlier runs.
-        let held_outcomes_at_start = conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM outcomes)", [], |r| r.get(0))
+        // Called before this run writes any outcome, so what is there came from other runs.
+        let others_may_have_recorded = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM outcomes) \
+                 OR EXISTS (SELECT 1 FROM runs WHERE status = 'running' AND id <> ?1)",
+                [self.run_id],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))?;
         Ok(SqliteJournal {
             path: self.path.clone(),
             conn,
             run_id: self.run_id,
-            held_outcomes_at_start,
+            others_may_have_recorded,
         })
     }
 
@@ -265,7 +270,7 @@ pub struct SqliteJournal {
     path: String,
     conn: Connection,
     run_id: i64,
-    held_outcomes_at_start: bool,
+    others_may_have_recorded: bool,
 }
 
 impl Journal for SqliteJournal {
@@ -273,8 +278,8 @@ impl Journal for SqliteJournal {
         self.run_id
     }
 
-    fn held_outcomes_at_start(&self) -> bool {
-        self.held_outcomes_at_start
+    fn others_may_have_recorded(&self) -> bool {
+        self.others_may_have_recorded
     }
 
     fn lookup(&mut self, keys: &[String]) -> Result<Vec<Option<Prior>>, StoreError> {

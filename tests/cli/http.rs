@@ -531,3 +531,30 @@ fn bad_proxy_urls_are_usage_errors() {
             .stderr(contains("--proxy"));
     }
 }
+
+#[test]
+fn keep_alive_connections_are_reused_and_closed_ones_are_not() {
+    let srv = TestServer::start(Duration::from_millis(5));
+    let dir = Dir::new();
+    let list = |path: &str| -> String {
+        (0..200)
+            .map(|i| format!("{}\n", srv.url(&format!("/{path}/{i}"))))
+            .collect()
+    };
+    dir.write("keep.txt", &list("item"));
+    dir.cmd()
+        .args(["fetch", "keep.txt", "-c", "4", "-q"])
+        .assert()
+        .success();
+    let conns = srv.stats().connections();
+    assert!(
+        (1..=4).contains(&conns),
+        "200 requests at -c 4 over keep-alive opened {conns} connections"
+    );
+    // Every response closes its connection: each request needs a new one, and none may fail
+    // for having been sent on a connection the server had closed.
+    let out = fetch_jsonl(&dir, &["-c", "4", "--retries", "0"], &list("close"));
+    assert_eq!(out.len(), 200);
+    assert!(out.iter().all(|o| o["status"] == 200), "{out:?}");
+    assert_eq!(srv.stats().connections() - conns, 200);
+}

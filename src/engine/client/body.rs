@@ -126,7 +126,7 @@ pub(super) async fn read(
     if codings.is_empty() {
         let mut body = body;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| classify(&e))?;
+            let frame = frame.map_err(|e| classify(&e, false))?;
             if let Ok(data) = frame.into_data() {
                 sink.push(&data)?;
             }
@@ -183,13 +183,13 @@ fn read_failure(e: &io::Error, codings: Option<&str>) -> Failure {
     if let Some(inner) = e.get_ref()
         && inner.is::<hyper::Error>()
     {
-        return classify(inner);
+        return classify(inner, false);
     }
     match codings {
         Some(c) => Failure::new(
             ErrorKind::Decode,
             format!("cannot decode the {c} body: {e}"),
         ),
-        None => classify(e),
+        None => classify(e, false),
     }
 }

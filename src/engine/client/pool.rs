@@ -1,0 +1,197 @@
+//! Connections kept between requests: idle HTTP/1.1 connections and shared HTTP/2 connections, per
+//! origin (`scheme://host:port`). Replaces hyper-util's pooled client, which spent ~12% of the
+//! workers' CPU per request in its checkout, a task spawned per request to return the connection,
+//! and large boxed futures (docs/performance.md). Owns idle connections only: a connection in use
+//! belongs to the attempt using it, which gives it back once the response body is read.
+//!
+//! Bounds: at most `max_idle` idle connections in all; when full, the oldest idle connection makes
+//! room (so connections to hosts a run has left behind do not hold file descriptors for long), and
+//! idle ones older than `idle_timeout` are closed when next looked at. The maps are split into
+//! shards by origin, each behind its own lock held only to push, pop or evict.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+
+/// Locks the pool is split into.
+const SHARDS: usize = 16;
+
+/// A connection to send one request on.
+pub(super) enum Conn {
+    /// HTTP/1.1: one request at a time; given back to the pool after the response body.
+    H1(http1::SendRequest<Full<Bytes>>),
+    /// HTTP/2: shared by every request to the origin.
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+struct Idle {
+    tx: http1::SendRequest<Full<Bytes>>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Origin {
+    idle: Vec<Idle>,
+    h2: Option<http2::SendRequest<Full<Bytes>>>,
+}
+
+/// The pool; shared by all attempts of a run.
+pub(super) struct Pool {
+    shards: Vec<Mutex<HashMap<Box<str>, Origin>>>,
+    hasher: foldhash::quality::FixedState,
+    idle_count: AtomicUsize,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    pub(super) fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: foldhash::quality::FixedState::default(),
+            idle_count: AtomicUsize::new(0),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    fn shard_of(&self, origin: &str) -> usize {
+        (self.hasher.hash_one(origin) as usize) % SHARDS
+    }
+
+    fn shard(&self, origin: &str) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Origin>> {
+        let i = self.shard_of(origin);
+        // A panic while holding the lock leaves the map consistent (push/pop only).
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection to `origin` that looks usable: the shared HTTP/2 one, or the most recently
+    /// idled HTTP/1.1 one. It may still turn out closed; the caller then connects anew.
+    pub(super) fn checkout(&self, origin: &str) -> Option<Conn> {
+        let now = Instant::now();
+        let mut shard = self.shard(origin);
+        let entry = shard.get_mut(origin)?;
+        if let Some(h2) = &entry.h2 {
+            if !h2.is_closed() {
+                return Some(Conn::H2(h2.clone()));
+            }
+            entry.h2 = None;
+        }
+        let mut found = None;
+        while let Some(idle) = entry.idle.pop() {
+            self.idle_count.fetch_sub(1, Relaxed);
+            if !idle.tx.is_closed() && now.duration_since(idle.since) < self.idle_timeout {
+                found = Some(Conn::H1(idle.tx));
+                break;
+            }
+        }
+        if entry.idle.is_empty() && entry.h2.is_none() {
+            shard.remove(origin);
+        }
+        found
+    }
+
+    /// Keeps a new HTTP/2 connection for the origin's later requests.
+    pub(super) fn share_h2(&self, origin: &str, tx: &http2::SendRequest<Full<Bytes>>) {
+        let mut shard = self.shard(origin);
+        shard.entry(origin.into()).or_default().h2 = Some(tx.clone());
+    }
+
+    /// Gives back an HTTP/1.1 connection whose response was read to the end.
+    pub(super) fn give_back(&self, origin: &str, tx: http1::SendRequest<Full<Bytes>>) {
+        if tx.is_closed() {
+            return;
+        }
+        if self.idle_count.load(Relaxed) >= self.max_idle && !self.evict_oldest(origin) {
+            return; // dropping the last handle closes the connection
+        }
+        self.idle_count.fetch_add(1, Relaxed);
+        let mut shard = self.shard(origin);
+        shard.entry(origin.into()).or_default().idle.push(Idle {
+            tx,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes the oldest idle connection of one shard, trying `origin`'s shard first. Costs a scan
+    /// of the shard's origins; only done when the pool is full.
+    fn evict_oldest(&self, origin: &str) -> bool {
+        let first = self.shard_of(origin);
+        for i in (0..SHARDS).map(|k| (first + k) % SHARDS) {
+            let mut shard = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
+            let oldest = shard
+                .iter()
+                .filter_map(|(k, o)| o.idle.first().map(|idle| (idle.since, k)))
+                .min_by_key(|(since, _)| *since)
+                .map(|(_, k)| k.clone());
+            if let Some(key) = oldest {
+                if let Some(entry) = shard.get_mut(&key) {
+                    entry.idle.remove(0);
+                    self.idle_count.fetch_sub(1, Relaxed);
+                    if entry.idle.is_empty() && entry.h2.is_none() {
+                        shard.remove(&key);
+                    }
+                }
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A live HTTP/1.1 connection to an in-process server that answers nothing; the server's
+    /// side of each is kept open in `peers`.
+    async fn conn(
+        listener: &tokio::net::TcpListener,
+        peers: &mut Vec<tokio::net::TcpStream>,
+    ) -> http1::SendRequest<Full<Bytes>> {
+        let addr = listener.local_addr().unwrap();
+        let (stream, peer) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        peers.push(peer.unwrap().0);
+        let io = hyper_util::rt::TokioIo::new(stream.unwrap());
+        let (tx, conn) = http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        tx
+    }
+
+    #[tokio::test]
+    async fn reuses_the_newest_and_evicts_the_oldest_when_full() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peers = Vec::new();
+        let pool = Pool::new(2, Duration::from_secs(90));
+        pool.give_back("http://a:1", conn(&listener, &mut peers).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        pool.give_back("http://b:1", conn(&listener, &mut peers).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        // Full: the oldest (a's) makes room for c's.
+        pool.give_back("http://c:1", conn(&listener, &mut peers).await);
+        assert_eq!(pool.idle_count.load(Relaxed), 2);
+        assert!(pool.checkout("http://a:1").is_none());
+        assert!(matches!(pool.checkout("http://b:1"), Some(Conn::H1(_))));
+        assert!(matches!(pool.checkout("http://c:1"), Some(Conn::H1(_))));
+        assert!(pool.checkout("http://c:1").is_none());
+        assert_eq!(pool.idle_count.load(Relaxed), 0);
+        assert!(pool.shards.iter().all(|s| s.lock().unwrap().is_empty()));
+    }
+
+    #[tokio::test]
+    async fn expired_connections_are_not_reused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peers = Vec::new();
+        let pool = Pool::new(8, Duration::from_millis(20));
+        pool.give_back("http://a:1", conn(&listener, &mut peers).await);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(pool.checkout("http://a:1").is_none());
+        assert_eq!(pool.idle_count.load(Relaxed), 0);
+    }
+}
