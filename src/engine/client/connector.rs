@@ -1,7 +1,7 @@
 //! Opening TCP connections for the client: `--resolve` overrides (host and port to a fixed address,
 //! falling back to the system resolver), and `--proxy` tunnels (HTTP CONNECT, SOCKS5). TLS is
 //! layered on top by hyper-rustls, so certificates are checked against the URL's host, never the
-//! overriding address. Owns no pool; the hyper-util client above it does.
+//! overriding address. Owns no pool; `pool` keeps the connections it opens.
 
 use std::collections::HashMap;
 use std::fmt;
