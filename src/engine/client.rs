@@ -130,8 +130,11 @@ pub fn check_ca_file(path: &Path) -> Result<usize, String> {
         .map_err(|e| e.0)
 }
 
-/// Idle connections older than this are closed rather than reused.
+/// Idle connections (HTTP/2 ones: unused for) longer than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// HTTP/2 keep-alive pings on connections with no traffic, and how long a ping may go unanswered.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A cheap-to-clone handle on a pooled HTTP client.
 #[derive(Clone)]
@@ -261,20 +264,56 @@ impl Client {
                 Err(SendError::Failed(f)) => return Err(f),
             }
         }
-        let conn = self.connect(origin, req.uri()).await?;
+        // One HTTP/2 connection per origin: while one is being opened, others wait for it rather
+        // than each opening their own.
+        let gate = self
+            .pool
+            .h2_gate(origin, self.config.http_version == HttpVersion::Http2);
+        let _opening = match &gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        };
+        if gate.is_some()
+            && let Some(conn) = self.pool.checkout(origin)
+        {
+            match send_on(conn, req).await {
+                Ok(r) => return Ok(r),
+                Err(SendError::NotSent(r)) => req = *r,
+                Err(SendError::Failed(f)) => return Err(f),
+            }
+        }
+        let (conn, failed) = self.connect(origin, req.uri()).await?;
+        drop(_opening);
         match send_on(conn, req).await {
             Ok(r) => Ok(r),
-            Err(SendError::NotSent(_)) => Err(Failure::new(
-                ErrorKind::Reset,
-                "the connection closed before the request could be sent",
-            )),
+            // A new connection that cannot take a request: say why it ended.
+            Err(SendError::NotSent(_)) => Err(match failed.await {
+                Ok(e) => {
+                    // It connected, then ended on its own: what it sent was not HTTP, unless the
+                    // error says otherwise (TLS alert, reset).
+                    let mut f = classify(&e, false);
+                    if f.kind == ErrorKind::Io {
+                        f.kind = ErrorKind::Protocol;
+                    }
+                    f
+                }
+                Err(_) => Failure::new(
+                    ErrorKind::Reset,
+                    "the connection closed before the request could be sent",
+                ),
+            }),
             Err(SendError::Failed(f)) => Err(f),
         }
     }
 
     /// Opens a connection (TCP, proxy tunnel, TLS) and speaks HTTP/2 on it if it was negotiated
     /// or forced, HTTP/1.1 otherwise. HTTP/2 connections are shared through the pool at once.
-    async fn connect(&self, origin: &str, uri: &Uri) -> Result<Conn, Failure> {
+    /// The receiver gets the connection's own error if it ends with one.
+    async fn connect(
+        &self,
+        origin: &str,
+        uri: &Uri,
+    ) -> Result<(Conn, tokio::sync::oneshot::Receiver<hyper::Error>), Failure> {
         let io = self
             .connector
             .clone()
@@ -286,19 +325,31 @@ impl Client {
             HttpVersion::Http1 => false,
             HttpVersion::Auto => io.connected().is_negotiated_h2(),
         };
+        let (failed_tx, failed) = tokio::sync::oneshot::channel();
         if h2 {
             let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                // Pings find connections that died silently (a NAT that forgot them).
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive_interval(H2_PING_INTERVAL)
+                .keep_alive_timeout(H2_PING_TIMEOUT)
                 .handshake(io)
                 .await
                 .map_err(|e| classify(&e, true))?;
-            // The connection's own errors reach the requests using it.
-            tokio::spawn(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    let _ = failed_tx.send(e);
+                }
+            });
             self.pool.share_h2(origin, &tx);
-            Ok(Conn::H2(tx))
+            Ok((Conn::H2(tx), failed))
         } else {
             let (tx, conn) = http1::handshake(io).await.map_err(|e| classify(&e, true))?;
-            tokio::spawn(conn);
-            Ok(Conn::H1(tx))
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    let _ = failed_tx.send(e);
+                }
+            });
+            Ok((Conn::H1(tx), failed))
         }
     }
 
@@ -495,10 +546,12 @@ async fn send_on(
                 return Err(SendError::NotSent(Box::new(req)));
             }
             let absolute = req.uri().clone();
+            let mut added_host = false;
             if !req.headers().contains_key(header::HOST)
                 && let Some(host) = host_header(&absolute)
             {
                 req.headers_mut().insert(header::HOST, host);
+                added_host = true;
             }
             *req.version_mut() = http::Version::HTTP_11;
             *req.uri_mut() = origin_form(&absolute);
@@ -508,7 +561,9 @@ async fn send_on(
                     Some(mut req) => {
                         // Back to the form every connection kind starts from.
                         *req.uri_mut() = absolute;
-                        req.headers_mut().remove(header::HOST);
+                        if added_host {
+                            req.headers_mut().remove(header::HOST);
+                        }
                         Err(SendError::NotSent(Box::new(req)))
                     }
                     None => Err(SendError::Failed(classify(&e.into_error(), false))),

@@ -558,3 +558,38 @@ fn keep_alive_connections_are_reused_and_closed_ones_are_not() {
     assert!(out.iter().all(|o| o["status"] == 200), "{out:?}");
     assert_eq!(srv.stats().connections() - conns, 200);
 }
+
+#[test]
+fn forced_http2_shares_one_connection_per_origin() {
+    let srv = TestServer::start(Duration::from_millis(20));
+    let dir = Dir::new();
+    let list: String = (0..100)
+        .map(|i| format!("{}\n", srv.url(&format!("/item/{i}"))))
+        .collect();
+    let out = fetch_jsonl(&dir, &["--http2", "-c", "50"], &list);
+    assert_eq!(out.len(), 100);
+    assert!(out.iter().all(|o| o["status"] == 200), "{out:?}");
+    let conns = srv.stats().connections();
+    assert_eq!(
+        conns, 1,
+        "50 concurrent h2c requests opened {conns} connections"
+    );
+}
+
+#[test]
+fn a_server_that_is_not_http_is_a_protocol_error() {
+    // Greets like an SSH server and hangs up, before or after the request arrives.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            use std::io::Write;
+            let mut s = stream.unwrap();
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n");
+        }
+    });
+    let dir = Dir::new();
+    let out = fetch_jsonl(&dir, &["--retries", "0"], &format!("http://{addr}/x\n"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["error"], "protocol", "{}", out[0]);
+}

@@ -4,9 +4,11 @@
 //! and large boxed futures (docs/performance.md). Owns idle connections only: a connection in use
 //! belongs to the attempt using it, which gives it back once the response body is read.
 //!
-//! Bounds: at most `max_idle` idle connections in all; when full, the oldest idle connection makes
+//! Bounds: about `max_idle` idle HTTP/1.1 connections in all; when full, the oldest idle connection makes
 //! room (so connections to hosts a run has left behind do not hold file descriptors for long), and
-//! idle ones older than `idle_timeout` are closed when next looked at. The maps are split into
+//! idle ones older than `idle_timeout` are closed when next looked at. HTTP/2: one connection per
+//! origin, opened by one request while the others wait (`h2_gate`), dropped after `idle_timeout`
+//! unused; they are not counted in `max_idle`. The maps are split into
 //! shards by origin, each behind its own lock held only to push, pop or evict.
 
 use std::collections::HashMap;
@@ -38,7 +40,25 @@ struct Idle {
 #[derive(Default)]
 struct Origin {
     idle: Vec<Idle>,
-    h2: Option<http2::SendRequest<Full<Bytes>>>,
+    /// The shared HTTP/2 connection and when it was last handed out.
+    h2: Option<(http2::SendRequest<Full<Bytes>>, Instant)>,
+    /// Held while an HTTP/2 connection to the origin is being opened.
+    h2_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// The origin has answered over HTTP/2 before.
+    speaks_h2: bool,
+}
+
+impl Origin {
+    /// Nothing worth keeping the entry for (what it remembers about HTTP/2 is a hint only, so the
+    /// map does not grow with the number of origins a run has visited).
+    fn is_empty(&self) -> bool {
+        self.idle.is_empty()
+            && self.h2.is_none()
+            && self
+                .h2_gate
+                .as_ref()
+                .is_none_or(|g| std::sync::Arc::strong_count(g) <= 1)
+    }
 }
 
 /// The pool; shared by all attempts of a run.
@@ -77,8 +97,9 @@ impl Pool {
         let now = Instant::now();
         let mut shard = self.shard(origin);
         let entry = shard.get_mut(origin)?;
-        if let Some(h2) = &entry.h2 {
-            if !h2.is_closed() {
+        if let Some((h2, used)) = &mut entry.h2 {
+            if !h2.is_closed() && now.duration_since(*used) < self.idle_timeout {
+                *used = now;
                 return Some(Conn::H2(h2.clone()));
             }
             entry.h2 = None;
@@ -91,7 +112,7 @@ impl Pool {
                 break;
             }
         }
-        if entry.idle.is_empty() && entry.h2.is_none() {
+        if entry.is_empty() {
             shard.remove(origin);
         }
         found
@@ -100,12 +121,31 @@ impl Pool {
     /// Keeps a new HTTP/2 connection for the origin's later requests.
     pub(super) fn share_h2(&self, origin: &str, tx: &http2::SendRequest<Full<Bytes>>) {
         let mut shard = self.shard(origin);
-        shard.entry(origin.into()).or_default().h2 = Some(tx.clone());
+        let entry = shard.entry(origin.into()).or_default();
+        entry.h2 = Some((tx.clone(), Instant::now()));
+        entry.speaks_h2 = true;
+    }
+
+    /// The lock to hold while opening a connection to `origin`, when it will be HTTP/2 (`forced`,
+    /// or the origin answered over HTTP/2 before): one is opened, the others then share it.
+    pub(super) fn h2_gate(
+        &self,
+        origin: &str,
+        forced: bool,
+    ) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+        let mut shard = self.shard(origin);
+        if !forced && !shard.get(origin).is_some_and(|o| o.speaks_h2) {
+            return None;
+        }
+        let entry = shard.entry(origin.into()).or_default();
+        Some(entry.h2_gate.get_or_insert_with(Default::default).clone())
     }
 
     /// Gives back an HTTP/1.1 connection whose response was read to the end.
     pub(super) fn give_back(&self, origin: &str, tx: http1::SendRequest<Full<Bytes>>) {
-        if tx.is_closed() {
+        // Not ready although its response was read: the request body may still be going out to a
+        // server that answered early and will not read it. Never reuse such a connection.
+        if !tx.is_ready() {
             return;
         }
         if self.idle_count.load(Relaxed) >= self.max_idle && !self.evict_oldest(origin) {
@@ -134,7 +174,7 @@ impl Pool {
                 if let Some(entry) = shard.get_mut(&key) {
                     entry.idle.remove(0);
                     self.idle_count.fetch_sub(1, Relaxed);
-                    if entry.idle.is_empty() && entry.h2.is_none() {
+                    if entry.is_empty() {
                         shard.remove(&key);
                     }
                 }
@@ -159,8 +199,9 @@ mod tests {
         let (stream, peer) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
         peers.push(peer.unwrap().0);
         let io = hyper_util::rt::TokioIo::new(stream.unwrap());
-        let (tx, conn) = http1::handshake(io).await.unwrap();
+        let (mut tx, conn) = http1::handshake(io).await.unwrap();
         tokio::spawn(conn);
+        tx.ready().await.unwrap();
         tx
     }
 
