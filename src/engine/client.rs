@@ -145,6 +145,12 @@ pub struct Client {
     user_agent: HeaderValue,
 }
 
+/// A response, and for HTTP/1.1 the connection to give back once its body is read.
+type Sent = (
+    http::Response<Incoming>,
+    Option<http1::SendRequest<Full<Bytes>>>,
+);
+
 /// Why a request did not get a response on a connection.
 enum SendError {
     /// The connection was closed before the request was written: it may go on another one.
@@ -242,46 +248,47 @@ impl Client {
         })
     }
 
+    /// Sends `req` on a pooled connection to `origin`, if there is one. `Ok(Err(req))` gives the
+    /// request back when there was none, or when it closed before the request was written.
+    async fn send_pooled(
+        &self,
+        origin: &str,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<Result<Sent, http::Request<Full<Bytes>>>, Failure> {
+        let Some(conn) = self.pool.checkout(origin) else {
+            return Ok(Err(req));
+        };
+        match send_on(conn, req).await {
+            Ok(sent) => Ok(Ok(sent)),
+            Err(SendError::NotSent(req)) => Ok(Err(*req)),
+            Err(SendError::Failed(f)) => Err(f),
+        }
+    }
+
     /// Sends `req` to `url`'s origin: on a pooled connection if one is usable, else on a new one.
     /// Returns the response and, for HTTP/1.1, the connection to give back once its body is read.
-    async fn send(
-        &self,
-        url: &Url,
-        mut req: http::Request<Full<Bytes>>,
-    ) -> Result<
-        (
-            http::Response<Incoming>,
-            Option<http1::SendRequest<Full<Bytes>>>,
-        ),
-        Failure,
-    > {
+    async fn send(&self, url: &Url, req: http::Request<Full<Bytes>>) -> Result<Sent, Failure> {
         let origin = &url[..url::Position::AfterPort];
-        if let Some(conn) = self.pool.checkout(origin) {
-            // The server may have closed it meanwhile; a request not yet written goes on a new one.
-            match send_on(conn, req).await {
-                Ok(r) => return Ok(r),
-                Err(SendError::NotSent(r)) => req = *r,
-                Err(SendError::Failed(f)) => return Err(f),
-            }
-        }
+        let mut req = match self.send_pooled(origin, req).await? {
+            Ok(sent) => return Ok(sent),
+            Err(req) => req,
+        };
         // One HTTP/2 connection per origin: while one is being opened, others wait for it rather
-        // than each opening their own.
+        // than each opening their own, then use it.
         let gate = self
             .pool
             .h2_gate(origin, self.config.http_version == HttpVersion::Http2);
         let _opening = match &gate {
-            Some(g) => Some(g.lock().await),
+            Some(g) => {
+                let held = g.lock().await;
+                req = match self.send_pooled(origin, req).await? {
+                    Ok(sent) => return Ok(sent),
+                    Err(req) => req,
+                };
+                Some(held)
+            }
             None => None,
         };
-        if gate.is_some()
-            && let Some(conn) = self.pool.checkout(origin)
-        {
-            match send_on(conn, req).await {
-                Ok(r) => return Ok(r),
-                Err(SendError::NotSent(r)) => req = *r,
-                Err(SendError::Failed(f)) => return Err(f),
-            }
-        }
         let (conn, failed) = self.connect(origin, req.uri()).await?;
         drop(_opening);
         match send_on(conn, req).await {
@@ -530,16 +537,7 @@ impl Client {
 }
 
 /// Sends `req` (absolute URI) on `conn`: HTTP/1.1 in origin form with a `Host` header, HTTP/2 as is.
-async fn send_on(
-    conn: Conn,
-    mut req: http::Request<Full<Bytes>>,
-) -> Result<
-    (
-        http::Response<Incoming>,
-        Option<http1::SendRequest<Full<Bytes>>>,
-    ),
-    SendError,
-> {
+async fn send_on(conn: Conn, mut req: http::Request<Full<Bytes>>) -> Result<Sent, SendError> {
     match conn {
         Conn::H1(mut tx) => {
             if tx.ready().await.is_err() {
