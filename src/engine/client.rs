@@ -289,7 +289,9 @@ impl Client {
             }
             None => None,
         };
-        let (conn, failed) = self.connect(origin, req.uri()).await?;
+        // Boxed: opening a connection (TLS, HTTP/2 handshake) is a large future, and only the
+        // first request to an origin needs it; inline, it made every request's future larger.
+        let (conn, failed) = Box::pin(self.connect(origin, req.uri())).await?;
         drop(_opening);
         match send_on(conn, req).await {
             Ok(r) => Ok(r),
