@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+mod due;
 pub mod engine;
 pub mod outcome;
 pub mod request;

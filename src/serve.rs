@@ -292,29 +292,7 @@ const LISTEN_BACKLOG: u32 = 8192;
 const COARSE_MARGIN: Duration = Duration::from_millis(2);
 
 /// A deadline waited for by the precise timer thread, and the task to wake then.
-struct Wakeup {
-    at: Instant,
-    seq: u64,
-    tx: tokio::sync::oneshot::Sender<()>,
-}
-
-impl PartialEq for Wakeup {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Wakeup {}
-impl PartialOrd for Wakeup {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Wakeup {
-    /// Reversed, so the standard max-heap pops the earliest deadline.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
+type Wakeup = crate::due::Due<tokio::sync::oneshot::Sender<()>>;
 
 /// The sending side of the precise timer thread, started on first use.
 fn precise_timer() -> Option<&'static std::sync::mpsc::SyncSender<Wakeup>> {
@@ -331,7 +309,7 @@ fn precise_timer() -> Option<&'static std::sync::mpsc::SyncSender<Wakeup>> {
                         let now = Instant::now();
                         while heap.peek().is_some_and(|w: &Wakeup| w.at <= now) {
                             if let Some(w) = heap.pop() {
-                                let _ = w.tx.send(());
+                                let _ = w.item.send(());
                             }
                         }
                         let next = match heap.peek() {
@@ -369,7 +347,7 @@ async fn sleep_precisely(d: Duration) {
     let wakeup = Wakeup {
         at: deadline,
         seq: SEQ.fetch_add(1, Relaxed),
-        tx,
+        item: tx,
     };
     match precise_timer().map(|t| t.try_send(wakeup)) {
         Some(Ok(())) => {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::Job;
 use super::adaptive::{Aimd, Signal};
+use crate::due::Due;
 
 /// How long an idle host keeps its learned adaptive limit before it is forgotten.
 const ADAPTIVE_IDLE_TTL: Duration = Duration::from_secs(30);
@@ -197,29 +198,7 @@ impl Host {
 }
 
 /// A retry waiting for its backoff to pass.
-struct Delayed {
-    at: Instant,
-    seq: u64,
-    job: Job,
-}
-
-impl PartialEq for Delayed {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Delayed {}
-impl PartialOrd for Delayed {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Delayed {
-    // Reversed: BinaryHeap is a max-heap and the earliest must come out first.
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
+type Delayed = Due<Job>;
 
 /// Every host's state, the hosts ready to start a request, and the timers that wake the others.
 pub(crate) struct Hosts {
@@ -305,10 +284,10 @@ impl Hosts {
         let key = job.host.clone();
         self.host(&key, Instant::now()).waiting_retries += 1;
         self.seq += 1;
-        self.delayed.push(Delayed {
+        self.delayed.push(Due {
             at,
             seq: self.seq,
-            job,
+            item: job,
         });
         self.parked += 1;
     }
@@ -384,10 +363,10 @@ impl Hosts {
         while self.delayed.peek().is_some_and(|d| d.at <= now) {
             // Still parked: it moves from the delayed heap to the front of its host's queue.
             let d = self.delayed.pop().expect("peeked");
-            let key = d.job.host.clone();
+            let key = d.item.host.clone();
             let h = self.host(&key, now);
             h.waiting_retries = h.waiting_retries.saturating_sub(1);
-            h.queue.push_front(d.job);
+            h.queue.push_front(d.item);
             self.mark_ready(&key);
         }
         while let Some(Reverse((t, _))) = self.timers.peek()
@@ -461,7 +440,7 @@ impl Hosts {
 
     /// Every job still waiting, for the end of a run.
     pub(crate) fn drain(&mut self) -> Vec<Job> {
-        let mut jobs: Vec<Job> = self.delayed.drain().map(|d| d.job).collect();
+        let mut jobs: Vec<Job> = self.delayed.drain().map(|d| d.item).collect();
         for h in self.map.values_mut() {
             jobs.extend(h.queue.drain(..));
         }
