@@ -588,25 +588,43 @@ async fn send_on(conn: Conn, mut req: http::Request<Full<Bytes>>) -> Result<Sent
 
 /// `Host` for an HTTP/1.1 request: the URI's host, with the port unless it is the scheme's default.
 fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    let host = uri.host()?;
+    let authority = uri.authority()?;
+    let host = authority.host();
     let default = match uri.scheme_str() {
         Some("https") => 443,
         _ => 80,
     };
-    let value = match uri.port_u16() {
-        Some(p) if p != default => format!("{host}:{p}"),
-        _ => host.to_owned(),
-    };
-    HeaderValue::from_str(&value).ok()
+    match authority.port_u16() {
+        // The common case (no user info, no default port): the authority as written.
+        Some(p) if p != default && authority.as_str().len() == host.len() + 1 + port_len(p) => {
+            HeaderValue::from_str(authority.as_str()).ok()
+        }
+        Some(p) if p != default => HeaderValue::from_str(&format!("{host}:{p}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
+/// Decimal digits of a port number.
+fn port_len(p: u16) -> usize {
+    match p {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    }
 }
 
 /// The path and query of `uri` (`/` when empty), as HTTP/1.1 sends it to an origin server.
 fn origin_form(uri: &Uri) -> Uri {
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    if pq.is_empty() || !pq.starts_with('/') {
-        return Uri::from_static("/");
+    match uri.path_and_query() {
+        // Sharing the parsed path (a reference-counted buffer) rather than parsing it again.
+        Some(pq) if pq.as_str().starts_with('/') => Uri::from(pq.clone()),
+        Some(pq) if pq.as_str().starts_with('?') => format!("/{}", pq.as_str())
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/")),
+        _ => Uri::from_static("/"),
     }
-    pq.parse().unwrap_or_else(|_| Uri::from_static("/"))
 }
 
 /// Whether two URLs have the same scheme, host and port: a redirect that changes any of them drops
@@ -700,8 +718,31 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
 
 #[cfg(test)]
 mod tests {
-    use super::same_origin;
+    use super::{host_header, origin_form, same_origin};
+    use http::Uri;
     use url::Url;
+
+    #[test]
+    fn host_header_drops_user_info_and_default_ports() {
+        let h = |s: &str| host_header(&s.parse::<Uri>().unwrap()).unwrap();
+        assert_eq!(h("http://a.test/x"), "a.test");
+        assert_eq!(h("http://a.test:8080/x"), "a.test:8080");
+        assert_eq!(h("http://127.0.0.1:9/"), "127.0.0.1:9");
+        assert_eq!(h("http://a.test:80/"), "a.test");
+        assert_eq!(h("https://a.test:443/"), "a.test");
+        assert_eq!(h("https://a.test:80/"), "a.test:80");
+        assert_eq!(h("http://u:p@a.test:8080/"), "a.test:8080");
+        assert_eq!(h("http://u@a.test/"), "a.test");
+        assert_eq!(h("http://[::1]:65535/"), "[::1]:65535");
+    }
+
+    #[test]
+    fn origin_form_is_path_and_query() {
+        let o = |s: &str| origin_form(&s.parse::<Uri>().unwrap()).to_string();
+        assert_eq!(o("http://a.test/x/y?q=1"), "/x/y?q=1");
+        assert_eq!(o("http://a.test"), "/");
+        assert_eq!(o("http://a.test?q"), "/?q");
+    }
 
     #[test]
     fn origin_is_scheme_host_and_port() {

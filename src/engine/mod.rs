@@ -4,11 +4,12 @@
 //!
 //! Shape: the [resume filter](resume) reads the source and drops keys already recorded; a single
 //! dispatcher task owns all admission state (global limit and rate, [per-host state](hosts), jobs
-//! waiting for a host or a retry), so none of it is locked; each attempt runs as its own task,
-//! spawned only when every limit allows it (never ahead of time), and reports back over a channel
-//! whose capacity is the concurrency, so it never blocks. Outcomes go to the store thread over a
-//! bounded channel; an attempt keeps its slot until the store accepts its outcome, so a slow store
-//! slows admission.
+//! waiting for a host or a retry), so none of it is locked. Attempts run on worker tasks, at most
+//! one per unit of concurrency, each spawned the first time every limit allows one more attempt
+//! and no worker is idle (never ahead of time); the dispatcher hands an idle worker one job at a
+//! time, and the worker reports back over a channel whose capacity is the concurrency, so it never
+//! blocks. Outcomes go to the store thread over a bounded channel; an attempt keeps its slot until
+//! the store accepts its outcome, so a slow store slows admission.
 
 pub mod adaptive;
 pub mod client;
@@ -16,13 +17,16 @@ pub mod hosts;
 pub mod resume;
 pub mod retry;
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
+use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -176,7 +180,6 @@ pub async fn run_source(
         retry: config.retry.clone(),
         out: recorder.sender(),
         done: done_tx,
-        stop: CancellationToken::new(),
         stop_kind: OnceLock::new(),
     });
     let now = Instant::now();
@@ -190,6 +193,8 @@ pub async fn run_source(
             .rate
             .map(|r| Bucket::new(r, config.limits.burst_for(r), now)),
         in_flight: 0,
+        workers: Vec::new(),
+        idle: Vec::new(),
         concurrency,
         max_parked: (concurrency * 8).max(1024),
         stopping: None,
@@ -303,16 +308,31 @@ impl Job {
 
 /// The key of a URL's host state: `host:port`.
 fn host_key(url: &url::Url) -> Arc<str> {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0)
-    )
-    .into()
+    let host = url.host_str().unwrap_or("");
+    let port = url.port_or_known_default().unwrap_or(0);
+    // Built by hand: `format!` was a measurable share of the dispatcher's time per request.
+    let mut key = String::with_capacity(host.len() + 6);
+    key.push_str(host);
+    key.push(':');
+    let mut digits = [0u8; 5];
+    let mut n = port;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    key.extend(digits[i..].iter().map(|&d| d as char));
+    key.into()
 }
 
 /// What a finished attempt reports to the dispatcher.
 struct Done {
+    /// The worker that ran it, idle again.
+    worker: usize,
     host: Arc<str>,
     signal: Signal,
     /// A `Retry-After` pause, for the host that sent it (after redirects, not always `host`).
@@ -321,17 +341,58 @@ struct Done {
     retry: Option<(Job, Duration)>,
 }
 
+/// Messages taken from one channel per turn of the dispatcher's loop at most.
+const DRAIN: usize = 64;
+
 /// What every attempt task shares.
 struct Shared {
     client: Client,
     retry: RetryPolicy,
     /// Bounded channel into the store thread.
     out: mpsc::Sender<Outcome>,
-    /// Back to the dispatcher; capacity ≥ concurrency, and each task sends exactly once.
+    /// Back to the dispatcher; capacity ≥ concurrency, and each job sends exactly once.
     done: mpsc::Sender<Done>,
-    /// Cancelled to abort every in-flight attempt; `stop_kind` says what to record them as.
-    stop: CancellationToken,
+    /// What attempts stopped in flight are recorded as (set before the workers' stop flags).
     stop_kind: OnceLock<ErrorKind>,
+}
+
+/// Set once to abort a worker's attempt in flight. Polled on every wake of the attempt, so it is
+/// an atomic and the worker's own waker: a shared cancellation token locks its waiter list on
+/// each poll, from every worker at once.
+#[derive(Default)]
+struct StopFlag {
+    set: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl StopFlag {
+    fn stop(&self) {
+        self.set.store(true, Release);
+        self.waker.wake();
+    }
+
+    /// Resolves once [`StopFlag::stop`] has been called (at once if it already was).
+    async fn stopped(&self) {
+        poll_fn(|cx| {
+            if self.set.load(Acquire) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // Checked again: a stop between the first check and the registration woke nobody.
+            if self.set.load(Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// The dispatcher's end of a worker task: where to hand it a job, and how to stop it.
+struct WorkerHandle {
+    jobs: mpsc::Sender<Job>,
+    stop: Arc<StopFlag>,
 }
 
 /// Admission: owns the global limit and rate, every host's state, and the jobs waiting. A single
@@ -343,6 +404,10 @@ struct Dispatcher {
     hosts: Hosts,
     global: Option<Bucket>,
     in_flight: usize,
+    /// Every worker spawned so far (never more than `concurrency`), by index.
+    workers: Vec<WorkerHandle>,
+    /// Indices of workers with no job; the most recently idle is used first.
+    idle: Vec<usize>,
     concurrency: usize,
     /// Jobs that may wait for their host before input reading pauses.
     max_parked: usize,
@@ -368,6 +433,9 @@ impl Dispatcher {
         tokio::pin!(timer);
         let mut timer_at: Option<Instant> = None;
         let mut input_open = true;
+        // Made once: a new one each turn would register with the token's waiter list each time.
+        let failed = failed.cancelled();
+        tokio::pin!(failed);
 
         // Every arm is cancel-safe (mpsc recv, sleeps, a fused future).
         let mut end = loop {
@@ -389,16 +457,49 @@ impl Dispatcher {
                 biased;
                 _ = &mut shutdown => break RunEnd::Interrupted,
                 _ = &mut deadline => break RunEnd::Deadline,
-                _ = failed.cancelled() => break RunEnd::StoreError,
-                Some(done) = self.done_rx.recv() => self.on_done(done).await,
-                item = items.recv(), if can_read => match item {
-                    None => input_open = false,
-                    Some(SourceItem::Invalid(o)) => {
-                        if self.shared.out.send(o).await.is_err() {
-                            break RunEnd::StoreError;
+                _ = &mut failed => break RunEnd::StoreError,
+                Some(done) = self.done_rx.recv() => {
+                    self.on_done(done).await;
+                    // Whatever else has finished meanwhile, without another turn of the loop.
+                    for _ in 0..DRAIN {
+                        match self.done_rx.try_recv() {
+                            Ok(done) => self.on_done(done).await,
+                            Err(_) => break,
                         }
                     }
-                    Some(SourceItem::Request(r)) => self.hosts.push(Job::new(r), Instant::now()),
+                }
+                item = items.recv(), if can_read => {
+                    let mut item = item;
+                    let mut n = 0;
+                    loop {
+                        match item {
+                            None => {
+                                input_open = false;
+                                break;
+                            }
+                            Some(SourceItem::Invalid(o)) => {
+                                if self.shared.out.send(o).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Some(SourceItem::Request(r)) => {
+                                self.hosts.push(Job::new(r), Instant::now())
+                            }
+                        }
+                        // More lines already read, while they may wait here.
+                        n += 1;
+                        if n == DRAIN || self.hosts.parked() >= self.max_parked {
+                            break;
+                        }
+                        match items.try_recv() {
+                            Ok(next) => item = Some(next),
+                            Err(mpsc::error::TryRecvError::Disconnected) => item = None,
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                        }
+                    }
+                    if self.shared.out.is_closed() {
+                        break RunEnd::StoreError;
+                    }
                 },
                 _ = &mut timer, if timer_at.is_some() => timer_at = None,
             }
@@ -422,7 +523,9 @@ impl Dispatcher {
         };
         self.stopping = Some(kind);
         let _ = self.shared.stop_kind.set(kind);
-        self.shared.stop.cancel();
+        for w in &self.workers {
+            w.stop.stop();
+        }
         if end != RunEnd::StoreError {
             for job in self.hosts.drain() {
                 // Jobs never attempted are left for a rerun, except at the deadline, which
@@ -450,6 +553,9 @@ impl Dispatcher {
                 None => break,
             }
         }
+        // Idle workers end when their channel closes, dropping their handle on the store channel.
+        self.workers.clear();
+        self.idle.clear();
         end
     }
 
@@ -477,14 +583,47 @@ impl Dispatcher {
             }
             self.in_flight += 1;
             self.stats.admitted.fetch_add(1, Relaxed);
-            // Boxed: the attempt's future is ~3 KB, and tokio would copy it several times on the
-            // way into its task cell (memcpy was 13% of instructions per request, mostly such moves).
-            tokio::spawn(Box::pin(run_attempt(self.shared.clone(), job)));
+            self.hand_out(job);
         }
+    }
+
+    /// Gives `job` to an idle worker, spawning one if none is idle (there are then fewer workers
+    /// than jobs in flight allow). A worker's channel holds one job and is empty while it is idle.
+    fn hand_out(&mut self, mut job: Job) {
+        loop {
+            let w = match self.idle.pop() {
+                Some(w) => w,
+                None => self.spawn_worker(),
+            };
+            match self.workers[w].jobs.try_send(job) {
+                Ok(()) => return,
+                // Not idle after all (a bug): leave it out of the idle list and try another.
+                Err(mpsc::error::TrySendError::Full(j)) => job = j,
+                // Only if the worker task is gone (the runtime is shutting down): replace it.
+                Err(mpsc::error::TrySendError::Closed(j)) => {
+                    job = j;
+                    let (tx, rx) = mpsc::channel(1);
+                    let stop = Arc::new(StopFlag::default());
+                    tokio::spawn(worker(self.shared.clone(), w, rx, stop.clone()));
+                    self.workers[w] = WorkerHandle { jobs: tx, stop };
+                    self.idle.push(w);
+                }
+            }
+        }
+    }
+
+    fn spawn_worker(&mut self) -> usize {
+        let w = self.workers.len();
+        let (tx, rx) = mpsc::channel(1);
+        let stop = Arc::new(StopFlag::default());
+        tokio::spawn(worker(self.shared.clone(), w, rx, stop.clone()));
+        self.workers.push(WorkerHandle { jobs: tx, stop });
+        w
     }
 
     async fn on_done(&mut self, done: Done) {
         self.in_flight -= 1;
+        self.idle.push(done.worker);
         self.stats.finished.fetch_add(1, Relaxed);
         let now = Instant::now();
         // The retry is queued first, so the host does not look idle (and get forgotten) meanwhile.
@@ -541,12 +680,31 @@ fn signal_of(o: &Outcome) -> Signal {
     }
 }
 
-/// One attempt at a job, as its own task. Always reports back to the dispatcher exactly once,
-/// even if the attempt panics, so the in-flight count stays true.
-async fn run_attempt(shared: Arc<Shared>, job: Job) {
+/// A worker: runs the jobs the dispatcher hands it, one at a time, until the dispatcher is gone.
+async fn worker(
+    shared: Arc<Shared>,
+    id: usize,
+    mut jobs: mpsc::Receiver<Job>,
+    stop: Arc<StopFlag>,
+) {
+    while let Some(job) = jobs.recv().await {
+        // Boxed: the attempt's future is a few KB; the worker's own future stays small.
+        let done = Box::pin(run_attempt(&shared, id, job, &stop)).await;
+        if shared.done.send(done).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One attempt at a job. Always reports back exactly once, even if the attempt panics, so the
+/// in-flight count stays true.
+async fn run_attempt(shared: &Shared, worker: usize, job: Job, stop: &StopFlag) -> Done {
     let host = job.host.clone();
     let req = job.req.clone();
-    let done = match AssertUnwindSafe(attempt(&shared, job)).catch_unwind().await {
+    match AssertUnwindSafe(attempt(shared, worker, job, stop))
+        .catch_unwind()
+        .await
+    {
         Ok(done) => done,
         Err(panic) => {
             // A bug (ours or a dependency's) must still leave exactly one outcome.
@@ -564,32 +722,32 @@ async fn run_attempt(shared: Arc<Shared>, job: Job) {
             );
             let _ = shared.out.send(o).await;
             Done {
+                worker,
                 host,
                 signal: Signal::Neutral,
                 pause: None,
                 retry: None,
             }
         }
-    };
-    let _ = shared.done.send(done).await;
+    }
 }
 
-async fn attempt(shared: &Shared, mut job: Job) -> Done {
+async fn attempt(shared: &Shared, worker: usize, mut job: Job, stop: &StopFlag) -> Done {
     let (sys0, t0) = *job
         .first
         .get_or_insert_with(|| (SystemTime::now(), Instant::now()));
     job.attempts += 1;
     let result = tokio::select! {
         biased;
-        _ = shared.stop.cancelled() => None,
-        // Boxed: the client's future is large, and the task would otherwise copy it around.
-        a = Box::pin(shared.client.fetch(&job.req)) => Some(a),
+        _ = stop.stopped() => None,
+        a = shared.client.fetch(&job.req) => Some(a),
     };
     let host = job.host.clone();
     let Some(a) = result else {
         let kind = *shared.stop_kind.get().unwrap_or(&ErrorKind::Cancelled);
         let _ = shared.out.send(job.stopped(kind, "in flight")).await;
         return Done {
+            worker,
             host,
             signal: Signal::Neutral,
             pause: None,
@@ -618,6 +776,7 @@ async fn attempt(shared: &Shared, mut job: Job) -> Done {
     {
         job.last = Some(a.outcome);
         return Done {
+            worker,
             host,
             signal,
             pause,
@@ -631,9 +790,25 @@ async fn attempt(shared: &Shared, mut job: Job) -> Done {
     // The slot stays taken until the store channel accepts: a slow store slows admission.
     let _ = shared.out.send(o).await;
     Done {
+        worker,
         host,
         signal,
         pause,
         retry: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_key;
+
+    #[test]
+    fn host_key_is_host_and_port_with_the_default_filled_in() {
+        let k = |s: &str| host_key(&url::Url::parse(s).unwrap()).to_string();
+        assert_eq!(k("http://a.test/x"), "a.test:80");
+        assert_eq!(k("https://a.test/"), "a.test:443");
+        assert_eq!(k("http://a.test:8080/"), "a.test:8080");
+        assert_eq!(k("http://127.0.0.1:0/"), "127.0.0.1:0");
+        assert_eq!(k("http://[::1]:65535/"), "[::1]:65535");
     }
 }
