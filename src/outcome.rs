@@ -179,7 +179,7 @@ impl Outcome {
 
     /// `started_at` as RFC 3339 with milliseconds, UTC (`2026-11-25T16:13:15.123Z`).
     pub fn started_at_rfc3339(&self) -> String {
-        humantime::format_rfc3339_millis(self.started_at).to_string()
+        Rfc3339Millis::new(self.started_at).as_str().to_owned()
     }
 
     /// A JSON view with the same field names as the SQLite columns.
@@ -205,4 +205,120 @@ impl Outcome {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// A UTC time written as RFC 3339 with milliseconds (`2026-11-25T16:13:15.123Z`), on the stack:
+/// the store writes one per outcome, and general formatting was a measurable share of that.
+/// Times before 1970 are written as 1970-01-01T00:00:00.000Z, times after 9999 as the end of 9999.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use fanout::outcome::Rfc3339Millis;
+///
+/// let t = UNIX_EPOCH + Duration::from_millis(1_795_277_595_123);
+/// assert_eq!(Rfc3339Millis::new(t).as_str(), "2026-11-21T16:13:15.123Z");
+/// ```
+#[derive(Clone, Copy)]
+pub struct Rfc3339Millis([u8; 24]);
+
+impl Rfc3339Millis {
+    /// Formats `t`.
+    pub fn new(t: SystemTime) -> Rfc3339Millis {
+        // 9999-12-31T23:59:59.999Z
+        const MAX_MS: u64 = 253_402_300_799_999;
+        let ms = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(MAX_MS))
+            .min(MAX_MS);
+        let (secs, milli) = (ms / 1000, ms % 1000);
+        let (days, day_secs) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days);
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, day_secs / 3600);
+        put(14, 2, day_secs / 60 % 60);
+        put(17, 2, day_secs % 60);
+        put(20, 3, milli);
+        Rfc3339Millis(b)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00.000Z")
+    }
+}
+
+/// Year, month and day of the `days`-th day after 1970-01-01 (proleptic Gregorian; Howard
+/// Hinnant's `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rfc3339Millis;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_matches_humantime_across_the_calendar() {
+        // Leap days, century years (2000 is a leap year, 2100 is not), month and year ends.
+        let fixed: [u64; 8] = [
+            0,
+            951_782_400_000,   // 2000-02-29
+            951_868_799_999,   // 2000-02-29T23:59:59.999
+            4_107_542_400_000, // 2100-03-01
+            1_709_164_800_000, // 2024-02-29
+            1_735_689_599_999, // 2024-12-31T23:59:59.999
+            1_735_689_600_000, // 2025-01-01
+            253_402_300_799_999,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let random = (0..20_000).map(|_| {
+            // xorshift: spread over the years 1970 to 9999.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % 253_402_300_800_000
+        });
+        for ms in fixed.into_iter().chain(random) {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(
+                Rfc3339Millis::new(t).as_str(),
+                humantime::format_rfc3339_millis(t).to_string(),
+                "{ms} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc3339_saturates_outside_its_years() {
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(
+            Rfc3339Millis::new(before).as_str(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let after = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(
+            Rfc3339Millis::new(after).as_str(),
+            "9999-12-31T23:59:59.999Z"
+        );
+    }
 }

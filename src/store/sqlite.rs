@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::{Journal, Prior, RunInfo, Store, StoreError};
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Rfc3339Millis};
 use crate::stats::Summary;
 
 /// The schema, created when missing. Documented in README.md; changing it changes stored data.
@@ -43,14 +43,14 @@ CREATE TABLE IF NOT EXISTS outcomes (
 );
 ";
 
-/// Columns written per outcome.
-const COLUMNS: usize = 15;
-/// Rows per multi-row INSERT: fewer statement executions per batch (15 × 32 parameters).
+/// Parameters bound per outcome (every column but `run_id`, which is written into the statement).
+const COLUMNS: usize = 14;
+/// Rows per multi-row INSERT: fewer statement executions per batch (14 × 32 parameters).
 const ROWS_PER_INSERT: usize = 32;
 
-/// `INSERT OR REPLACE` of `rows` outcomes in one statement.
-fn insert_sql(rows: usize) -> String {
-    let one = format!("({})", vec!["?"; COLUMNS].join(", "));
+/// `INSERT OR REPLACE` of `rows` outcomes of run `run_id` in one statement.
+fn insert_sql(rows: usize, run_id: i64) -> String {
+    let one = format!("(?, {run_id}, {})", vec!["?"; COLUMNS - 1].join(", "));
     format!(
         "INSERT OR REPLACE INTO outcomes (key, run_id, url, method, status, error, error_detail, \
          attempts, started_at, ttfb_ms, total_ms, bytes, final_url, body_sha256, body) VALUES {}",
@@ -59,27 +59,21 @@ fn insert_sql(rows: usize) -> String {
 }
 
 /// Binds one outcome's columns starting at parameter `base` (1-based).
-fn bind(
-    stmt: &mut rusqlite::Statement<'_>,
-    base: usize,
-    o: &Outcome,
-    run_id: i64,
-) -> rusqlite::Result<()> {
+fn bind(stmt: &mut rusqlite::Statement<'_>, base: usize, o: &Outcome) -> rusqlite::Result<()> {
     stmt.raw_bind_parameter(base, &o.key)?;
-    stmt.raw_bind_parameter(base + 1, run_id)?;
-    stmt.raw_bind_parameter(base + 2, &o.url)?;
-    stmt.raw_bind_parameter(base + 3, &o.method)?;
-    stmt.raw_bind_parameter(base + 4, o.status)?;
-    stmt.raw_bind_parameter(base + 5, o.error.map(|k| k.as_str()))?;
-    stmt.raw_bind_parameter(base + 6, &o.error_detail)?;
-    stmt.raw_bind_parameter(base + 7, o.attempts)?;
-    stmt.raw_bind_parameter(base + 8, o.started_at_rfc3339())?;
-    stmt.raw_bind_parameter(base + 9, o.ttfb_ms())?;
-    stmt.raw_bind_parameter(base + 10, o.total_ms())?;
-    stmt.raw_bind_parameter(base + 11, o.bytes as i64)?;
-    stmt.raw_bind_parameter(base + 12, &o.final_url)?;
-    stmt.raw_bind_parameter(base + 13, &o.body_sha256)?;
-    stmt.raw_bind_parameter(base + 14, o.body.as_deref())?;
+    stmt.raw_bind_parameter(base + 1, &o.url)?;
+    stmt.raw_bind_parameter(base + 2, &o.method)?;
+    stmt.raw_bind_parameter(base + 3, o.status)?;
+    stmt.raw_bind_parameter(base + 4, o.error.map(|k| k.as_str()))?;
+    stmt.raw_bind_parameter(base + 5, &o.error_detail)?;
+    stmt.raw_bind_parameter(base + 6, o.attempts)?;
+    stmt.raw_bind_parameter(base + 7, Rfc3339Millis::new(o.started_at).as_str())?;
+    stmt.raw_bind_parameter(base + 8, o.ttfb_ms())?;
+    stmt.raw_bind_parameter(base + 9, o.total_ms())?;
+    stmt.raw_bind_parameter(base + 10, o.bytes as i64)?;
+    stmt.raw_bind_parameter(base + 11, &o.final_url)?;
+    stmt.raw_bind_parameter(base + 12, &o.body_sha256)?;
+    stmt.raw_bind_parameter(base + 13, o.body.as_deref())?;
     Ok(())
 }
 
@@ -135,8 +129,8 @@ impl SqliteStore {
             path: name,
             conn,
             run_id: 0,
-            insert_one: insert_sql(1),
-            insert_many: insert_sql(ROWS_PER_INSERT),
+            insert_one: String::new(),
+            insert_many: String::new(),
         })
     }
 
@@ -211,11 +205,12 @@ impl Store for SqliteStore {
             )
             .map_err(|e| self.err(e))?;
         self.run_id = self.conn.last_insert_rowid();
+        self.insert_one = insert_sql(1, self.run_id);
+        self.insert_many = insert_sql(ROWS_PER_INSERT, self.run_id);
         Ok(())
     }
 
     fn write(&mut self, batch: &[Outcome]) -> Result<(), StoreError> {
-        let run_id = self.run_id;
         // In key order, consecutive rows land on the same or neighbouring index pages. Stable, so
         // of two outcomes for one key the later still wins.
         let mut sorted: Vec<&Outcome> = batch.iter().collect();
@@ -228,14 +223,14 @@ impl Store for SqliteStore {
                 let mut many = tx.prepare_cached(&self.insert_many)?;
                 for chunk in chunks.by_ref() {
                     for (i, o) in chunk.iter().enumerate() {
-                        bind(&mut many, 1 + i * COLUMNS, o, run_id)?;
+                        bind(&mut many, 1 + i * COLUMNS, o)?;
                     }
                     many.raw_execute()?;
                 }
             }
             let mut one = tx.prepare_cached(&self.insert_one)?;
             for o in chunks.remainder() {
-                bind(&mut one, 1, o, run_id)?;
+                bind(&mut one, 1, o)?;
                 one.raw_execute()?;
             }
             drop(one);
