@@ -3,6 +3,7 @@
 //! summary go to stderr ([`progress`]). stdout carries only data (`--jsonl -`).
 
 mod args;
+mod fds;
 mod progress;
 
 use std::io::IsTerminal;
@@ -33,6 +34,24 @@ pub mod exit {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the runtime's threads exist (see fds.rs): a descriptor per connection, plus the
+    // idle pool, stores and standard streams.
+    let wanted = match &cli.command {
+        Command::Fetch(a) => 2 * u64::from(a.concurrency) + 64,
+        Command::Bench(a) => 4 * u64::from(a.concurrency) + 64,
+        Command::Serve(_) => SERVE_FDS,
+    };
+    let fds = fds::prepare(wanted);
+    if let (Command::Fetch(a), Some(limit)) = (&cli.command, fds.limit)
+        && u64::from(a.concurrency) + 32 > limit
+    {
+        eprintln!(
+            "fanout: warning: -c {} needs about {} open files, but the limit is {limit} \
+             (ulimit -n); requests beyond it fail as 'connect' errors",
+            a.concurrency,
+            u64::from(a.concurrency) + 32
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -54,6 +73,9 @@ pub fn main() -> ExitCode {
     runtime.shutdown_background();
     ExitCode::from(code)
 }
+
+/// File-table size prepared for `fanout serve` (it accepts as many connections as come).
+const SERVE_FDS: u64 = 16_384;
 
 /// Cancels the returned token on the first Ctrl-C or SIGTERM; exits at once on the second.
 fn shutdown_signal(quiet: bool) -> CancellationToken {

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::{self, Dir, TestServer, rows, scalar, text};
@@ -544,4 +544,57 @@ fn absurd_rates_are_usage_errors() {
         .args(["fetch", "--rate", "5/fortnight", "x"])
         .assert()
         .code(2);
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_low_soft_open_file_limit_is_raised_for_many_connections() {
+    // The soft limit is lowered below what -c needs, as many systems ship it (1,024); fanout
+    // raises it to the hard limit, so every request still gets its connection.
+    let hard: u64 = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap_or(u64::MAX); // "unlimited"
+    assert!(
+        hard >= 512,
+        "this test needs a hard open-file limit of at least 512, not {hard}"
+    );
+    let srv = TestServer::start(Duration::from_millis(300));
+    let dir = Dir::new();
+    let list: String = (0..150)
+        .map(|i| format!("{}\n", srv.url(&format!("/item/{i}"))))
+        .collect();
+    dir.write("urls.txt", &list);
+    let script = format!(
+        "ulimit -Sn 48 && exec '{}' fetch urls.txt -c 150 --db out.db -q",
+        env!("CARGO_BIN_EXE_fanout")
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path(""))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let db = dir.path("out.db");
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM outcomes WHERE status = 200"),
+        150,
+        "{}",
+        text(
+            &db,
+            "SELECT group_concat(DISTINCT error_detail) FROM outcomes WHERE status IS NULL"
+        )
+    );
+    let max = srv.stats().max_in_flight();
+    assert!(
+        max > 48,
+        "only {max} requests overlapped: the limit was not tested"
+    );
 }
