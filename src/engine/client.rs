@@ -362,6 +362,13 @@ impl Client {
         }
     }
 
+    /// Keeps no more connections: each HTTP/1.1 connection is closed when its response ends. For
+    /// when no more requests will come, so closing overlaps the last responses instead of
+    /// following them. Requests sent later still work, on new connections.
+    pub fn close_connections(&self) {
+        self.pool.stop_keeping();
+    }
+
     /// Makes one attempt at `req` (following redirects) and returns its outcome with `attempts: 1`.
     pub async fn fetch(&self, req: &Request) -> Attempt {
         let started_at = SystemTime::now();

@@ -433,6 +433,7 @@ impl Dispatcher {
         tokio::pin!(timer);
         let mut timer_at: Option<Instant> = None;
         let mut input_open = true;
+        let mut closing = false;
         // Made once: a new one each turn would register with the token's waiter list each time.
         let failed = failed.cancelled();
         tokio::pin!(failed);
@@ -442,8 +443,16 @@ impl Dispatcher {
             let now = Instant::now();
             self.hosts.fire_timers(now);
             self.start_ready(now);
-            if !input_open && self.in_flight == 0 && self.hosts.parked() == 0 {
-                break RunEnd::Completed;
+            if !input_open && self.hosts.parked() == 0 {
+                if self.in_flight == 0 {
+                    break RunEnd::Completed;
+                }
+                if !closing {
+                    // Nothing more will be sent (a retry would open a new connection): close each
+                    // connection as its last response ends, while the others are still awaited.
+                    self.shared.client.close_connections();
+                    closing = true;
+                }
             }
             let wake = self.next_wake();
             if wake != timer_at {

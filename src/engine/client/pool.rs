@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -68,6 +68,8 @@ pub(super) struct Pool {
     idle_count: AtomicUsize,
     max_idle: usize,
     idle_timeout: Duration,
+    /// Set once no more requests will come: connections are closed after use, not kept.
+    closing: AtomicBool,
 }
 
 impl Pool {
@@ -78,6 +80,7 @@ impl Pool {
             idle_count: AtomicUsize::new(0),
             max_idle,
             idle_timeout,
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -143,6 +146,9 @@ impl Pool {
 
     /// Gives back an HTTP/1.1 connection whose response was read to the end.
     pub(super) fn give_back(&self, origin: &str, tx: http1::SendRequest<Full<Bytes>>) {
+        if self.closing.load(Relaxed) {
+            return;
+        }
         // Not ready although its response was read: the request body may still be going out to a
         // server that answered early and will not read it. Never reuse such a connection.
         if !tx.is_ready() {
@@ -157,6 +163,12 @@ impl Pool {
             tx,
             since: Instant::now(),
         });
+    }
+
+    /// From now on, closes each HTTP/1.1 connection as its request ends instead of keeping it.
+    /// Idle ones stay for requests already started that have not taken one yet.
+    pub(super) fn stop_keeping(&self) {
+        self.closing.store(true, Relaxed);
     }
 
     /// Closes the oldest idle connection of one shard, trying `origin`'s shard first. Costs a scan
