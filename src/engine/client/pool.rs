@@ -9,7 +9,9 @@
 //! idle ones older than `idle_timeout` are closed when next looked at. HTTP/2: one connection per
 //! origin, opened by one request while the others wait (`h2_gate`), dropped after `idle_timeout`
 //! unused; they are not counted in `max_idle`. The maps are split into
-//! shards by origin, each behind its own lock held only to push, pop or evict.
+//! shards by origin, each behind its own lock held only to push, pop or evict. An origin's entry
+//! outlives its last idle connection (it usually comes back at once); entries with nothing left
+//! are swept when a shard reaches 64 origins, and again at each power of two.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -23,6 +25,8 @@ use hyper::client::conn::{http1, http2};
 
 /// Locks the pool is split into.
 const SHARDS: usize = 16;
+/// Origins a shard holds before empty entries are swept (then again at each power of two).
+const SWEEP_AT: usize = 64;
 
 /// A connection to send one request on.
 pub(super) enum Conn {
@@ -115,9 +119,8 @@ impl Pool {
                 break;
             }
         }
-        if entry.is_empty() {
-            shard.remove(origin);
-        }
+        // An emptied entry stays: the connection usually comes back at once, and re-inserting the
+        // origin would allocate its key again. Empty entries are swept when the shard grows.
         found
     }
 
@@ -158,11 +161,21 @@ impl Pool {
             return; // dropping the last handle closes the connection
         }
         self.idle_count.fetch_add(1, Relaxed);
-        let mut shard = self.shard(origin);
-        shard.entry(origin.into()).or_default().idle.push(Idle {
+        let idle = Idle {
             tx,
             since: Instant::now(),
-        });
+        };
+        let mut shard = self.shard(origin);
+        if let Some(entry) = shard.get_mut(origin) {
+            entry.idle.push(idle);
+            return;
+        }
+        // A new origin: first forget those with nothing left (the map would otherwise grow with
+        // every origin a run has visited), amortized over the shard's growth.
+        if shard.len() >= SWEEP_AT && shard.len().is_power_of_two() {
+            shard.retain(|_, o| !o.is_empty());
+        }
+        shard.entry(origin.into()).or_default().idle.push(idle);
     }
 
     /// From now on, closes each HTTP/1.1 connection as its request ends instead of keeping it.
@@ -234,7 +247,32 @@ mod tests {
         assert!(matches!(pool.checkout("http://c:1"), Some(Conn::H1(_))));
         assert!(pool.checkout("http://c:1").is_none());
         assert_eq!(pool.idle_count.load(Relaxed), 0);
-        assert!(pool.shards.iter().all(|s| s.lock().unwrap().is_empty()));
+        assert!(
+            pool.shards
+                .iter()
+                .all(|s| s.lock().unwrap().values().all(Origin::is_empty))
+        );
+    }
+
+    #[tokio::test]
+    async fn origins_with_nothing_left_are_forgotten_as_a_shard_grows() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peers = Vec::new();
+        let pool = Pool::new(8, Duration::from_secs(90));
+        let target = pool.shard_of("http://new:1");
+        // Origins visited earlier, all of whose connections are gone, in the same shard.
+        let old: Vec<String> = (0..)
+            .map(|i| format!("http://old{i}:1"))
+            .filter(|o| pool.shard_of(o) == target)
+            .take(SWEEP_AT)
+            .collect();
+        for o in &old {
+            pool.shard(o).insert(o.as_str().into(), Origin::default());
+        }
+        pool.give_back("http://new:1", conn(&listener, &mut peers).await);
+        let shard = pool.shards[target].lock().unwrap();
+        assert_eq!(shard.len(), 1, "{:?}", shard.keys().collect::<Vec<_>>());
+        assert_eq!(shard["http://new:1"].idle.len(), 1);
     }
 
     #[tokio::test]
