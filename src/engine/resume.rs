@@ -3,6 +3,9 @@
 //! in progress; reads the store only through [`Journal`], in batches, so memory stays flat however
 //! many keys the store holds.
 //!
+//! Lines are read ahead in batches: up to 512 (waiting up to 10 ms for a slow input to fill one)
+//! when the store must be read, and only those already read, up to 64, when it need not be.
+//!
 //! Ordering argument for "fetched once": a key is checked against the in-progress set *before* the
 //! store is read, and the store thread removes a key from the set only *after* committing it. So a
 //! key is either still in the set, or already visible in the store.
@@ -16,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foldhash::{HashSet, HashSetExt};
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -26,6 +30,8 @@ use crate::store::{Journal, Prior, StoreError};
 
 /// Keys looked up in one store read.
 pub const LOOKUP_BATCH: usize = 512;
+/// Lines passed on at once when no store read is needed.
+const QUICK_BATCH: usize = 64;
 /// How long a slow input (a trickle on stdin) may wait to fill a lookup batch.
 const LOOKUP_LINGER: Duration = Duration::from_millis(10);
 
@@ -195,21 +201,33 @@ pub(crate) fn spawn(
             .as_ref()
             .filter(|j| policy.fresh || !j.others_may_have_recorded())
             .map(|_| Admitted::with_bytes(ADMITTED_BYTES));
+        // Without store reads (a new store, --fresh, or none), nothing is gained by waiting to
+        // fill a batch: lines go on as soon as they are read, in small batches.
+        let (limit, linger) = if admitted.is_some() || journal.is_none() {
+            (QUICK_BATCH, None)
+        } else {
+            (LOOKUP_BATCH, Some(LOOKUP_LINGER))
+        };
         loop {
             let Some(first) = source.next().await else {
                 return Ok(());
             };
             batch.push(first);
-            let until = Instant::now() + LOOKUP_LINGER;
+            let until = linger.map(|l| Instant::now() + l);
             let mut eof = false;
-            while batch.len() < LOOKUP_BATCH {
-                match tokio::time::timeout_at(until, source.next()).await {
-                    Ok(Some(item)) => batch.push(item),
-                    Ok(None) => {
+            while batch.len() < limit {
+                let next = match until {
+                    Some(until) => tokio::time::timeout_at(until, source.next()).await.ok(),
+                    // Only what is already read (`next` keeps a partly read line if dropped).
+                    None => source.next().now_or_never(),
+                };
+                match next {
+                    Some(Some(item)) => batch.push(item),
+                    Some(None) => {
                         eof = true;
                         break;
                     }
-                    Err(_) => break,
+                    None => break,
                 }
             }
             let keep = filter(
