@@ -389,10 +389,67 @@ impl StopFlag {
     }
 }
 
-/// The dispatcher's end of a worker task: where to hand it a job, and how to stop it.
+/// A worker's line from the dispatcher: room for one job, and the flag that stops its attempt.
+/// Lighter than a channel (tokio's allocates 32 slots and takes a lock per message), and a run
+/// may have thousands of workers.
+#[derive(Default)]
+struct Mailbox {
+    job: std::sync::Mutex<Option<Job>>,
+    /// No job will come again: the worker ends.
+    closed: AtomicBool,
+    waker: AtomicWaker,
+    stop: StopFlag,
+}
+
+impl Mailbox {
+    /// Puts a job for an idle worker; gives it back if the box is full (a bug) or closed.
+    fn put(&self, job: Job) -> Result<(), Job> {
+        {
+            let mut slot = self.job.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_some() || self.closed.load(Acquire) {
+                return Err(job);
+            }
+            *slot = Some(job);
+        }
+        self.waker.wake();
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Release);
+        self.waker.wake();
+    }
+
+    /// The next job; `None` once the box is closed and empty.
+    async fn take(&self) -> Option<Job> {
+        poll_fn(|cx| {
+            for registered in [false, true] {
+                if let Some(job) = self.job.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    return Poll::Ready(Some(job));
+                }
+                if self.closed.load(Acquire) {
+                    return Poll::Ready(None);
+                }
+                // Registered, then checked again: a job put in between woke nobody.
+                if !registered {
+                    self.waker.register(cx.waker());
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// The dispatcher's end of a worker task. Dropping it lets the worker end once idle.
 struct WorkerHandle {
-    jobs: mpsc::Sender<Job>,
-    stop: Arc<StopFlag>,
+    mailbox: Arc<Mailbox>,
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.mailbox.close();
+    }
 }
 
 /// Admission: owns the global limit and rate, every host's state, and the jobs waiting. A single
@@ -533,7 +590,7 @@ impl Dispatcher {
         self.stopping = Some(kind);
         let _ = self.shared.stop_kind.set(kind);
         for w in &self.workers {
-            w.stop.stop();
+            w.mailbox.stop.stop();
         }
         if end != RunEnd::StoreError {
             for job in self.hosts.drain() {
@@ -597,36 +654,36 @@ impl Dispatcher {
     }
 
     /// Gives `job` to an idle worker, spawning one if none is idle (there are then fewer workers
-    /// than jobs in flight allow). A worker's channel holds one job and is empty while it is idle.
+    /// than jobs in flight allow). An idle worker's mailbox is empty.
     fn hand_out(&mut self, mut job: Job) {
         loop {
             let w = match self.idle.pop() {
                 Some(w) => w,
-                None => self.spawn_worker(),
+                None => self.spawn_worker(None),
             };
-            match self.workers[w].jobs.try_send(job) {
+            // The worker task holds the other reference; alone, it is gone (the runtime is
+            // shutting down): replace it.
+            if Arc::strong_count(&self.workers[w].mailbox) == 1 {
+                self.spawn_worker(Some(w));
+            }
+            match self.workers[w].mailbox.put(job) {
                 Ok(()) => return,
                 // Not idle after all (a bug): leave it out of the idle list and try another.
-                Err(mpsc::error::TrySendError::Full(j)) => job = j,
-                // Only if the worker task is gone (the runtime is shutting down): replace it.
-                Err(mpsc::error::TrySendError::Closed(j)) => {
-                    job = j;
-                    let (tx, rx) = mpsc::channel(1);
-                    let stop = Arc::new(StopFlag::default());
-                    tokio::spawn(worker(self.shared.clone(), w, rx, stop.clone()));
-                    self.workers[w] = WorkerHandle { jobs: tx, stop };
-                    self.idle.push(w);
-                }
+                Err(j) => job = j,
             }
         }
     }
 
-    fn spawn_worker(&mut self) -> usize {
-        let w = self.workers.len();
-        let (tx, rx) = mpsc::channel(1);
-        let stop = Arc::new(StopFlag::default());
-        tokio::spawn(worker(self.shared.clone(), w, rx, stop.clone()));
-        self.workers.push(WorkerHandle { jobs: tx, stop });
+    /// Starts a worker task, as a new one or in place of worker `replace`.
+    fn spawn_worker(&mut self, replace: Option<usize>) -> usize {
+        let mailbox = Arc::new(Mailbox::default());
+        let w = replace.unwrap_or(self.workers.len());
+        tokio::spawn(worker(self.shared.clone(), w, mailbox.clone()));
+        let handle = WorkerHandle { mailbox };
+        match replace {
+            Some(w) => self.workers[w] = handle,
+            None => self.workers.push(handle),
+        }
         w
     }
 
@@ -690,15 +747,10 @@ fn signal_of(o: &Outcome) -> Signal {
 }
 
 /// A worker: runs the jobs the dispatcher hands it, one at a time, until the dispatcher is gone.
-async fn worker(
-    shared: Arc<Shared>,
-    id: usize,
-    mut jobs: mpsc::Receiver<Job>,
-    stop: Arc<StopFlag>,
-) {
-    while let Some(job) = jobs.recv().await {
+async fn worker(shared: Arc<Shared>, id: usize, mailbox: Arc<Mailbox>) {
+    while let Some(job) = mailbox.take().await {
         // Boxed: the attempt's future is a few KB; the worker's own future stays small.
-        let done = Box::pin(run_attempt(&shared, id, job, &stop)).await;
+        let done = Box::pin(run_attempt(&shared, id, job, &mailbox.stop)).await;
         if shared.done.send(done).await.is_err() {
             return;
         }
