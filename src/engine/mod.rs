@@ -403,16 +403,17 @@ struct Mailbox {
 
 impl Mailbox {
     /// Puts a job for an idle worker; gives it back if the box is full (a bug) or closed.
-    fn put(&self, job: Job) -> Result<(), Job> {
+    #[must_use]
+    fn put(&self, job: Job) -> Option<Job> {
         {
             let mut slot = self.job.lock().unwrap_or_else(|e| e.into_inner());
             if slot.is_some() || self.closed.load(Acquire) {
-                return Err(job);
+                return Some(job);
             }
             *slot = Some(job);
         }
         self.waker.wake();
-        Ok(())
+        None
     }
 
     fn close(&self) {
@@ -667,9 +668,9 @@ impl Dispatcher {
                 self.spawn_worker(Some(w));
             }
             match self.workers[w].mailbox.put(job) {
-                Ok(()) => return,
+                None => return,
                 // Not idle after all (a bug): leave it out of the idle list and try another.
-                Err(j) => job = j,
+                Some(j) => job = j,
             }
         }
     }
