@@ -337,8 +337,9 @@ struct Done {
     signal: Signal,
     /// A `Retry-After` pause, for the host that sent it (after redirects, not always `host`).
     pause: Option<(Arc<str>, Duration)>,
-    /// The job and its backoff, when it is to be tried again.
-    retry: Option<(Job, Duration)>,
+    /// The job and its backoff, when it is to be tried again. Boxed: a job is ~300 bytes, and
+    /// every `Done` is copied into and out of the channel.
+    retry: Option<Box<(Job, Duration)>>,
 }
 
 /// Messages taken from one channel per turn of the dispatcher's loop at most.
@@ -695,7 +696,8 @@ impl Dispatcher {
         let now = Instant::now();
         // The retry is queued first, so the host does not look idle (and get forgotten) meanwhile.
         let mut stopped = None;
-        if let Some((job, delay)) = done.retry {
+        if let Some(retry) = done.retry {
+            let (job, delay) = *retry;
             match self.stopping {
                 Some(kind) => stopped = Some(job.stopped(kind, "waiting to retry")),
                 None => {
@@ -842,7 +844,7 @@ async fn attempt(shared: &Shared, worker: usize, mut job: Job, stop: &StopFlag) 
             host,
             signal,
             pause,
-            retry: Some((job, delay)),
+            retry: Some(Box::new((job, delay))),
         };
     }
     let mut o = a.outcome;
