@@ -31,14 +31,19 @@ pub fn prepare(wanted: u64) -> Fds {
             return Fds { limit: None };
         }
         if lim.rlim_cur < lim.rlim_max {
-            // Some systems refuse an unlimited soft limit; a million is plenty.
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max.min(1 << 20),
-                rlim_max: lim.rlim_max,
-            };
-            if raised.rlim_cur > lim.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0
-            {
-                lim.rlim_cur = raised.rlim_cur;
+            // The hard limit may be "unlimited", or more than the kernel allows a process
+            // (macOS: kern.maxfilesperproc; Linux: fs.nr_open), and then setrlimit fails: try
+            // the hard limit (up to a million), then just what this run needs.
+            let wanted = libc::rlim_t::try_from(wanted).unwrap_or(libc::rlim_t::MAX);
+            for cur in [lim.rlim_max.min(1 << 20), lim.rlim_max.min(wanted)] {
+                let raised = libc::rlimit {
+                    rlim_cur: cur,
+                    rlim_max: lim.rlim_max,
+                };
+                if cur > lim.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim.rlim_cur = cur;
+                    break;
+                }
             }
         }
         #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
@@ -53,7 +58,7 @@ pub fn prepare(wanted: u64) -> Fds {
         // SAFETY: F_DUPFD takes the lowest free descriptor at or above `top`, so none in use is
         // touched; the new one is closed at once.
         unsafe {
-            let fd = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, top);
+            let fd = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD, top);
             if fd >= 0 {
                 libc::close(fd);
             }

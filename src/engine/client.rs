@@ -362,11 +362,11 @@ impl Client {
         }
     }
 
-    /// Keeps no more connections: each HTTP/1.1 connection is closed when its response ends. For
-    /// when no more requests will come, so closing overlaps the last responses instead of
-    /// following them. Requests sent later still work, on new connections.
-    pub fn close_connections(&self) {
-        self.pool.stop_keeping();
+    /// Whether HTTP/1.1 connections are kept for reuse once their response ends (the default).
+    /// Turned off when no more requests will come, so that closing overlaps the last responses
+    /// instead of following them; requests sent meanwhile still work, on new connections.
+    pub fn keep_connections(&self, keep: bool) {
+        self.pool.keep(keep);
     }
 
     /// Makes one attempt at `req` (following redirects) and returns its outcome with `attempts: 1`.

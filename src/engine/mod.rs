@@ -502,16 +502,15 @@ impl Dispatcher {
             let now = Instant::now();
             self.hosts.fire_timers(now);
             self.start_ready(now);
-            if !input_open && self.hosts.parked() == 0 {
-                if self.in_flight == 0 {
-                    break RunEnd::Completed;
-                }
-                if !closing {
-                    // Nothing more will be sent (a retry would open a new connection): close each
-                    // connection as its last response ends, while the others are still awaited.
-                    self.shared.client.close_connections();
-                    closing = true;
-                }
+            let nothing_left = !input_open && self.hosts.parked() == 0;
+            if nothing_left && self.in_flight == 0 {
+                break RunEnd::Completed;
+            }
+            if nothing_left != closing {
+                // Nothing more to send: close each connection as its last response ends, while
+                // the others are still awaited. Until a retry is queued: then keep them again.
+                self.shared.client.keep_connections(!nothing_left);
+                closing = nothing_left;
             }
             let wake = self.next_wake();
             if wake != timer_at {

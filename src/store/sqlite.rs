@@ -215,6 +215,11 @@ impl Store for SqliteStore {
     }
 
     fn write(&mut self, batch: &[Outcome]) -> Result<(), StoreError> {
+        if self.insert_one.is_empty() {
+            // No run begun (the library used directly): rows are written with run id 0.
+            self.insert_one = insert_sql(1, self.run_id);
+            self.insert_many = insert_sql(ROWS_PER_INSERT, self.run_id);
+        }
         // In key order, consecutive rows land on the same or neighbouring index pages. Stable, so
         // of two outcomes for one key the later still wins.
         let mut sorted: Vec<&Outcome> = batch.iter().collect();

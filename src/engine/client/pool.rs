@@ -25,7 +25,7 @@ use hyper::client::conn::{http1, http2};
 
 /// Locks the pool is split into.
 const SHARDS: usize = 16;
-/// Origins a shard holds before empty entries are swept (then again at each power of two).
+/// Origins a shard holds before empty entries are first swept.
 const SWEEP_AT: usize = 64;
 
 /// A connection to send one request on.
@@ -65,9 +65,38 @@ impl Origin {
     }
 }
 
+/// One lock's share of the origins.
+struct Shard {
+    map: HashMap<Box<str>, Origin>,
+    /// Entries with nothing left are swept when a new origin would make the map this large.
+    next_sweep: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            map: HashMap::new(),
+            next_sweep: SWEEP_AT,
+        }
+    }
+}
+
+impl Shard {
+    /// `origin`'s entry, made if missing. A new entry first forgets the origins with nothing left
+    /// once the map has grown to `next_sweep` (the map would otherwise grow with every origin a
+    /// run has visited); the next sweep waits until the map has doubled again.
+    fn entry(&mut self, origin: &str) -> &mut Origin {
+        if self.map.len() >= self.next_sweep && !self.map.contains_key(origin) {
+            self.map.retain(|_, o| !o.is_empty());
+            self.next_sweep = (2 * self.map.len()).max(SWEEP_AT);
+        }
+        self.map.entry(origin.into()).or_default()
+    }
+}
+
 /// The pool; shared by all attempts of a run.
 pub(super) struct Pool {
-    shards: Vec<Mutex<HashMap<Box<str>, Origin>>>,
+    shards: Vec<Mutex<Shard>>,
     hasher: foldhash::quality::FixedState,
     idle_count: AtomicUsize,
     max_idle: usize,
@@ -92,7 +121,7 @@ impl Pool {
         (self.hasher.hash_one(origin) as usize) % SHARDS
     }
 
-    fn shard(&self, origin: &str) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Origin>> {
+    fn shard(&self, origin: &str) -> std::sync::MutexGuard<'_, Shard> {
         let i = self.shard_of(origin);
         // A panic while holding the lock leaves the map consistent (push/pop only).
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
@@ -103,7 +132,7 @@ impl Pool {
     pub(super) fn checkout(&self, origin: &str) -> Option<Conn> {
         let now = Instant::now();
         let mut shard = self.shard(origin);
-        let entry = shard.get_mut(origin)?;
+        let entry = shard.map.get_mut(origin)?;
         if let Some((h2, used)) = &mut entry.h2 {
             if !h2.is_closed() && now.duration_since(*used) < self.idle_timeout {
                 *used = now;
@@ -127,7 +156,7 @@ impl Pool {
     /// Keeps a new HTTP/2 connection for the origin's later requests.
     pub(super) fn share_h2(&self, origin: &str, tx: &http2::SendRequest<Full<Bytes>>) {
         let mut shard = self.shard(origin);
-        let entry = shard.entry(origin.into()).or_default();
+        let entry = shard.entry(origin);
         entry.h2 = Some((tx.clone(), Instant::now()));
         entry.speaks_h2 = true;
     }
@@ -140,10 +169,10 @@ impl Pool {
         forced: bool,
     ) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
         let mut shard = self.shard(origin);
-        if !forced && !shard.get(origin).is_some_and(|o| o.speaks_h2) {
+        if !forced && !shard.map.get(origin).is_some_and(|o| o.speaks_h2) {
             return None;
         }
-        let entry = shard.entry(origin.into()).or_default();
+        let entry = shard.entry(origin);
         Some(entry.h2_gate.get_or_insert_with(Default::default).clone())
     }
 
@@ -166,22 +195,18 @@ impl Pool {
             since: Instant::now(),
         };
         let mut shard = self.shard(origin);
-        if let Some(entry) = shard.get_mut(origin) {
+        // Usually there already: found without allocating its key.
+        if let Some(entry) = shard.map.get_mut(origin) {
             entry.idle.push(idle);
             return;
         }
-        // A new origin: first forget those with nothing left (the map would otherwise grow with
-        // every origin a run has visited), amortized over the shard's growth.
-        if shard.len() >= SWEEP_AT && shard.len().is_power_of_two() {
-            shard.retain(|_, o| !o.is_empty());
-        }
-        shard.entry(origin.into()).or_default().idle.push(idle);
+        shard.entry(origin).idle.push(idle);
     }
 
-    /// From now on, closes each HTTP/1.1 connection as its request ends instead of keeping it.
-    /// Idle ones stay for requests already started that have not taken one yet.
-    pub(super) fn stop_keeping(&self) {
-        self.closing.store(true, Relaxed);
+    /// Whether each HTTP/1.1 connection is kept once its request ends, or closed. Turning keeping
+    /// off leaves idle ones for requests already started that have not taken one yet.
+    pub(super) fn keep(&self, keep: bool) {
+        self.closing.store(!keep, Relaxed);
     }
 
     /// Closes the oldest idle connection of one shard, trying `origin`'s shard first. Costs a scan
@@ -191,16 +216,17 @@ impl Pool {
         for i in (0..SHARDS).map(|k| (first + k) % SHARDS) {
             let mut shard = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
             let oldest = shard
+                .map
                 .iter()
                 .filter_map(|(k, o)| o.idle.first().map(|idle| (idle.since, k)))
                 .min_by_key(|(since, _)| *since)
                 .map(|(_, k)| k.clone());
             if let Some(key) = oldest {
-                if let Some(entry) = shard.get_mut(&key) {
+                if let Some(entry) = shard.map.get_mut(&key) {
                     entry.idle.remove(0);
                     self.idle_count.fetch_sub(1, Relaxed);
                     if entry.is_empty() {
-                        shard.remove(&key);
+                        shard.map.remove(&key);
                     }
                 }
                 return true;
@@ -250,8 +276,17 @@ mod tests {
         assert!(
             pool.shards
                 .iter()
-                .all(|s| s.lock().unwrap().values().all(Origin::is_empty))
+                .all(|s| s.lock().unwrap().map.values().all(Origin::is_empty))
         );
+    }
+
+    /// `n` origin names that land in `shard`.
+    fn origins_in(pool: &Pool, shard: usize, prefix: &str, n: usize) -> Vec<String> {
+        (0..)
+            .map(|i| format!("http://{prefix}{i}:1"))
+            .filter(|o| pool.shard_of(o) == shard)
+            .take(n)
+            .collect()
     }
 
     #[tokio::test]
@@ -261,18 +296,63 @@ mod tests {
         let pool = Pool::new(8, Duration::from_secs(90));
         let target = pool.shard_of("http://new:1");
         // Origins visited earlier, all of whose connections are gone, in the same shard.
-        let old: Vec<String> = (0..)
-            .map(|i| format!("http://old{i}:1"))
-            .filter(|o| pool.shard_of(o) == target)
-            .take(SWEEP_AT)
-            .collect();
-        for o in &old {
-            pool.shard(o).insert(o.as_str().into(), Origin::default());
+        for o in origins_in(&pool, target, "old", SWEEP_AT) {
+            pool.shard(&o)
+                .map
+                .insert(o.as_str().into(), Origin::default());
         }
         pool.give_back("http://new:1", conn(&listener, &mut peers).await);
-        let shard = pool.shards[target].lock().unwrap();
-        assert_eq!(shard.len(), 1, "{:?}", shard.keys().collect::<Vec<_>>());
-        assert_eq!(shard["http://new:1"].idle.len(), 1);
+        {
+            let shard = pool.shards[target].lock().unwrap();
+            assert_eq!(
+                shard.map.len(),
+                1,
+                "{:?}",
+                shard.map.keys().collect::<Vec<_>>()
+            );
+            assert_eq!(shard.map["http://new:1"].idle.len(), 1);
+        }
+        // HTTP/2 origins are made through the same door.
+        for o in origins_in(&pool, target, "h2old", SWEEP_AT) {
+            pool.shard(&o)
+                .map
+                .insert(o.as_str().into(), Origin::default());
+        }
+        assert!(pool.h2_gate("http://h2new:1", true).is_some());
+        let len = pool.shards[pool.shard_of("http://h2new:1")]
+            .lock()
+            .unwrap()
+            .map
+            .len();
+        assert!(len <= SWEEP_AT, "{len} entries kept");
+    }
+
+    #[test]
+    fn a_shard_full_of_live_origins_is_not_swept_again_until_it_doubles() {
+        let pool = Pool::new(8, Duration::from_secs(90));
+        let mut shard = pool.shards[0].lock().unwrap();
+        // Live entries (an HTTP/2 connection is being opened: the gate is held) are not swept.
+        let mut held = Vec::new();
+        let mut live = |shard: &mut Shard, name: &str| {
+            let gate = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+            held.push(gate.clone());
+            shard.entry(name).h2_gate = Some(gate);
+        };
+        for o in origins_in(&pool, 0, "live", SWEEP_AT) {
+            live(&mut shard, &o);
+        }
+        assert_eq!(shard.next_sweep, SWEEP_AT);
+        live(&mut shard, "http://one-more:1");
+        assert_eq!(shard.map.len(), SWEEP_AT + 1);
+        assert_eq!(
+            shard.next_sweep,
+            2 * SWEEP_AT,
+            "swept once, then not before doubling"
+        );
+        for i in 0..SWEEP_AT - 2 {
+            live(&mut shard, &format!("http://more{i}:1"));
+        }
+        assert_eq!(shard.next_sweep, 2 * SWEEP_AT);
     }
 
     #[tokio::test]
