@@ -8,7 +8,8 @@
 //! - [`source`]: lazy readers that turn input lines (URLs, JSON specs, template values) into requests.
 //! - [`engine`]: admission and the run loop; inside it the HTTP [`client`](engine::client),
 //!   [`resume`](engine::resume) (skip recorded keys), [`hosts`](engine::hosts) (per-host limits,
-//!   rates, pauses), [`retry`](engine::retry) and [`adaptive`](engine::adaptive) concurrency.
+//!   rates, pauses), [`retry`](engine::retry) and [`adaptive`](engine::adaptive) concurrency, and
+//!   the worker tasks that run attempts (`engine/worker.rs`, private).
 //! - [`store`]: where outcomes land (SQLite, JSONL), written in batches on a dedicated thread.
 //! - [`stats`]: live counters for progress and the final [`Summary`].
 //! - [`serve`]: a small local HTTP API used by examples, tests and benchmarks.

@@ -11,7 +11,7 @@
 //! key is either still in the set, or already visible in the store.
 //!
 //! On a store that held no outcome when the run began (a new file) and that no other run was
-//! writing, or under `--fresh`, only keys this run admitted can count as done; a fixed-size Bloom filter of those keys ([`Admitted`])
+//! writing, or under `--fresh`, only keys this run admitted can count as done; a fixed-size Bloom filter of those keys (`Admitted`)
 //! lets every other key skip the store read. Memory stays fixed: past a few million keys the filter
 //! answers "maybe" more often and more keys are looked up, as they always were.
 
