@@ -112,7 +112,7 @@ impl Default for ClientConfig {
             ca_files: Vec::new(),
             resolve: Vec::new(),
             proxy: None,
-            max_idle: 64,
+            max_idle: 256,
         }
     }
 }

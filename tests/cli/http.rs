@@ -560,6 +560,38 @@ fn keep_alive_connections_are_reused_and_closed_ones_are_not() {
 }
 
 #[test]
+fn a_list_over_many_hosts_keeps_a_connection_to_each() {
+    // 150 hosts (names pinned to the test server), 4 requests each, interleaved: each host's
+    // connection is idle while the others are visited, and should be there when its turn comes.
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let port = srv.server.addr().port();
+    let hosts = 150;
+    let list: String = (0..4 * hosts)
+        .map(|i| format!("http://h{}.test:{port}/item/{i}\n", i % hosts))
+        .collect();
+    let pins: Vec<String> = (0..hosts)
+        .flat_map(|h| {
+            [
+                "--resolve".to_string(),
+                format!("h{h}.test:{port}:127.0.0.1"),
+            ]
+        })
+        .collect();
+    let mut args: Vec<&str> = vec!["-c", "4"];
+    args.extend(pins.iter().map(String::as_str));
+    let out = fetch_jsonl(&dir, &args, &list);
+    assert_eq!(out.len(), 4 * hosts);
+    assert!(out.iter().all(|o| o["status"] == 200), "{out:?}");
+    let conns = srv.stats().connections();
+    assert!(
+        conns <= hosts as u64 + 4,
+        "{} requests over {hosts} hosts opened {conns} connections",
+        4 * hosts
+    );
+}
+
+#[test]
 fn forced_http2_shares_one_connection_per_origin() {
     let srv = TestServer::start(Duration::from_millis(20));
     let dir = Dir::new();
