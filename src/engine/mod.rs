@@ -327,6 +327,20 @@ fn host_key(url: &url::Url) -> Arc<str> {
     key.into()
 }
 
+impl Done {
+    /// A report that changes nothing but the worker's and the host's counts (an attempt stopped,
+    /// or one that panicked).
+    fn neutral(worker: usize, host: Arc<str>) -> Done {
+        Done {
+            worker,
+            host,
+            signal: Signal::Neutral,
+            pause: None,
+            retry: None,
+        }
+    }
+}
+
 /// What a finished attempt reports to the dispatcher.
 struct Done {
     /// The worker that ran it, idle again.
@@ -342,6 +356,9 @@ struct Done {
 
 /// Messages taken from one channel per turn of the dispatcher's loop at most.
 const DRAIN: usize = 64;
+
+/// The store thread has stopped taking outcomes.
+struct StoreGone;
 
 /// What every attempt task shares.
 struct Shared {
@@ -436,38 +453,9 @@ impl Dispatcher {
                         }
                     }
                 }
-                item = items.recv(), if can_read => {
-                    let mut item = item;
-                    let mut n = 0;
-                    loop {
-                        match item {
-                            None => {
-                                input_open = false;
-                                break;
-                            }
-                            Some(SourceItem::Invalid(o)) => {
-                                if self.shared.out.send(o).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Some(SourceItem::Request(r)) => {
-                                self.hosts.push(Job::new(r), Instant::now())
-                            }
-                        }
-                        // More lines already read, while they may wait here.
-                        n += 1;
-                        if n == DRAIN || self.hosts.parked() >= self.max_parked {
-                            break;
-                        }
-                        match items.try_recv() {
-                            Ok(next) => item = Some(next),
-                            Err(mpsc::error::TryRecvError::Disconnected) => item = None,
-                            Err(mpsc::error::TryRecvError::Empty) => break,
-                        }
-                    }
-                    if self.shared.out.is_closed() {
-                        break RunEnd::StoreError;
-                    }
+                item = items.recv(), if can_read => match self.take_items(item, &mut items).await {
+                    Ok(open) => input_open = open,
+                    Err(StoreGone) => break RunEnd::StoreError,
                 },
                 _ = &mut timer, if timer_at.is_some() => timer_at = None,
             }
@@ -527,6 +515,35 @@ impl Dispatcher {
         end
     }
 
+    /// Takes `first` from the input, then lines already read (up to [`DRAIN`], while jobs may
+    /// wait): requests wait for their host, invalid lines go to the store. Whether the input is
+    /// still open.
+    async fn take_items(
+        &mut self,
+        first: Option<SourceItem>,
+        items: &mut mpsc::Receiver<SourceItem>,
+    ) -> Result<bool, StoreGone> {
+        let mut next = first;
+        for taken in 1.. {
+            match next {
+                None => return Ok(false),
+                Some(SourceItem::Invalid(o)) => {
+                    self.shared.out.send(o).await.map_err(|_| StoreGone)?
+                }
+                Some(SourceItem::Request(r)) => self.hosts.push(Job::new(r), Instant::now()),
+            }
+            if taken == DRAIN || self.hosts.parked() >= self.max_parked {
+                break;
+            }
+            next = match items.try_recv() {
+                Ok(item) => Some(item),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+            };
+        }
+        Ok(true)
+    }
+
     /// The next instant something waiting may become startable.
     fn next_wake(&self) -> Option<Instant> {
         let global = self
@@ -561,13 +578,8 @@ impl Dispatcher {
         loop {
             let w = match self.idle.pop() {
                 Some(w) => w,
-                None => self.spawn_worker(None),
+                None => self.spawn_worker(),
             };
-            // The worker task holds the other reference; alone, it is gone (the runtime is
-            // shutting down): replace it.
-            if Arc::strong_count(&self.workers[w].mailbox) == 1 {
-                self.spawn_worker(Some(w));
-            }
             match self.workers[w].mailbox.put(job) {
                 None => return,
                 // Not idle after all (a bug): leave it out of the idle list and try another.
@@ -576,16 +588,12 @@ impl Dispatcher {
         }
     }
 
-    /// Starts a worker task, as a new one or in place of worker `replace`.
-    fn spawn_worker(&mut self, replace: Option<usize>) -> usize {
+    /// Starts a worker task; its index.
+    fn spawn_worker(&mut self) -> usize {
         let mailbox = Arc::new(Mailbox::default());
-        let w = replace.unwrap_or(self.workers.len());
+        let w = self.workers.len();
         tokio::spawn(worker::worker(self.shared.clone(), w, mailbox.clone()));
-        let handle = WorkerHandle { mailbox };
-        match replace {
-            Some(w) => self.workers[w] = handle,
-            None => self.workers.push(handle),
-        }
+        self.workers.push(WorkerHandle { mailbox });
         w
     }
 

@@ -116,7 +116,7 @@ impl Drop for WorkerHandle {
 }
 
 /// What a finished attempt says about the host's load, for the adaptive limit.
-pub(super) fn signal_of(o: &Outcome) -> Signal {
+fn signal_of(o: &Outcome) -> Signal {
     match (o.status, o.error) {
         (Some(429 | 503), _) => Signal::Overload,
         (Some(_), _) => Signal::Ok(o.ttfb.unwrap_or(o.total)),
@@ -164,13 +164,7 @@ async fn run_attempt(shared: &Shared, worker: usize, job: Job, stop: &StopFlag) 
                 format!("internal error: the attempt panicked: {why}"),
             );
             let _ = shared.out.send(o).await;
-            Done {
-                worker,
-                host,
-                signal: Signal::Neutral,
-                pause: None,
-                retry: None,
-            }
+            Done::neutral(worker, host)
         }
     }
 }
@@ -189,13 +183,7 @@ async fn attempt(shared: &Shared, worker: usize, mut job: Job, stop: &StopFlag) 
     let Some(a) = result else {
         let kind = *shared.stop_kind.get().unwrap_or(&ErrorKind::Cancelled);
         let _ = shared.out.send(job.stopped(kind, "in flight")).await;
-        return Done {
-            worker,
-            host,
-            signal: Signal::Neutral,
-            pause: None,
-            retry: None,
-        };
+        return Done::neutral(worker, host);
     };
     let signal = signal_of(&a.outcome);
     let retry_after = match a.outcome.status {

@@ -598,3 +598,25 @@ fn a_low_soft_open_file_limit_is_raised_for_many_connections() {
         "only {max} requests overlapped: the limit was not tested"
     );
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_concurrency_above_the_hard_open_file_limit_is_warned_about() {
+    let dir = Dir::new();
+    dir.write("one.txt", "http://127.0.0.1:9/\n");
+    // `ulimit -n` lowers the hard limit too, so it cannot be raised back.
+    let script = format!(
+        "ulimit -n 64 && exec '{}' fetch one.txt -c 500 --db out.db -q",
+        env!("CARGO_BIN_EXE_fanout")
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path(""))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("-c 500 needs about") && stderr.contains("limit is 64"),
+        "{stderr}"
+    );
+}

@@ -11,7 +11,7 @@
 //! unused; they are not counted in `max_idle`. The maps are split into
 //! shards by origin, each behind its own lock held only to push, pop or evict. An origin's entry
 //! outlives its last idle connection (it usually comes back at once); entries with nothing left
-//! are swept when a shard reaches 64 origins, and again at each power of two.
+//! are swept when a shard reaches 64 origins, and again each time it has doubled since.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
