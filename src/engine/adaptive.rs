@@ -7,7 +7,10 @@
 //!   limit) adds `1 / limit`: about +1 per round trip.
 //! - **Multiplicative decrease.** Overload (HTTP 429 or 503, a timeout, a refused or reset
 //!   connection) multiplies the limit by [`BACKOFF`] (0.7), at most once per smoothed round trip,
-//!   so one burst of failures from a single window counts once.
+//!   so one burst of failures from a single window counts once. A further overload within that
+//!   round trip caps the limit at the number of other requests still in flight to the host: a
+//!   host that refuses at once would otherwise see the slot above its capacity refused again and
+//!   again until the next cut (hundreds of 503s a second from one slot).
 //! - **Latency.** The limit is also cut by [`BACKOFF`] when the smoothed latency exceeds
 //!   [`LATENCY_TOLERANCE`] (2×) the lowest latency seen recently (a queue is building at the host).
 //!   The baseline decays towards current latency by 1% per sample so it can follow a host that
@@ -74,7 +77,12 @@ impl Aimd {
     pub fn on_result(&mut self, signal: Signal, in_flight: usize, now: Instant) {
         match signal {
             Signal::Neutral => {}
-            Signal::Overload => self.cut(now),
+            Signal::Overload => {
+                if !self.cut(now) {
+                    let others = in_flight.saturating_sub(1).max(1) as f64;
+                    self.limit = self.limit.min(others);
+                }
+            }
             Signal::Ok(latency) => {
                 let ewma = match self.ewma {
                     None => latency,
@@ -100,17 +108,20 @@ impl Aimd {
         }
     }
 
-    fn cut(&mut self, now: Instant) {
+    /// Multiplies the limit by [`BACKOFF`] unless it was cut within the last round trip; says
+    /// whether it cut.
+    fn cut(&mut self, now: Instant) -> bool {
         let window = self.ewma.unwrap_or(Duration::from_millis(100));
         if self
             .last_cut
             .is_some_and(|t| now.duration_since(t) < window)
         {
-            return;
+            return false;
         }
         self.slow_start = false;
         self.last_cut = Some(now);
         self.limit = (self.limit * BACKOFF).max(1.0);
+        true
     }
 }
 
@@ -133,6 +144,26 @@ mod tests {
         assert_eq!(a.limit(), 16);
         a.on_result(Signal::Overload, 24, t + Duration::from_millis(50));
         assert_eq!(a.limit(), 11);
+    }
+
+    #[test]
+    fn overloads_within_a_round_trip_cap_the_limit_at_what_is_in_flight() {
+        let mut a = Aimd::new(100);
+        let t = Instant::now();
+        for _ in 0..20 {
+            a.on_result(Signal::Ok(Duration::from_millis(10)), 4, t);
+        }
+        a.on_result(Signal::Overload, 24, t);
+        assert_eq!(a.limit(), 16, "the first overload cuts by the factor");
+        // Refused at once while 9 others were in flight: the host holds no more than 9.
+        a.on_result(Signal::Overload, 10, t + Duration::from_millis(1));
+        assert_eq!(a.limit(), 9);
+        // More in flight than the limit says nothing new: never raised this way.
+        a.on_result(Signal::Overload, 30, t + Duration::from_millis(2));
+        assert_eq!(a.limit(), 9);
+        // Alone and refused: one at a time.
+        a.on_result(Signal::Overload, 1, t + Duration::from_millis(3));
+        assert_eq!(a.limit(), 1);
     }
 
     #[test]
