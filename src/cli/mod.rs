@@ -72,9 +72,10 @@ pub fn main() -> ExitCode {
             Command::Bench(a) => bench_cmd(a).await,
         }
     });
-    // Fetch tasks cancelled at shutdown may still hold sockets; do not wait for them.
-    runtime.shutdown_background();
-    ExitCode::from(code)
+    // Everything the run owed is written (stores closed, report printed). Exit without tearing
+    // the runtime down: tasks cancelled at shutdown may still hold sockets, and each exiting
+    // worker thread would hand its freed memory back to the kernel page by page (~4 ms at -c 1000).
+    std::process::exit(i32::from(code))
 }
 
 /// Descriptors a run needs besides its connections (stores, input, standard streams).

@@ -23,6 +23,8 @@ pub const MAX_BATCH: usize = 8192;
 pub const MAX_LINGER: Duration = Duration::from_millis(200);
 /// Stored body bytes that end a batch early, so batches of large bodies stay small in memory.
 pub const MAX_BATCH_BODY_BYTES: usize = 8 << 20;
+/// A pause in outcomes this long after a write lets the stores tidy up ([`Store::idle`]).
+pub const IDLE_AFTER: Duration = Duration::from_millis(20);
 
 /// Which store to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +121,9 @@ pub trait Store: Send {
     fn write(&mut self, batch: &[Outcome]) -> Result<(), StoreError>;
     /// Called once after the last batch with the run's totals.
     fn end_run(&mut self, summary: &Summary) -> Result<(), StoreError>;
+    /// Called when no outcome has arrived for [`IDLE_AFTER`] since the last write: a chance to do
+    /// work that would otherwise wait for the end of the run. Best effort; does nothing by default.
+    fn idle(&mut self) {}
 }
 
 /// The opened stores, and the journal of the first SQLite store (the one resume reads).
@@ -170,13 +175,36 @@ impl Recorder {
         on_commit: OnCommit,
     ) -> std::io::Result<Recorder> {
         let (tx, mut rx) = mpsc::channel::<Outcome>(capacity);
+        // Timers for the idle wait; without a runtime (not the CLI's case) there is no idle call.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let thread = std::thread::Builder::new()
             .name("fanout-store".into())
             .spawn(move || {
                 let mut summary = Summary::default();
                 let mut error = None;
                 let mut batch = Vec::with_capacity(MAX_BATCH);
-                while let Some(first) = rx.blocking_recv() {
+                // Set by a write, cleared by the idle call that follows the next pause.
+                let mut written = false;
+                loop {
+                    let first = match (&runtime, written) {
+                        (Some(rt), true) => {
+                            // The timer is made inside block_on, where the runtime's clock is.
+                            let next = rt.block_on(async {
+                                tokio::time::timeout(IDLE_AFTER, rx.recv()).await
+                            });
+                            match next {
+                                Ok(first) => first,
+                                Err(_) => {
+                                    stores.iter_mut().for_each(|s| s.idle());
+                                    written = false;
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => rx.blocking_recv(),
+                    };
+                    let Some(first) = first else { break };
+                    written = error.is_none();
                     batch.push(first);
                     fill_batch(&mut rx, &mut batch);
                     if error.is_none() {

@@ -354,12 +354,15 @@ impl Drop for Tmpfs {
 
 #[test]
 fn full_disk_stops_with_a_clear_error_and_resumes() {
-    const N: usize = 20_000;
+    // 40k outcomes with bodies take ~10 MB; the disk holds 4 MB, room for the largest first batch
+    // (8,192 rows, ~2.5 MB of log), so some commit always lands before the disk fills, however
+    // the outcomes happen to be batched.
+    const N: usize = 40_000;
     let srv = TestServer::start(Duration::ZERO);
     let dir = Dir::new();
     dir.write("urls.txt", &urls(&srv, N, "/item/"));
     let small = dir.path("small");
-    let mount = Tmpfs::mount(&small, "512k");
+    let mount = Tmpfs::mount(&small, "4m");
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -417,4 +420,31 @@ fn full_disk_stops_with_a_clear_error_and_resumes() {
         scalar(&roomy, "SELECT skipped FROM runs WHERE id = 2") as usize,
         committed
     );
+}
+
+#[test]
+fn a_pause_in_outcomes_copies_the_log_into_the_database_file() {
+    // One request at a time, each answered after a second: the first outcome is followed by a
+    // pause while the second is in flight.
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    dir.write("urls.txt", &urls(&srv, 2, "/delay/1000?n="));
+    let db = dir.path("fanout.db");
+    let mut child = dir
+        .fanout()
+        .args(["fetch", "urls.txt", "-c", "1", "-q"])
+        .spawn()
+        .unwrap();
+    // SQLite appends commits to the write-ahead log; the database file itself holds only its
+    // header (4 KiB) until the log is copied into it.
+    let grew = wait_until(Duration::from_secs(20), || {
+        child.try_wait().unwrap().is_some() || std::fs::metadata(&db).is_ok_and(|m| m.len() > 4096)
+    });
+    let running = child.try_wait().unwrap().is_none();
+    assert!(
+        grew && running,
+        "the database file should grow during the pause, before the run ends"
+    );
+    assert!(child.wait().unwrap().success());
+    assert_eq!(rows(&db).len(), 2);
 }
