@@ -274,6 +274,12 @@ if wants b; then
             other=$(fanout_other "$TMP/b.db")
             [ -n "$other" ] && warn "fanout (b) outcomes other than 200: $other"
             record "b.$n.$c" "$got" "$ok" "$(fanout_elapsed "$TMP/b$n.err")"
+            # The same load from a load generator that records nothing: what the machine allows.
+            if [ "$HAVE_OHA" = 1 ]; then
+                measure "ohab$n" 120 "$OHA" -n "$n" -c "$c" --no-tui "$SERVE/item/1"
+                ok=$(sed -n 's/^ *\[200\] *\([0-9]*\) responses.*/\1/p' "$TMP/ohab$n.out")
+                record "b.$n.$c.oha" "$n" "${ok:-nan}"
+            fi
         done
         rm -f "$TMP"/b.db*
     done
@@ -360,6 +366,11 @@ rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
             w=$(med "b.$n.$c" 1); e=$(med "b.$n.$c" 7)
             row "b.$n.$c" "(b) $n URLs, 100 ms, C=$c" "fanout fetch -c $c" \
                 "wall $(fmt "$w" '%.3f') s = $(fmt "$w" '%.3f')× ideal 1.0 s; run-reported $(fmt "$e" '%.3f') s (target ≤ 1.03×)"
+            if [ -s "$RES/b.$n.$c.oha" ]; then
+                o=$(med "b.$n.$c.oha" 1)
+                row "b.$n.$c.oha" "(b) $n URLs, 100 ms, C=$c" "oha -n $n -c $c (one URL)" \
+                    "wall $(fmt "$o" '%.3f') s = $(fmt "$o" '%.3f')× ideal; fanout's wall $(fmt "$(div "$w" "$o")" '%.2f')× oha's"
+            fi
         done
     fi
     if wants c; then
