@@ -79,10 +79,12 @@ pub struct SourceConfig {
 /// What a source yields for each meaningful line.
 #[derive(Debug)]
 pub enum SourceItem {
-    /// A request to fetch.
-    Request(Request),
-    /// A line that could not become a request, already as its `invalid-input` outcome.
-    Invalid(Outcome),
+    /// A request to fetch. Allocated once where it is read and shared from then on: items pass
+    /// through several queues and tasks, and a `Request` is ~300 bytes to copy at each step.
+    Request(Arc<Request>),
+    /// A line that could not become a request, already as its `invalid-input` outcome (boxed, as
+    /// it is rare and large).
+    Invalid(Box<Outcome>),
 }
 
 /// An input that cannot be read at all.
@@ -170,7 +172,7 @@ impl Source {
     /// The next request or invalid line; `None` when every input is exhausted.
     pub async fn next(&mut self) -> Option<SourceItem> {
         let (pending, current, line_no, line) = match &mut self.kind {
-            Kind::Iter(it) => return it.next().map(SourceItem::Request),
+            Kind::Iter(it) => return it.next().map(|r| SourceItem::Request(Arc::new(r))),
             Kind::Lines {
                 pending,
                 current,
@@ -195,40 +197,44 @@ impl Source {
                 }
                 Ok(LineRead::TooLong) => {
                     *line_no += 1;
-                    return Some(SourceItem::Invalid(invalid(
+                    return Some(SourceItem::Invalid(Box::new(invalid(
                         &origin,
                         "",
                         &format!("line longer than {} bytes", MAX_LINE),
-                    )));
+                    ))));
                 }
                 Ok(LineRead::Line) => *line_no += 1,
                 Err(e) => {
                     // A read error mid-input: record it and move on to the next input.
                     *current = None;
                     line.done = true;
-                    return Some(SourceItem::Invalid(invalid(
+                    return Some(SourceItem::Invalid(Box::new(invalid(
                         &origin,
                         "",
                         &format!("read error: {e}"),
-                    )));
+                    ))));
                 }
             }
             let text = match std::str::from_utf8(&line.buf) {
                 Ok(t) => t,
                 Err(_) => {
                     let lossy = String::from_utf8_lossy(&line.buf).into_owned();
-                    return Some(SourceItem::Invalid(invalid(
+                    return Some(SourceItem::Invalid(Box::new(invalid(
                         &origin,
                         &lossy,
                         "line is not valid UTF-8",
-                    )));
+                    ))));
                 }
             };
             match parse_line(text, &origin, self.template.as_deref(), &self.defaults) {
                 Ok(None) => continue,
-                Ok(Some(req)) => return Some(SourceItem::Request(req)),
+                Ok(Some(req)) => return Some(SourceItem::Request(Arc::new(req))),
                 Err(reason) => {
-                    return Some(SourceItem::Invalid(invalid(&origin, text.trim(), &reason)));
+                    return Some(SourceItem::Invalid(Box::new(invalid(
+                        &origin,
+                        text.trim(),
+                        &reason,
+                    ))));
                 }
             }
         }

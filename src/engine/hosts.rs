@@ -470,7 +470,7 @@ mod tests {
     use crate::request::{Origin, Request};
 
     fn job(url: &str) -> Job {
-        Job::new(Request {
+        Job::new(std::sync::Arc::new(Request {
             key: url.into(),
             method: http::Method::GET,
             url: url.parse().unwrap(),
@@ -480,7 +480,7 @@ mod tests {
                 input: "t".into(),
                 line: 1,
             },
-        })
+        }))
     }
 
     #[test]

@@ -260,15 +260,16 @@ pub(crate) struct Job {
     attempts: u32,
     /// Wall-clock and monotonic start of the first attempt.
     first: Option<(SystemTime, Instant)>,
-    /// The outcome of the last failed attempt, while the job waits to be retried.
-    last: Option<Outcome>,
+    /// The outcome of the last failed attempt, while the job waits to be retried (boxed: a job
+    /// moves through queues and the mailbox, and is rarely retried).
+    last: Option<Box<Outcome>>,
 }
 
 impl Job {
-    fn new(req: Request) -> Job {
+    fn new(req: Arc<Request>) -> Job {
         Job {
             host: host_key(&req.url),
-            req: Arc::new(req),
+            req,
             attempts: 0,
             first: None,
             last: None,
@@ -528,7 +529,7 @@ impl Dispatcher {
             match next {
                 None => return Ok(false),
                 Some(SourceItem::Invalid(o)) => {
-                    self.shared.out.send(o).await.map_err(|_| StoreGone)?
+                    self.shared.out.send(*o).await.map_err(|_| StoreGone)?
                 }
                 Some(SourceItem::Request(r)) => self.hosts.push(Job::new(r), Instant::now()),
             }
@@ -629,9 +630,9 @@ impl Dispatcher {
     async fn record_unstarted(&self, items: &mut mpsc::Receiver<SourceItem>) {
         while let Ok(item) = items.try_recv() {
             let o = match item {
-                SourceItem::Invalid(o) => o,
+                SourceItem::Invalid(o) => *o,
                 SourceItem::Request(r) => Outcome::failed(
-                    r.key,
+                    r.key.clone(),
                     r.url.as_str().to_owned(),
                     r.method.as_str().to_owned(),
                     ErrorKind::Deadline,

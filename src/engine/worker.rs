@@ -205,7 +205,7 @@ async fn attempt(shared: &Shared, worker: usize, mut job: Job, stop: &StopFlag) 
             .retry
             .next_delay(&job.req.method, job.attempts, &a.outcome, retry_after)
     {
-        job.last = Some(a.outcome);
+        job.last = Some(Box::new(a.outcome));
         return Done {
             worker,
             host,
