@@ -7,10 +7,11 @@
 //!   limit) adds `1 / limit`: about +1 per round trip.
 //! - **Multiplicative decrease.** Overload (HTTP 429 or 503, a timeout, a refused or reset
 //!   connection) multiplies the limit by [`BACKOFF`] (0.7), at most once per smoothed round trip,
-//!   so one burst of failures from a single window counts once. A further overload within that
-//!   round trip caps the limit at the number of other requests still in flight to the host: a
-//!   host that refuses at once would otherwise see the slot above its capacity refused again and
-//!   again until the next cut (hundreds of 503s a second from one slot).
+//!   so one burst of failures from a single window counts once. An overload within that round
+//!   trip from a request *sent after the cut* caps the limit at the number of other requests
+//!   still in flight to the host: the cut was not enough, and a host that refuses at once would
+//!   otherwise see the slot above its capacity refused again and again until the next cut
+//!   (hundreds of 503s a second from one slot).
 //! - **Latency.** The limit is also cut by [`BACKOFF`] when the smoothed latency exceeds
 //!   [`LATENCY_TOLERANCE`] (2×) the lowest latency seen recently (a queue is building at the host).
 //!   The baseline decays towards current latency by 1% per sample so it can follow a host that
@@ -35,8 +36,8 @@ const EWMA: f64 = 0.2;
 pub enum Signal {
     /// A response that is not an overload signal (any status but 429 and 503).
     Ok(Duration),
-    /// 429, 503, a timeout, or a refused or reset connection.
-    Overload,
+    /// 429, 503, a timeout, or a refused or reset connection, after the attempt took this long.
+    Overload(Duration),
     /// Anything else (a 404 of a bad URL, a TLS error...): says nothing about load.
     Neutral,
 }
@@ -77,8 +78,12 @@ impl Aimd {
     pub fn on_result(&mut self, signal: Signal, in_flight: usize, now: Instant) {
         match signal {
             Signal::Neutral => {}
-            Signal::Overload => {
-                if !self.cut(now) {
+            Signal::Overload(took) => {
+                let sent = now.checked_sub(took);
+                if !self.cut(now)
+                    && let (Some(cut), Some(sent)) = (self.last_cut, sent)
+                    && sent >= cut
+                {
                     let others = in_flight.saturating_sub(1).max(1) as f64;
                     self.limit = self.limit.min(others);
                 }
@@ -137,40 +142,67 @@ mod tests {
             a.on_result(Signal::Ok(Duration::from_millis(10)), 4, t);
         }
         assert_eq!(a.limit(), 24);
-        a.on_result(Signal::Overload, 24, t);
+        a.on_result(Signal::Overload(Duration::from_millis(5)), 24, t);
         assert_eq!(a.limit(), 16);
         // A second overload in the same round trip does not cut again.
-        a.on_result(Signal::Overload, 24, t + Duration::from_millis(1));
+        a.on_result(
+            Signal::Overload(Duration::from_millis(5)),
+            24,
+            t + Duration::from_millis(1),
+        );
         assert_eq!(a.limit(), 16);
-        a.on_result(Signal::Overload, 24, t + Duration::from_millis(50));
+        a.on_result(
+            Signal::Overload(Duration::from_millis(5)),
+            24,
+            t + Duration::from_millis(50),
+        );
         assert_eq!(a.limit(), 11);
     }
 
     #[test]
-    fn overloads_within_a_round_trip_cap_the_limit_at_what_is_in_flight() {
+    fn overloads_sent_after_a_cut_cap_the_limit_at_what_is_in_flight() {
         let mut a = Aimd::new(100);
         let t = Instant::now();
         for _ in 0..20 {
             a.on_result(Signal::Ok(Duration::from_millis(10)), 4, t);
         }
-        a.on_result(Signal::Overload, 24, t);
+        let refused_at_once = Signal::Overload(Duration::from_micros(100));
+        let t = t + Duration::from_secs(1);
+        a.on_result(refused_at_once, 24, t);
         assert_eq!(a.limit(), 16, "the first overload cuts by the factor");
-        // Refused at once while 9 others were in flight: the host holds no more than 9.
-        a.on_result(Signal::Overload, 10, t + Duration::from_millis(1));
+        // Sent after the cut and refused while 9 others were in flight: the host holds no more.
+        a.on_result(refused_at_once, 10, t + Duration::from_millis(1));
         assert_eq!(a.limit(), 9);
         // More in flight than the limit says nothing new: never raised this way.
-        a.on_result(Signal::Overload, 30, t + Duration::from_millis(2));
+        a.on_result(refused_at_once, 30, t + Duration::from_millis(2));
         assert_eq!(a.limit(), 9);
         // Alone and refused: one at a time.
-        a.on_result(Signal::Overload, 1, t + Duration::from_millis(3));
+        a.on_result(refused_at_once, 1, t + Duration::from_millis(3));
         assert_eq!(a.limit(), 1);
+    }
+
+    #[test]
+    fn a_burst_of_overloads_sent_before_the_cut_counts_once() {
+        let mut a = Aimd::new(100);
+        let t = Instant::now();
+        for _ in 0..6 {
+            a.on_result(Signal::Ok(Duration::from_millis(10)), 4, t);
+        }
+        assert_eq!(a.limit(), 10);
+        // Ten requests sent together all fail together (a server restart), reported one after
+        // another as the in-flight count drains.
+        let t = t + Duration::from_secs(1);
+        for left in (1..=10).rev() {
+            a.on_result(Signal::Overload(Duration::from_millis(50)), left, t);
+        }
+        assert_eq!(a.limit(), 7, "one cut for the burst");
     }
 
     #[test]
     fn additive_increase_only_when_busy() {
         let mut a = Aimd::new(100);
         let t = Instant::now();
-        a.on_result(Signal::Overload, 4, t);
+        a.on_result(Signal::Overload(Duration::from_millis(5)), 4, t);
         let before = a.limit;
         a.on_result(Signal::Ok(Duration::from_millis(10)), 0, t);
         assert_eq!(a.limit, before, "an idle host does not grow the limit");
@@ -205,7 +237,11 @@ mod tests {
         }
         assert_eq!(a.limit(), 6);
         for i in 0..50 {
-            a.on_result(Signal::Overload, 6, t + Duration::from_secs(i));
+            a.on_result(
+                Signal::Overload(Duration::from_millis(5)),
+                6,
+                t + Duration::from_secs(i),
+            );
         }
         assert_eq!(a.limit(), 1);
     }

@@ -333,7 +333,7 @@ impl Hosts {
             return;
         };
         h.in_flight = h.in_flight.saturating_sub(1);
-        if signal == Signal::Overload {
+        if matches!(signal, Signal::Overload(_)) {
             h.overloads += 1;
         }
         let in_flight = h.in_flight;
@@ -507,7 +507,7 @@ mod tests {
         let j = hosts.next_startable(t).unwrap();
         let key = j.host.clone();
         hosts.push_delayed(j, t + Duration::from_secs(120));
-        hosts.completed(&key, Signal::Overload, t);
+        hosts.completed(&key, Signal::Overload(Duration::from_millis(1)), t);
         hosts.sweep(t + Duration::from_secs(60));
         assert!(hosts.map.contains_key(&key), "not idle while a retry waits");
         assert_eq!(hosts.parked(), 1);

@@ -118,10 +118,10 @@ impl Drop for WorkerHandle {
 /// What a finished attempt says about the host's load, for the adaptive limit.
 fn signal_of(o: &Outcome) -> Signal {
     match (o.status, o.error) {
-        (Some(429 | 503), _) => Signal::Overload,
+        (Some(429 | 503), _) => Signal::Overload(o.total),
         (Some(_), _) => Signal::Ok(o.ttfb.unwrap_or(o.total)),
         (None, Some(ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Reset)) => {
-            Signal::Overload
+            Signal::Overload(o.total)
         }
         _ => Signal::Neutral,
     }
@@ -185,6 +185,7 @@ async fn attempt(shared: &Shared, worker: usize, mut job: Job, stop: &StopFlag) 
         let _ = shared.out.send(job.stopped(kind, "in flight")).await;
         return Done::neutral(worker, host);
     };
+    // This attempt's outcome: its `total` is still this attempt's own duration.
     let signal = signal_of(&a.outcome);
     let retry_after = match a.outcome.status {
         Some(429 | 503) => a.retry_after.map(|d| d.min(shared.retry.max_retry_after)),

@@ -204,12 +204,12 @@ impl Recorder {
                         _ => rx.blocking_recv(),
                     };
                     let Some(first) = first else { break };
-                    written = error.is_none();
                     batch.push(first);
                     fill_batch(&mut rx, &mut batch);
                     if error.is_none() {
                         match stores.iter_mut().try_for_each(|s| s.write(&batch)) {
                             Ok(()) => {
+                                written = true;
                                 on_commit(&batch);
                                 stats.count_recorded(&batch);
                                 batch.iter().for_each(|o| summary.record(o));

@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
 const COLUMNS: usize = 14;
 /// Rows per multi-row INSERT: fewer statement executions per batch (14 × 32 parameters).
 const ROWS_PER_INSERT: usize = 32;
+/// Rows written since the last checkpoint that make a pause worth one ([`Store::idle`]): a
+/// checkpoint syncs twice, which a slow run (an outcome a second) should not pay per outcome.
+const IDLE_CHECKPOINT_ROWS: usize = 512;
 
 /// `INSERT OR REPLACE` of `rows` outcomes of run `run_id` in one statement.
 fn insert_sql(rows: usize, run_id: i64) -> String {
@@ -84,6 +87,8 @@ pub struct SqliteStore {
     run_id: i64,
     insert_one: String,
     insert_many: String,
+    /// Rows committed since this store's last idle checkpoint.
+    unchecked_rows: usize,
 }
 
 impl SqliteStore {
@@ -135,6 +140,7 @@ impl SqliteStore {
             run_id: 0,
             insert_one: String::new(),
             insert_many: String::new(),
+            unchecked_rows: 0,
         })
     }
 
@@ -245,13 +251,20 @@ impl Store for SqliteStore {
             drop(one);
             tx.commit()
         })();
-        result.map_err(|e| self.err(e))
+        result.map_err(|e| self.err(e))?;
+        self.unchecked_rows += batch.len();
+        Ok(())
     }
 
     /// Copies the write-ahead log into the database while outcomes pause (between waves of a
-    /// latency-bound list), so closing the store at the end of the run has little left to copy and
-    /// sync. PASSIVE never waits for readers; whatever it cannot copy now is copied later.
+    /// latency-bound list), once [`IDLE_CHECKPOINT_ROWS`] rows have been written since the last
+    /// time, so closing the store at the end of the run has little left to copy and sync.
+    /// PASSIVE never waits for readers; whatever it cannot copy now is copied later.
     fn idle(&mut self) {
+        if self.unchecked_rows < IDLE_CHECKPOINT_ROWS {
+            return;
+        }
+        self.unchecked_rows = 0;
         let _ = self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
