@@ -134,6 +134,9 @@ impl Aimd {
 mod tests {
     use super::*;
 
+    /// An overload from an attempt that took 5 ms.
+    const OVERLOAD: Signal = Signal::Overload(Duration::from_millis(5));
+
     #[test]
     fn grows_in_slow_start_then_cuts_on_overload() {
         let mut a = Aimd::new(100);
@@ -142,20 +145,12 @@ mod tests {
             a.on_result(Signal::Ok(Duration::from_millis(10)), 4, t);
         }
         assert_eq!(a.limit(), 24);
-        a.on_result(Signal::Overload(Duration::from_millis(5)), 24, t);
+        a.on_result(OVERLOAD, 24, t);
         assert_eq!(a.limit(), 16);
         // A second overload in the same round trip does not cut again.
-        a.on_result(
-            Signal::Overload(Duration::from_millis(5)),
-            24,
-            t + Duration::from_millis(1),
-        );
+        a.on_result(OVERLOAD, 24, t + Duration::from_millis(1));
         assert_eq!(a.limit(), 16);
-        a.on_result(
-            Signal::Overload(Duration::from_millis(5)),
-            24,
-            t + Duration::from_millis(50),
-        );
+        a.on_result(OVERLOAD, 24, t + Duration::from_millis(50));
         assert_eq!(a.limit(), 11);
     }
 
@@ -202,7 +197,7 @@ mod tests {
     fn additive_increase_only_when_busy() {
         let mut a = Aimd::new(100);
         let t = Instant::now();
-        a.on_result(Signal::Overload(Duration::from_millis(5)), 4, t);
+        a.on_result(OVERLOAD, 4, t);
         let before = a.limit;
         a.on_result(Signal::Ok(Duration::from_millis(10)), 0, t);
         assert_eq!(a.limit, before, "an idle host does not grow the limit");
@@ -237,11 +232,7 @@ mod tests {
         }
         assert_eq!(a.limit(), 6);
         for i in 0..50 {
-            a.on_result(
-                Signal::Overload(Duration::from_millis(5)),
-                6,
-                t + Duration::from_secs(i),
-            );
+            a.on_result(OVERLOAD, 6, t + Duration::from_secs(i));
         }
         assert_eq!(a.limit(), 1);
     }

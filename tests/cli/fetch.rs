@@ -546,6 +546,20 @@ fn absurd_rates_are_usage_errors() {
         .code(2);
 }
 
+/// Runs fanout with `args` in `dir`, in a shell that first ran `ulimit {limit}`.
+#[cfg(target_os = "linux")]
+fn fanout_after_ulimit(dir: &Dir, limit: &str, args: &str) -> std::process::Output {
+    let script = format!(
+        "ulimit {limit} && exec '{}' {args}",
+        env!("CARGO_BIN_EXE_fanout")
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(dir.path(""))
+        .output()
+        .unwrap()
+}
+
 #[test]
 #[cfg(target_os = "linux")]
 fn a_low_soft_open_file_limit_is_raised_for_many_connections() {
@@ -572,15 +586,7 @@ fn a_low_soft_open_file_limit_is_raised_for_many_connections() {
         .map(|i| format!("{}\n", srv.url(&format!("/item/{i}"))))
         .collect();
     dir.write("urls.txt", &list);
-    let script = format!(
-        "ulimit -Sn 48 && exec '{}' fetch urls.txt -c 150 --db out.db -q",
-        env!("CARGO_BIN_EXE_fanout")
-    );
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .current_dir(dir.path(""))
-        .output()
-        .unwrap();
+    let out = fanout_after_ulimit(&dir, "-Sn 48", "fetch urls.txt -c 150 --db out.db -q");
     assert!(out.status.success(), "{out:?}");
     let db = dir.path("out.db");
     assert_eq!(
@@ -605,15 +611,7 @@ fn a_concurrency_above_the_hard_open_file_limit_is_warned_about() {
     let dir = Dir::new();
     dir.write("one.txt", "http://127.0.0.1:9/\n");
     // `ulimit -n` lowers the hard limit too, so it cannot be raised back.
-    let script = format!(
-        "ulimit -n 64 && exec '{}' fetch one.txt -c 500 --db out.db -q",
-        env!("CARGO_BIN_EXE_fanout")
-    );
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .current_dir(dir.path(""))
-        .output()
-        .unwrap();
+    let out = fanout_after_ulimit(&dir, "-n 64", "fetch one.txt -c 500 --db out.db -q");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("-c 500 needs about") && stderr.contains("limit is 64"),
