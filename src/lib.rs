@@ -10,7 +10,7 @@
 //!   [`resume`](engine::resume) (skip recorded keys), [`hosts`](engine::hosts) (per-host limits,
 //!   rates, pauses), [`retry`](engine::retry) and [`adaptive`](engine::adaptive) concurrency, and
 //!   the worker tasks that run attempts (`engine/worker.rs`, private).
-//! - [`store`]: where outcomes land (SQLite, JSONL), written in batches on a dedicated thread.
+//! - [`sink`]: where outcomes land (SQLite, JSONL), written in batches on a dedicated thread.
 //! - [`stats`]: live counters for progress and the final [`Summary`].
 //! - [`serve`]: a small local HTTP API used by examples, tests and benchmarks.
 //! - [`bench`](mod@bench): the sequential-vs-concurrent comparison behind `fanout bench`.
@@ -21,7 +21,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fanout::RunError> {
-//! use fanout::{engine::RunConfig, source::Input, store::StoreConfig};
+//! use fanout::{engine::RunConfig, source::Input, sink::StoreConfig};
 //!
 //! let mut config = RunConfig::default();
 //! config.source.inputs = vec![Input::Path("urls.txt".into())];
@@ -39,9 +39,9 @@ pub mod engine;
 pub mod outcome;
 pub mod request;
 pub mod serve;
+pub mod sink;
 pub mod source;
 pub mod stats;
-pub mod store;
 pub mod units;
 
 pub use engine::{RunConfig, RunEnd, RunError, run};

@@ -15,8 +15,8 @@ use fanout::engine::hosts::{HostLimits, Rate};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::retry::{RetryOn, RetryPolicy};
 use fanout::engine::{BodyMode, ClientConfig, RunConfig};
+use fanout::sink::StoreConfig;
 use fanout::source::{Input, RequestDefaults, SourceConfig};
-use fanout::store::StoreConfig;
 use fanout::units::{parse_duration, parse_size};
 
 const EXIT_CODES: &str = "\

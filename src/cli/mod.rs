@@ -182,11 +182,11 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
 /// Says on stderr how much of the job an earlier run already recorded.
 fn announce_resume(config: &fanout::RunConfig) {
     let db = config.stores.iter().find_map(|s| match s {
-        fanout::store::StoreConfig::Sqlite(p) => Some(p),
+        fanout::sink::StoreConfig::Sqlite(p) => Some(p),
         _ => None,
     });
     if let Some(db) = db
-        && let Ok(Some(n)) = fanout::store::sqlite::SqliteStore::count_outcomes(db)
+        && let Ok(Some(n)) = fanout::sink::sqlite::SqliteStore::count_outcomes(db)
         && n > 0
     {
         eprintln!(

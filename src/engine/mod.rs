@@ -35,10 +35,10 @@ use self::retry::RetryPolicy;
 use self::worker::{Mailbox, WorkerHandle};
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
+use crate::sink::{self, Recorder, RunInfo, StoreConfig, StoreError};
 use crate::source::{OpenError, Source, SourceConfig, SourceItem};
 pub use crate::stats::RunEnd;
 use crate::stats::{Stats, Summary};
-use crate::store::{self, Recorder, RunInfo, StoreConfig, StoreError};
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ pub async fn run_source(
     };
     let store_configs = config.stores.clone();
     let (stores, journal) =
-        tokio::task::spawn_blocking(move || store::open_all(&store_configs, &info))
+        tokio::task::spawn_blocking(move || sink::open_all(&store_configs, &info))
             .await
             .expect("store opening panicked")
             .map_err(RunError::StoreOpen)?;

@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::outcome::ErrorKind;
+use crate::sink::{Journal, Prior, StoreError};
 use crate::source::{Source, SourceItem};
 use crate::stats::Stats;
-use crate::store::{Journal, Prior, StoreError};
 
 /// Keys looked up in one store read.
 pub const LOOKUP_BATCH: usize = 512;
