@@ -32,12 +32,15 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "serve")]
 pub mod bench;
 mod due;
 pub mod engine;
 pub mod outcome;
 pub mod request;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod sink;
 pub mod source;

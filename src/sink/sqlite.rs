@@ -257,7 +257,7 @@ impl Store for SqliteStore {
     }
 
     /// Copies the write-ahead log into the database while outcomes pause (between waves of a
-    /// latency-bound list), once [`IDLE_CHECKPOINT_ROWS`] rows have been written since the last
+    /// latency-bound list), once `IDLE_CHECKPOINT_ROWS` rows have been written since the last
     /// time, so closing the store at the end of the run has little left to copy and sync.
     /// PASSIVE never waits for readers; whatever it cannot copy now is copied later.
     fn idle(&mut self) {
