@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method};
 
-use crate::engine::{self, RunConfig, RunError};
+use crate::pipeline::{self, RunConfig, RunError};
 use crate::request::{Origin, Request, default_key};
 use crate::serve::{ServeConfig, Server};
 use crate::source::Source;
@@ -74,7 +74,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
         ..ServeConfig::default()
     })
     .await
-    .map_err(RunError::Thread)?;
+    .map_err(|e| RunError::Internal(format!("cannot start the bench server: {e}")))?;
     let mut rows = Vec::new();
     for (mode, c) in [("sequential", 1), ("concurrent", config.concurrency.max(1))] {
         let base = server.url("/item/");
@@ -97,7 +97,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, RunError> {
             command: "fanout bench".into(),
             ..RunConfig::default()
         };
-        let summary = engine::run_source(
+        let summary = pipeline::run_source(
             Source::from_requests(requests),
             run_config,
             Stats::new(),

@@ -1,27 +1,16 @@
 //! fanout fetches very large lists of HTTP requests concurrently, politely and without losing a single
 //! outcome, and lands every outcome in a real store.
 //!
-//! # Layout
+//! # As a library
 //!
-//! - [`request`]: the [`Request`] type and how its resume key is derived.
-//! - [`outcome`]: the [`Outcome`] record and the public, stable [`ErrorKind`] stored with it.
-//! - [`source`]: lazy readers that turn input lines (URLs, JSON specs, template values) into requests.
-//! - [`engine`]: admission and the run loop; inside it the HTTP [`client`](engine::client),
-//!   [`resume`](engine::resume) (skip recorded keys), [`hosts`](engine::hosts) (per-host limits,
-//!   rates, pauses), [`retry`](engine::retry) and [`adaptive`](engine::adaptive) concurrency, and
-//!   the worker tasks that run attempts (`engine/worker.rs`, private).
-//! - [`sink`]: where outcomes land (SQLite, JSONL), written in batches on a dedicated thread.
-//! - [`stats`]: live counters for progress and the final [`Summary`].
-//! - [`serve`]: a small local HTTP API used by examples, tests and benchmarks.
-//! - [`bench`](mod@bench): the sequential-vs-concurrent comparison behind `fanout bench`.
-//! - [`units`]: parsing of durations and sizes as written on the command line.
-//!
-//! Data flows source → resume filter → bounded channel → dispatcher → attempt tasks (bounded by
-//! the limits) → bounded channel → store thread. Library code never prints; the `fanout` binary owns the terminal.
+//! Build a [`RunConfig`], hand [`fetch`] any `Stream` of [`Request`]s, and read the outcomes as a
+//! `Stream` (a slow reader slows the run); or [`run`] a configured job from files into the
+//! configured stores, as the `fanout` binary does. Below both sits the [`engine`]: a stream of
+//! requests with tickets in, a stream of [`Event`](engine::Event)s out.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fanout::RunError> {
-//! use fanout::{engine::RunConfig, source::Input, sink::StoreConfig};
+//! use fanout::{source::Input, sink::StoreConfig, RunConfig};
 //!
 //! let mut config = RunConfig::default();
 //! config.source.inputs = vec![Input::Path("urls.txt".into())];
@@ -31,6 +20,30 @@
 //! assert_eq!(summary.total, summary.responses() + summary.errors());
 //! # Ok(()) }
 //! ```
+//!
+//! # Layout
+//!
+//! - [`request`]: the [`Request`] type and how its resume key is derived.
+//! - [`outcome`]: the [`Outcome`] record, its one constructor, and the public, stable
+//!   [`ErrorKind`] stored with it.
+//! - [`source`]: lazy readers that turn input lines (URLs, JSON specs, template values), or any
+//!   stream of requests, into the items of a run.
+//! - [`pipeline`]: the one place that wires source → resume filter → engine → recorder → sinks,
+//!   decides why a run stops, and assembles the [`Summary`]; [`fetch`] for embedding programs.
+//! - [`engine`]: the core: admission under the limits, attempts, retries, stopping; inside it the
+//!   HTTP [`client`](engine::client), [`resume`](engine::resume) (skip recorded keys),
+//!   [`hosts`](engine::hosts) (per-host limits, rates, pauses), [`retry`](engine::retry) and
+//!   [`adaptive`](engine::adaptive) concurrency, and the worker tasks (`engine/worker.rs`, private).
+//! - [`sink`]: where outcomes land: one async trait; SQLite and JSONL (each on a thread of its
+//!   own), and an in-memory channel; the recorder that batches outcomes for them.
+//! - [`stats`]: live counters for progress and the final [`Summary`].
+//! - `serve`: a small local HTTP API used by examples, tests and benchmarks (feature `serve`).
+//! - `bench`: the sequential-vs-concurrent comparison behind `fanout bench` (feature `serve`).
+//! - [`units`]: parsing of durations and sizes as written on the command line.
+//!
+//! Data flows source → resume filter → bounded channel → dispatcher → worker tasks (bounded by
+//! the limits) → bounded event channel → recorder → sinks. Library code never prints; the `fanout`
+//! binary owns the terminal.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -39,6 +52,7 @@ pub mod bench;
 mod due;
 pub mod engine;
 pub mod outcome;
+pub mod pipeline;
 pub mod request;
 #[cfg(feature = "serve")]
 pub mod serve;
@@ -47,7 +61,8 @@ pub mod source;
 pub mod stats;
 pub mod units;
 
-pub use engine::{RunConfig, RunEnd, RunError, run};
+pub use engine::RunEnd;
 pub use outcome::{ErrorKind, Outcome};
+pub use pipeline::{Fetch, RunConfig, RunError, fetch, run};
 pub use request::Request;
 pub use stats::Summary;

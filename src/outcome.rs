@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::request::Request;
+
 /// Why a request has no HTTP response. The [`ErrorKind::as_str`] name is what stores record in the
 /// `error` column, so these names are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -141,7 +143,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// An outcome with no response and no attempt yet, for `error` with `detail`.
+    /// The one constructor of an outcome for a request: nothing recorded yet (no attempt, no
+    /// response, no error), started now. The engine fills in what its attempts found.
+    pub fn for_request(req: &Request) -> Outcome {
+        Outcome::blank(
+            req.key.clone(),
+            req.url.as_str().to_owned(),
+            req.method.as_str().to_owned(),
+        )
+    }
+
+    /// An outcome with no response and no attempt yet, for `error` with `detail` (input that never
+    /// became a [`Request`]; for a request, use [`Outcome::for_request`]).
     pub fn failed(
         key: String,
         url: String,
@@ -149,13 +162,25 @@ impl Outcome {
         error: ErrorKind,
         detail: impl Into<String>,
     ) -> Outcome {
+        Outcome::blank(key, url, method).with_error(error, detail)
+    }
+
+    /// This outcome as the error `kind` with `detail` (and no response).
+    pub fn with_error(mut self, kind: ErrorKind, detail: impl Into<String>) -> Outcome {
+        self.status = None;
+        self.error = Some(kind);
+        self.error_detail = Some(detail.into());
+        self
+    }
+
+    fn blank(key: String, url: String, method: String) -> Outcome {
         Outcome {
             key,
             url,
             method,
             status: None,
-            error: Some(error),
-            error_detail: Some(detail.into()),
+            error: None,
+            error_detail: None,
             attempts: 0,
             started_at: SystemTime::now(),
             ttfb: None,

@@ -41,6 +41,65 @@ pub struct Request {
     pub origin: Origin,
 }
 
+/// A request that cannot be made (a bad URL, an unsupported scheme, a bad header).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRequest(pub(crate) String);
+
+impl Request {
+    /// A `method` request for `url` (absolute, http or https), without headers or body, named by
+    /// its [`default_key`].
+    ///
+    /// ```
+    /// let r = fanout::Request::new(http::Method::DELETE, "https://example.com/item/7").unwrap();
+    /// assert_eq!(r.url.as_str(), "https://example.com/item/7");
+    /// assert!(fanout::Request::new(http::Method::GET, "ftp://example.com/").is_err());
+    /// ```
+    pub fn new(method: Method, url: &str) -> Result<Request, InvalidRequest> {
+        let url = crate::source::parse_url(url).map_err(InvalidRequest)?;
+        Ok(Request {
+            key: default_key(&method, url.as_str(), b""),
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            origin: Origin {
+                input: "<api>".into(),
+                line: 0,
+            },
+        })
+    }
+
+    /// A GET request for `url`.
+    pub fn get(url: &str) -> Result<Request, InvalidRequest> {
+        Request::new(Method::GET, url)
+    }
+
+    /// The same request with `body` (the key is derived again, unless one was set with
+    /// [`Request::with_key`] afterwards).
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Request {
+        self.body = body.into();
+        self.key = default_key(&self.method, self.url.as_str(), &self.body);
+        self
+    }
+
+    /// The same request with a header added.
+    pub fn with_header(mut self, name: &str, value: &str) -> Result<Request, InvalidRequest> {
+        let n = http::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| InvalidRequest(format!("invalid header name '{name}'")))?;
+        let v = http::header::HeaderValue::from_str(value)
+            .map_err(|_| InvalidRequest(format!("invalid value for header '{name}'")))?;
+        self.headers.append(n, v);
+        Ok(self)
+    }
+
+    /// The same request named `key` in the stores (like a spec's `id`).
+    pub fn with_key(mut self, key: impl Into<String>) -> Request {
+        self.key = key.into();
+        self
+    }
+}
+
 /// The key of a request that has no explicit id: a stable hash of method, URL and body.
 ///
 /// The same method, URL and body give the same key in every run, which is what makes resume work.

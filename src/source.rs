@@ -116,6 +116,7 @@ enum Kind {
         line: LineBuf,
     },
     Iter(Box<dyn Iterator<Item = Request> + Send>),
+    Stream(std::pin::Pin<Box<dyn futures_util::Stream<Item = Request> + Send>>),
 }
 
 impl Source {
@@ -169,10 +170,25 @@ impl Source {
         }
     }
 
-    /// The next request or invalid line; `None` when every input is exhausted.
+    /// A source over any stream of requests (a program's own, a query's rows).
+    pub fn from_stream(
+        requests: impl futures_util::Stream<Item = Request> + Send + 'static,
+    ) -> Source {
+        Source {
+            kind: Kind::Stream(Box::pin(requests)),
+            template: None,
+            defaults: RequestDefaults::default(),
+        }
+    }
+
+    /// The next request or invalid line; `None` when every input is exhausted. Cancel-safe.
     pub async fn next(&mut self) -> Option<SourceItem> {
         let (pending, current, line_no, line) = match &mut self.kind {
             Kind::Iter(it) => return it.next().map(|r| SourceItem::Request(Arc::new(r))),
+            Kind::Stream(s) => {
+                use futures_util::StreamExt;
+                return s.next().await.map(|r| SourceItem::Request(Arc::new(r)));
+            }
             Kind::Lines {
                 pending,
                 current,

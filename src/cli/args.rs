@@ -10,11 +10,12 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
+use fanout::RunConfig;
 use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_ca_file};
 use fanout::engine::hosts::{HostLimits, Rate};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::retry::{RetryOn, RetryPolicy};
-use fanout::engine::{BodyMode, ClientConfig, RunConfig};
+use fanout::engine::{BodyMode, ClientConfig};
 use fanout::sink::StoreConfig;
 use fanout::source::{Input, RequestDefaults, SourceConfig};
 use fanout::units::{parse_duration, parse_size};

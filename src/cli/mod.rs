@@ -161,11 +161,11 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
                 RunEnd::StoreError => exit::FAILED,
             }
         }
-        Err(RunError::Store(e)) if e.is_broken_pipe() => exit::OK,
+        Err(RunError::Sink(e)) if e.is_broken_pipe() => exit::OK,
         Err(e) => {
             eprintln!("fanout: error: {e}");
             match e {
-                RunError::Input(_) | RunError::StoreOpen(_) | RunError::Client(_) => exit::USAGE,
+                RunError::Input(_) | RunError::SinkOpen(_) | RunError::Client(_) => exit::USAGE,
                 _ => {
                     let p = stats.progress();
                     eprintln!(
@@ -186,7 +186,7 @@ fn announce_resume(config: &fanout::RunConfig) {
         _ => None,
     });
     if let Some(db) = db
-        && let Ok(Some(n)) = fanout::sink::sqlite::SqliteStore::count_outcomes(db)
+        && let Ok(Some(n)) = fanout::sink::sqlite_outcome_count(db)
         && n > 0
     {
         eprintln!(

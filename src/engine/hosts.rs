@@ -147,9 +147,9 @@ enum Blocked {
     Until(Instant),
 }
 
-struct Host {
+struct Host<T> {
     in_flight: usize,
-    queue: VecDeque<Job>,
+    queue: VecDeque<Job<T>>,
     fixed_limit: usize,
     aimd: Option<Aimd>,
     bucket: Option<Bucket>,
@@ -165,7 +165,7 @@ struct Host {
     timer: Option<Instant>,
 }
 
-impl Host {
+impl<T> Host<T> {
     fn limit(&self) -> usize {
         self.aimd.as_ref().map_or(self.fixed_limit, Aimd::limit)
     }
@@ -198,17 +198,17 @@ impl Host {
 }
 
 /// A retry waiting for its backoff to pass.
-type Delayed = Due<Job>;
+type Delayed<T> = Due<Job<T>>;
 
 /// Every host's state, the hosts ready to start a request, and the timers that wake the others.
-pub(crate) struct Hosts {
+pub(crate) struct Hosts<T> {
     limits: HostLimits,
     /// Ceiling of any host's limit (the global concurrency).
     ceiling: usize,
-    map: HashMap<Arc<str>, Host>,
+    map: HashMap<Arc<str>, Host<T>>,
     ready: VecDeque<Arc<str>>,
     timers: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
-    delayed: BinaryHeap<Delayed>,
+    delayed: BinaryHeap<Delayed<T>>,
     seq: u64,
     /// Jobs waiting in host queues or for a retry.
     parked: usize,
@@ -216,8 +216,8 @@ pub(crate) struct Hosts {
     top: Vec<HostReport>,
 }
 
-impl Hosts {
-    pub(crate) fn new(limits: HostLimits, ceiling: usize) -> Hosts {
+impl<T> Hosts<T> {
+    pub(crate) fn new(limits: HostLimits, ceiling: usize) -> Hosts<T> {
         Hosts {
             limits,
             ceiling,
@@ -237,7 +237,7 @@ impl Hosts {
         self.parked
     }
 
-    fn host(&mut self, key: &Arc<str>, now: Instant) -> &mut Host {
+    fn host(&mut self, key: &Arc<str>, now: Instant) -> &mut Host<T> {
         let limits = &self.limits;
         let ceiling = self.ceiling;
         self.map.entry(key.clone()).or_insert_with(|| {
@@ -272,7 +272,7 @@ impl Hosts {
     }
 
     /// Queues a new job behind its host's other jobs.
-    pub(crate) fn push(&mut self, job: Job, now: Instant) {
+    pub(crate) fn push(&mut self, job: Job<T>, now: Instant) {
         let key = job.host.clone();
         self.host(&key, now).queue.push_back(job);
         self.parked += 1;
@@ -280,7 +280,7 @@ impl Hosts {
     }
 
     /// Holds a job until `at` (a retry's backoff), then puts it at the front of its host's queue.
-    pub(crate) fn push_delayed(&mut self, job: Job, at: Instant) {
+    pub(crate) fn push_delayed(&mut self, job: Job<T>, at: Instant) {
         let key = job.host.clone();
         self.host(&key, Instant::now()).waiting_retries += 1;
         self.seq += 1;
@@ -293,7 +293,7 @@ impl Hosts {
     }
 
     /// Takes the next job that may start now, round-robin over ready hosts, and counts it in flight.
-    pub(crate) fn next_startable(&mut self, now: Instant) -> Option<Job> {
+    pub(crate) fn next_startable(&mut self, now: Instant) -> Option<Job<T>> {
         while let Some(key) = self.ready.pop_front() {
             let Some(h) = self.map.get_mut(&key) else {
                 continue;
@@ -419,7 +419,7 @@ impl Hosts {
         }
     }
 
-    fn retire(&mut self, key: &Arc<str>, h: &Host) {
+    fn retire(&mut self, key: &Arc<str>, h: &Host<T>) {
         self.offer(HostReport {
             host: key.to_string(),
             attempts: h.attempts,
@@ -439,8 +439,8 @@ impl Hosts {
     }
 
     /// Every job still waiting, for the end of a run.
-    pub(crate) fn drain(&mut self) -> Vec<Job> {
-        let mut jobs: Vec<Job> = self.delayed.drain().map(|d| d.item).collect();
+    pub(crate) fn drain(&mut self) -> Vec<Job<T>> {
+        let mut jobs: Vec<Job<T>> = self.delayed.drain().map(|d| d.item).collect();
         for h in self.map.values_mut() {
             jobs.extend(h.queue.drain(..));
         }
@@ -451,7 +451,7 @@ impl Hosts {
 
     /// The busiest hosts (adaptive runs list their learned limits; others only hosts that pushed back).
     pub(crate) fn report(mut self) -> Vec<HostReport> {
-        let rest: Vec<(Arc<str>, Host)> = self.map.drain().collect();
+        let rest: Vec<(Arc<str>, Host<T>)> = self.map.drain().collect();
         for (k, h) in rest {
             self.offer(HostReport {
                 host: k.to_string(),
@@ -469,18 +469,21 @@ mod tests {
     use super::*;
     use crate::request::{Origin, Request};
 
-    fn job(url: &str) -> Job {
-        Job::new(std::sync::Arc::new(Request {
-            key: url.into(),
-            method: http::Method::GET,
-            url: url.parse().unwrap(),
-            headers: http::HeaderMap::new(),
-            body: bytes::Bytes::new(),
-            origin: Origin {
-                input: "t".into(),
-                line: 1,
-            },
-        }))
+    fn job(url: &str) -> Job<()> {
+        Job::new(
+            std::sync::Arc::new(Request {
+                key: url.into(),
+                method: http::Method::GET,
+                url: url.parse().unwrap(),
+                headers: http::HeaderMap::new(),
+                body: bytes::Bytes::new(),
+                origin: Origin {
+                    input: "t".into(),
+                    line: 1,
+                },
+            }),
+            (),
+        )
     }
 
     #[test]

@@ -1,15 +1,21 @@
-//! The engine: admits requests from a [`Source`] under the global and per-host limits, fetches them
-//! with the [`Client`], retries what is worth retrying, and hands every outcome to the store
-//! recorder. Owns admission, shutdown and the deadline; never writes to a store itself, never prints.
+//! The engine core: admits a stream of requests under the global and per-host limits, fetches them
+//! with the [`Client`], retries what is worth retrying, and answers with a stream of [`Event`]s:
+//! each request ends as one outcome, or is released (stopped before it could finish). Owns
+//! admission, retries and stopping; knows nothing of files, stores, resume or terminals (those are
+//! the [pipeline](crate::pipeline)'s), and never prints.
 //!
-//! Shape: the [resume filter](resume) reads the source and drops keys already recorded; a single
-//! dispatcher task owns all admission state (global limit and rate, [per-host state](hosts), jobs
-//! waiting for a host or a retry), so none of it is locked. Attempts run on worker tasks, at most
-//! one per unit of concurrency, each spawned the first time every limit allows one more attempt
-//! and no worker is idle (never ahead of time); the dispatcher hands an idle worker one job at a
-//! time, and the worker reports back over a channel whose capacity is the concurrency, so it never
-//! blocks. Outcomes go to the store thread over a bounded channel; an attempt keeps its slot until
-//! the store accepts its outcome, so a slow store slows admission.
+//! Contract: [`Engine::run`] takes a `Stream` of [`Item`]s, each a request with a caller's ticket
+//! that rides along untouched (`()` for file runs, a job lease for a work queue), and a stop
+//! future that says why to stop. It yields [`Event::Outcome`] or [`Event::Released`] once per
+//! item taken, over a bounded channel: a consumer that does not keep up slows admission.
+//!
+//! Shape: a single dispatcher task owns all admission state (global limit and rate,
+//! [per-host state](hosts), jobs waiting for a host or a retry), so none of it is locked. Attempts
+//! run on worker tasks, at most one per unit of concurrency, each spawned the first time every
+//! limit allows one more attempt and no worker is idle (never ahead of time); the dispatcher hands
+//! an idle worker one job at a time, and the worker reports back over a channel whose capacity is
+//! the concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts
+//! its outcome. Dropping the run's handle aborts the dispatcher, whose task set aborts the workers.
 
 pub mod adaptive;
 pub mod client;
@@ -19,265 +25,208 @@ pub mod retry;
 mod worker;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::FutureExt;
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::task::JoinSet;
 
 use self::adaptive::Signal;
 pub use self::client::{BodyMode, Client, ClientConfig, ClientError};
-use self::hosts::{Bucket, HostLimits, Hosts};
-use self::resume::{InProgress, ResumePolicy};
+use self::hosts::{Bucket, HostLimits, HostReport, Hosts};
 use self::retry::RetryPolicy;
 use self::worker::{Mailbox, WorkerHandle};
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
-use crate::sink::{self, Recorder, RunInfo, StoreConfig, StoreError};
-use crate::source::{OpenError, Source, SourceConfig, SourceItem};
 pub use crate::stats::RunEnd;
-use crate::stats::{Stats, Summary};
+use crate::stats::Stats;
 
-/// Everything a run needs.
+/// What the engine needs: the HTTP client's settings, the limits, retries and the grace period.
+/// Sizes derived from these (idle connections, queue capacities) are computed in one place,
+/// [`EngineConfig::sizes`].
 #[derive(Debug, Clone)]
-pub struct RunConfig {
-    /// Where requests come from.
-    pub source: SourceConfig,
-    /// Where outcomes go (none is allowed: outcomes are then only counted).
-    pub stores: Vec<StoreConfig>,
+#[non_exhaustive]
+pub struct EngineConfig {
     /// HTTP client settings.
     pub client: ClientConfig,
     /// Requests in flight at most.
     pub concurrency: usize,
-    /// Whole-run limit: when it passes, admission stops and unfinished requests end as `deadline`.
-    pub deadline: Option<Duration>,
-    /// After shutdown, how long in-flight requests may finish before they are recorded `cancelled`.
+    /// After an interrupt, how long in-flight requests may finish before they are released.
     pub grace: Duration,
-    /// Which recorded outcomes let a rerun skip a request.
-    pub resume: ResumePolicy,
     /// Per-host limits, rate limits and adaptive concurrency.
     pub limits: HostLimits,
     /// Retries and backoff.
     pub retry: RetryPolicy,
-    /// The command line, recorded in the `runs` table.
-    pub command: String,
 }
 
-impl Default for RunConfig {
+impl Default for EngineConfig {
     fn default() -> Self {
-        RunConfig {
-            source: SourceConfig::default(),
-            stores: Vec::new(),
+        EngineConfig {
             client: ClientConfig::default(),
             concurrency: 64,
-            deadline: None,
             grace: Duration::from_secs(2),
-            resume: ResumePolicy::default(),
             limits: HostLimits::default(),
             retry: RetryPolicy::default(),
-            command: String::new(),
         }
     }
 }
 
-/// A run that could not start, or whose store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// An input could not be opened.
-    #[error(transparent)]
-    Input(#[from] OpenError),
-    /// A store could not be opened; nothing was fetched.
-    #[error(transparent)]
-    StoreOpen(StoreError),
-    /// A store failed during the run; what was committed before stays, and a rerun resumes.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The HTTP client could not be built.
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// A thread or task of the run could not start or failed unexpectedly.
-    #[error("{0}")]
-    Thread(#[source] std::io::Error),
+/// Queue and pool sizes that follow from an [`EngineConfig`]; computed once, here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Requests in flight at most (at least 1).
+    pub concurrency: usize,
+    /// Idle connections kept: never fewer than could be busy at once.
+    pub max_idle: usize,
+    /// Events (outcomes) queued for the consumer. Stored bodies can be large: fewer are queued
+    /// then (memory is bounded by about (concurrency + queue + batch) × `max_body`).
+    pub events: usize,
+    /// Requests that may wait for their host before the engine stops reading its input.
+    pub max_parked: usize,
+    /// Requests read ahead of admission by a pipeline's resume filter.
+    pub read_ahead: usize,
 }
 
-/// Runs the whole job: every request read from the source ends as one recorded outcome.
-///
-/// `shutdown` is the stop signal (the CLI passes Ctrl-C; tests pass anything): when it resolves,
-/// admission stops, in-flight requests get `config.grace` to finish and are then recorded as
-/// `cancelled`, the stores are flushed, and the summary says `interrupted`.
-///
-/// Must be called within a tokio runtime; the engine's tasks are spawned onto it.
-pub async fn run(
-    config: RunConfig,
-    stats: Arc<Stats>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Summary, RunError> {
-    let source = Source::open(config.source.clone()).await?;
-    run_source(source, config, stats, shutdown).await
-}
-
-/// Like [`run`], over an already opened source (`config.source` is ignored).
-pub async fn run_source(
-    source: Source,
-    config: RunConfig,
-    stats: Arc<Stats>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Summary, RunError> {
-    let started = Instant::now();
-    // Never fewer idle connections kept than could be busy at once.
-    let client = Client::new(ClientConfig {
-        max_idle: config.client.max_idle.max(config.concurrency),
-        ..config.client.clone()
-    })?;
-    let info = RunInfo {
-        command: config.command.clone(),
-        started_at: SystemTime::now(),
-        fresh: config.resume.fresh,
-    };
-    let store_configs = config.stores.clone();
-    let (stores, journal) =
-        tokio::task::spawn_blocking(move || sink::open_all(&store_configs, &info))
-            .await
-            .expect("store opening panicked")
-            .map_err(RunError::StoreOpen)?;
-    let failed = CancellationToken::new();
-    // Stored bodies can be large: keep fewer outcomes queued for the store (memory is then bounded
-    // by about (concurrency + queue + batch) × --max-body in the worst case).
-    let capacity = if config.client.body == BodyMode::Store {
-        config.concurrency.clamp(16, 256)
-    } else {
-        (config.concurrency * 2).clamp(1024, 65536)
-    };
-    let in_progress = Arc::new(InProgress::default());
-    let on_commit = {
-        let in_progress = in_progress.clone();
-        Box::new(move |batch: &[Outcome]| {
-            in_progress.committed(batch.iter().map(|o| o.key.as_str()))
-        })
-    };
-    let recorder = Recorder::spawn(stores, stats.clone(), capacity, failed.clone(), on_commit)
-        .map_err(|e| {
-            RunError::Thread(std::io::Error::other(format!(
-                "cannot start the store thread: {e}"
-            )))
-        })?;
-    let (items, filter) = resume::spawn(
-        source,
-        journal,
-        in_progress,
-        config.resume.clone(),
-        stats.clone(),
-        config.concurrency.clamp(256, 4096),
-    );
-    let concurrency = config.concurrency.max(1);
-    let (done_tx, done_rx) = mpsc::channel(concurrency);
-    let shared = Arc::new(Shared {
-        client,
-        retry: config.retry.clone(),
-        out: recorder.sender(),
-        done: done_tx,
-        stop_kind: OnceLock::new(),
-    });
-    let now = Instant::now();
-    let mut dispatcher = Dispatcher {
-        shared,
-        stats: stats.clone(),
-        done_rx,
-        hosts: Hosts::new(config.limits.clone(), concurrency),
-        global: config
-            .limits
-            .rate
-            .map(|r| Bucket::new(r, config.limits.burst_for(r), now)),
-        in_flight: 0,
-        workers: Vec::new(),
-        idle: Vec::new(),
-        concurrency,
-        max_parked: (concurrency * 8).max(1024),
-        stopping: None,
-    };
-    // The dispatcher runs as a task of its own: attempt tasks it spawns then start on the same
-    // worker's queue, where a caller's `block_on` thread would push each through the shared queue
-    // and wake another worker.
-    // Aborted if the caller drops this future, as the dispatcher itself was before.
-    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-        let end = dispatcher.drive(items, &config, shutdown, failed).await;
-        (dispatcher, end)
-    }));
-    let (dispatcher, end) = match task.await {
-        Ok(done) => done,
-        Err(e) => {
-            // A bug: keep what was recorded (the run is marked interrupted, so a rerun resumes).
-            filter.abort();
-            let _ = recorder
-                .finish(
-                    RunEnd::Interrupted,
-                    stats.skipped.load(Relaxed),
-                    move || started.elapsed(),
-                )
-                .await;
-            return Err(RunError::Thread(std::io::Error::other(format!(
-                "internal error: the dispatcher failed: {e}"
-            ))));
+impl EngineConfig {
+    /// The derived sizes.
+    pub fn sizes(&self) -> Sizes {
+        let concurrency = self.concurrency.max(1);
+        Sizes {
+            concurrency,
+            max_idle: self.client.max_idle.max(concurrency),
+            events: if self.client.body == BodyMode::Store {
+                concurrency.clamp(16, 256)
+            } else {
+                (concurrency * 2).clamp(1024, 65536)
+            },
+            max_parked: (concurrency * 8).max(1024),
+            read_ahead: concurrency.clamp(256, 4096),
         }
-    };
-    let skipped = stats.skipped.load(Relaxed);
-    let retries = stats.retries.load(Relaxed);
-    let hosts = dispatcher.hosts.report();
-    drop(dispatcher.shared);
-    // The filter may be blocked on a silent stdin; it has nothing more to give either way.
-    filter.abort();
-    let lookup = match filter.await {
-        Ok(Err(e)) => Some(RunError::Store(e)),
-        Err(e) if e.is_panic() => Some(RunError::Thread(std::io::Error::other(
-            "internal error: the resume filter panicked",
-        ))),
-        _ => None,
-    };
-    let end = if lookup.is_some() {
-        RunEnd::StoreError
-    } else {
-        end
-    };
-    let mut summary = recorder
-        .finish(end, skipped, move || started.elapsed())
-        .await?;
-    summary.retries = retries;
-    summary.hosts = hosts;
-    match lookup {
-        Some(e) => Err(e),
-        None => Ok(summary),
     }
 }
 
-/// A request on its way through the engine, with what its attempts so far have left.
-pub(crate) struct Job {
-    /// Shared with the attempt task, so an attempt that panics can still be recorded.
-    pub(crate) req: Arc<Request>,
-    /// `host:port`, the key of the host's state.
-    pub(crate) host: Arc<str>,
+/// A request for the engine, with the caller's ticket.
+#[derive(Debug)]
+pub struct Item<T> {
+    /// The request (shared: it is allocated once where it is read).
+    pub request: Arc<Request>,
+    /// Opaque to the engine; handed back with the request's event.
+    pub ticket: T,
+}
+
+impl From<Request> for Item<()> {
+    fn from(r: Request) -> Item<()> {
+        Item {
+            request: Arc::new(r),
+            ticket: (),
+        }
+    }
+}
+
+/// What became of an item.
+#[derive(Debug)]
+pub enum Event<T> {
+    /// The request's outcome: a response of any status, or an error kind.
+    Outcome(Outcome, T),
+    /// The run stopped before the request could finish; the caller decides what that means
+    /// (a file run records `cancelled` or `deadline`, a work queue hands the job back).
+    Released(T, Stopped),
+}
+
+/// Why a run stops early. One reason, chosen by whoever drives the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// Interrupted (Ctrl-C): in-flight requests get the grace period, then are released.
+    Interrupted,
+    /// The run's deadline passed: everything unfinished is released at once.
+    Deadline,
+    /// Outcomes can no longer be recorded: stop at once.
+    SinkFailed,
+}
+
+impl StopReason {
+    /// How a run stopped for this reason ends.
+    pub fn end(self) -> RunEnd {
+        match self {
+            StopReason::Interrupted => RunEnd::Interrupted,
+            StopReason::Deadline => RunEnd::Deadline,
+            StopReason::SinkFailed => RunEnd::StoreError,
+        }
+    }
+
+    /// The error kind a file run records for a request stopped for this reason.
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            StopReason::Deadline => ErrorKind::Deadline,
+            _ => ErrorKind::Cancelled,
+        }
+    }
+}
+
+/// Where a released request was when the run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// An attempt was in flight and was abandoned.
+    InFlight,
+    /// It had been attempted and was waiting for its retry.
+    WaitingToRetry,
+    /// Admitted, waiting for its host (limit, rate or pause); never attempted.
+    WaitingForHost,
+    /// Taken from the input but not yet admitted; never attempted.
+    NotStarted,
+}
+
+/// A request the run released unfinished, with what its attempts so far left.
+#[derive(Debug)]
+pub struct Stopped {
+    request: Arc<Request>,
     attempts: u32,
-    /// Wall-clock and monotonic start of the first attempt.
     first: Option<(SystemTime, Instant)>,
-    /// The outcome of the last failed attempt, while the job waits to be retried (boxed: a job
-    /// moves through queues and the mailbox, and is rarely retried).
     last: Option<Box<Outcome>>,
+    phase: Phase,
+    reason: StopReason,
 }
 
-impl Job {
-    fn new(req: Arc<Request>) -> Job {
-        Job {
-            host: host_key(&req.url),
-            req,
-            attempts: 0,
-            first: None,
-            last: None,
-        }
+impl Stopped {
+    /// The request.
+    pub fn request(&self) -> &Arc<Request> {
+        &self.request
     }
 
-    /// The outcome of a job stopped by shutdown or the deadline before it could finish.
-    fn stopped(&self, kind: ErrorKind, what: &str) -> Outcome {
+    /// Whether it was sent at least once (a work queue may then count the attempt).
+    pub fn attempted(&self) -> bool {
+        self.attempts > 0
+    }
+
+    /// Where it was when the run stopped.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Why the run stopped.
+    pub fn reason(&self) -> StopReason {
+        self.reason
+    }
+
+    /// The outcome a file run records for it: error `cancelled` or `deadline`, with the attempts
+    /// made, the start of the first, and the last attempt's result in the detail.
+    pub fn outcome(&self) -> Outcome {
+        let kind = self.reason.kind();
+        let what = match self.phase {
+            Phase::InFlight => "in flight",
+            Phase::WaitingToRetry => "waiting to retry",
+            Phase::WaitingForHost => "waiting for its host",
+            Phase::NotStarted => {
+                return Outcome::for_request(&self.request)
+                    .with_error(kind, format!("not started: the run's {kind} passed"));
+            }
+        };
         let detail = match &self.last {
             Some(last) => format!(
                 "{kind} while {what}; last attempt: {}",
@@ -289,19 +238,187 @@ impl Job {
             ),
             None => format!("{kind} while {what}"),
         };
-        let mut o = Outcome::failed(
-            self.req.key.clone(),
-            self.req.url.as_str().to_owned(),
-            self.req.method.as_str().to_owned(),
-            kind,
-            detail,
-        );
+        let mut o = Outcome::for_request(&self.request).with_error(kind, detail);
         o.attempts = self.attempts;
         if let Some((sys, mono)) = self.first {
             o.started_at = sys;
             o.total = mono.elapsed();
         }
         o
+    }
+}
+
+/// How the engine's part of a run ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EngineEnd {
+    /// Completed, or why it stopped.
+    pub end: RunEnd,
+    /// The busiest hosts (adaptive runs list their learned limits).
+    pub hosts: Vec<HostReport>,
+}
+
+/// The engine failed unexpectedly (a bug: its task panicked).
+#[derive(Debug, thiserror::Error)]
+#[error("internal error: the engine failed: {0}")]
+pub struct EngineFailed(String);
+
+/// A built client with its limits, ready to run over a stream.
+pub struct Engine {
+    config: EngineConfig,
+    client: Client,
+}
+
+impl Engine {
+    /// Builds the HTTP client (certificates, proxy) for `config`.
+    pub fn new(config: EngineConfig) -> Result<Engine, ClientError> {
+        let sizes = config.sizes();
+        let client = Client::new(ClientConfig {
+            max_idle: sizes.max_idle,
+            ..config.client.clone()
+        })?;
+        Ok(Engine { config, client })
+    }
+
+    /// Runs over `items` until they end (and every request has its event) or `stop` resolves.
+    ///
+    /// Spawns onto the current tokio runtime. The returned [`Events`] yields one event per item
+    /// taken; [`Running`] resolves when the run is over. Dropping the `Running` stops the run at
+    /// once (every task it spawned is aborted).
+    pub fn run<T, S, F>(self, stats: Arc<Stats>, items: S, stop: F) -> (Events<T>, Running)
+    where
+        T: Send + 'static,
+        S: Stream<Item = Item<T>> + Send + 'static,
+        F: Future<Output = StopReason> + Send + 'static,
+    {
+        let sizes = self.config.sizes();
+        let (out, events) = mpsc::channel(sizes.events);
+        let (done_tx, done_rx) = mpsc::channel(sizes.concurrency);
+        let shared = Arc::new(Shared {
+            client: self.client,
+            retry: self.config.retry.clone(),
+            out,
+            done: done_tx,
+            stop_reason: OnceLock::new(),
+        });
+        let now = Instant::now();
+        let limits = self.config.limits.clone();
+        let mut dispatcher = Dispatcher {
+            shared,
+            stats,
+            done_rx,
+            hosts: Hosts::new(limits.clone(), sizes.concurrency),
+            global: limits
+                .rate
+                .map(|r| Bucket::new(r, limits.burst_for(r), now)),
+            in_flight: 0,
+            workers: Vec::new(),
+            tasks: JoinSet::new(),
+            idle: Vec::new(),
+            concurrency: sizes.concurrency,
+            max_parked: sizes.max_parked,
+            stopping: None,
+        };
+        let grace = self.config.grace;
+        // The dispatcher runs as a task of its own: attempt tasks it spawns then start on the same
+        // worker's queue, where a caller's `block_on` thread would push each through the shared
+        // queue and wake another worker.
+        let task = tokio::spawn(async move {
+            let end = dispatcher.drive(Box::pin(items), grace, stop).await;
+            EngineEnd {
+                end,
+                hosts: dispatcher.hosts.report(),
+            }
+        });
+        (
+            Events { rx: events },
+            Running {
+                task: tokio_util::task::AbortOnDropHandle::new(task),
+            },
+        )
+    }
+}
+
+/// The events of a run, in the order they happen. Ends when the run is over.
+pub struct Events<T> {
+    rx: mpsc::Receiver<Event<T>>,
+}
+
+impl<T> Events<T> {
+    /// Events already queued, without waiting; `Err(true)` once the run is over and all were taken.
+    pub(crate) fn try_next(&mut self) -> Result<Event<T>, bool> {
+        self.rx
+            .try_recv()
+            .map_err(|e| e == mpsc::error::TryRecvError::Disconnected)
+    }
+
+    /// Whether no event is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+impl<T> Stream for Events<T> {
+    type Item = Event<T>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event<T>>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// The run in progress: resolves to how the engine's part ended. Dropping it stops the run.
+pub struct Running {
+    task: tokio_util::task::AbortOnDropHandle<EngineEnd>,
+}
+
+impl Future for Running {
+    type Output = Result<EngineEnd, EngineFailed>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.task
+            .poll_unpin(cx)
+            .map(|r| r.map_err(|e| EngineFailed(e.to_string())))
+    }
+}
+
+/// A request on its way through the engine, with what its attempts so far have left.
+pub(crate) struct Job<T> {
+    /// Shared with the attempt, so an attempt that panics can still be recorded.
+    pub(crate) req: Arc<Request>,
+    /// `host:port`, the key of the host's state.
+    pub(crate) host: Arc<str>,
+    ticket: T,
+    attempts: u32,
+    /// Wall-clock and monotonic start of the first attempt.
+    first: Option<(SystemTime, Instant)>,
+    /// The outcome of the last failed attempt, while the job waits to be retried (boxed: a job
+    /// moves through queues and the mailbox, and is rarely retried).
+    last: Option<Box<Outcome>>,
+}
+
+impl<T> Job<T> {
+    fn new(req: Arc<Request>, ticket: T) -> Job<T> {
+        Job {
+            host: host_key(&req.url),
+            req,
+            ticket,
+            attempts: 0,
+            first: None,
+            last: None,
+        }
+    }
+
+    /// The event for a job the run stopped.
+    fn release(self, phase: Phase, reason: StopReason) -> Event<T> {
+        Event::Released(
+            self.ticket,
+            Stopped {
+                request: self.req,
+                attempts: self.attempts,
+                first: self.first,
+                last: self.last,
+                phase,
+                reason,
+            },
+        )
     }
 }
 
@@ -328,10 +445,10 @@ fn host_key(url: &url::Url) -> Arc<str> {
     key.into()
 }
 
-impl Done {
+impl<T> Done<T> {
     /// A report that changes nothing but the worker's and the host's counts (an attempt stopped,
     /// or one that panicked).
-    fn neutral(worker: usize, host: Arc<str>) -> Done {
+    fn neutral(worker: usize, host: Arc<str>) -> Done<T> {
         Done {
             worker,
             host,
@@ -343,87 +460,94 @@ impl Done {
 }
 
 /// What a finished attempt reports to the dispatcher.
-struct Done {
+struct Done<T> {
     /// The worker that ran it, idle again.
     worker: usize,
     host: Arc<str>,
     signal: Signal,
     /// A `Retry-After` pause, for the host that sent it (after redirects, not always `host`).
     pause: Option<(Arc<str>, Duration)>,
-    /// The job and its backoff, when it is to be tried again. Boxed: a job is ~300 bytes, and
+    /// The job and its backoff, when it is to be tried again. Boxed: a job is ~100 bytes, and
     /// every `Done` is copied into and out of the channel.
-    retry: Option<Box<(Job, Duration)>>,
+    retry: Option<Box<(Job<T>, Duration)>>,
 }
 
 /// Messages taken from one channel per turn of the dispatcher's loop at most.
 const DRAIN: usize = 64;
 
-/// The store thread has stopped taking outcomes.
-struct StoreGone;
-
 /// What every attempt task shares.
-struct Shared {
+struct Shared<T> {
     client: Client,
     retry: RetryPolicy,
-    /// Bounded channel into the store thread.
-    out: mpsc::Sender<Outcome>,
+    /// Bounded channel of events to the consumer; written only through [`Shared::emit`].
+    out: mpsc::Sender<Event<T>>,
     /// Back to the dispatcher; capacity ≥ concurrency, and each job sends exactly once.
-    done: mpsc::Sender<Done>,
-    /// What attempts stopped in flight are recorded as (set before the workers' stop flags).
-    stop_kind: OnceLock<ErrorKind>,
+    done: mpsc::Sender<Done<T>>,
+    /// Why attempts in flight were stopped (set before the workers' stop flags).
+    stop_reason: OnceLock<StopReason>,
+}
+
+impl<T> Shared<T> {
+    /// The one place events leave the engine. Waits while the consumer is behind; a consumer that
+    /// has gone away takes nothing more (the dispatcher then stops).
+    async fn emit(&self, event: Event<T>) {
+        let _ = self.out.send(event).await;
+    }
 }
 
 /// Admission: owns the global limit and rate, every host's state, and the jobs waiting. A single
 /// task, so none of this state is shared or locked; workers talk to it through `Done`.
-struct Dispatcher {
-    shared: Arc<Shared>,
+struct Dispatcher<T> {
+    shared: Arc<Shared<T>>,
     stats: Arc<Stats>,
-    done_rx: mpsc::Receiver<Done>,
-    hosts: Hosts,
+    done_rx: mpsc::Receiver<Done<T>>,
+    hosts: Hosts<T>,
     global: Option<Bucket>,
     in_flight: usize,
     /// Every worker spawned so far (never more than `concurrency`), by index.
-    workers: Vec<WorkerHandle>,
+    workers: Vec<WorkerHandle<T>>,
+    /// The worker tasks: dropping the dispatcher (its run aborted) aborts them all.
+    tasks: JoinSet<()>,
     /// Indices of workers with no job; the most recently idle is used first.
     idle: Vec<usize>,
     concurrency: usize,
     /// Jobs that may wait for their host before input reading pauses.
     max_parked: usize,
-    /// Set once the run is stopping: what unfinished jobs are recorded as.
-    stopping: Option<ErrorKind>,
+    /// Set once the run is stopping: why.
+    stopping: Option<StopReason>,
 }
 
-impl Dispatcher {
+type ItemStream<T> = Pin<Box<dyn Stream<Item = Item<T>> + Send>>;
+
+impl<T: Send + 'static> Dispatcher<T> {
     async fn drive(
         &mut self,
-        mut items: mpsc::Receiver<SourceItem>,
-        config: &RunConfig,
-        shutdown: impl Future<Output = ()>,
-        failed: CancellationToken,
+        mut items: ItemStream<T>,
+        grace: Duration,
+        stop: impl Future<Output = StopReason>,
     ) -> RunEnd {
-        let shutdown = shutdown.fuse();
-        tokio::pin!(shutdown);
-        // Ten years stands in for "no deadline" so that one select! serves both cases.
+        let stop = stop.fuse();
+        tokio::pin!(stop);
+        // Ten years stands in for "no timer" so that one select! serves both cases.
         let far = Duration::from_secs(10 * 365 * 86400);
-        let deadline = tokio::time::sleep(config.deadline.unwrap_or(far));
-        tokio::pin!(deadline);
         let timer = tokio::time::sleep(far);
         tokio::pin!(timer);
         let mut timer_at: Option<Instant> = None;
         let mut input_open = true;
         let mut closing = false;
-        // Made once: a new one each turn would register with the token's waiter list each time.
-        let failed = failed.cancelled();
-        tokio::pin!(failed);
+        // Made once: the consumer going away stops the run as a failed sink would.
+        let out = self.shared.out.clone();
+        let gone = out.closed();
+        tokio::pin!(gone);
 
-        // Every arm is cancel-safe (mpsc recv, sleeps, a fused future).
-        let mut end = loop {
+        // Every arm is cancel-safe (mpsc recv, a stream's next, sleeps, fused futures).
+        let reason = loop {
             let now = Instant::now();
             self.hosts.fire_timers(now);
             self.start_ready(now);
             let nothing_left = !input_open && self.hosts.parked() == 0;
             if nothing_left && self.in_flight == 0 {
-                break RunEnd::Completed;
+                break None;
             }
             if nothing_left != closing {
                 // Nothing more to send: close each connection as its last response ends, while
@@ -441,9 +565,8 @@ impl Dispatcher {
             let can_read = input_open && self.hosts.parked() < self.max_parked;
             tokio::select! {
                 biased;
-                _ = &mut shutdown => break RunEnd::Interrupted,
-                _ = &mut deadline => break RunEnd::Deadline,
-                _ = &mut failed => break RunEnd::StoreError,
+                reason = &mut stop => break Some(reason),
+                _ = &mut gone => break Some(StopReason::SinkFailed),
                 Some(done) = self.done_rx.recv() => {
                     self.on_done(done).await;
                     // Whatever else has finished meanwhile, without another turn of the loop.
@@ -454,18 +577,18 @@ impl Dispatcher {
                         }
                     }
                 }
-                item = items.recv(), if can_read => match self.take_items(item, &mut items).await {
-                    Ok(open) => input_open = open,
-                    Err(StoreGone) => break RunEnd::StoreError,
-                },
+                item = items.next(), if can_read => input_open = self.take_items(item, &mut items),
                 _ = &mut timer, if timer_at.is_some() => timer_at = None,
             }
         };
+        let Some(reason) = reason else {
+            return RunEnd::Completed;
+        };
 
-        if end == RunEnd::Interrupted {
+        if reason == StopReason::Interrupted {
             // Grace: in-flight attempts may finish; nothing new starts, retries are not made.
-            self.stopping = Some(ErrorKind::Cancelled);
-            let grace = tokio::time::sleep(config.grace);
+            self.stopping = Some(reason);
+            let grace = tokio::time::sleep(grace);
             tokio::pin!(grace);
             while self.in_flight > 0 {
                 tokio::select! {
@@ -474,33 +597,28 @@ impl Dispatcher {
                 }
             }
         }
-        let kind = match end {
-            RunEnd::Deadline => ErrorKind::Deadline,
-            _ => ErrorKind::Cancelled,
-        };
-        self.stopping = Some(kind);
-        let _ = self.shared.stop_kind.set(kind);
+        self.stopping = Some(reason);
+        let _ = self.shared.stop_reason.set(reason);
         for w in &self.workers {
             w.mailbox.stop.stop();
         }
-        if end != RunEnd::StoreError {
-            for job in self.hosts.drain() {
-                // Jobs never attempted are left for a rerun, except at the deadline, which
-                // accounts for every line read.
-                if job.attempts > 0 || end == RunEnd::Deadline {
-                    let what = if job.attempts > 0 {
-                        "waiting to retry"
-                    } else {
-                        "waiting for its host"
-                    };
-                    let _ = self.shared.out.send(job.stopped(kind, what)).await;
-                }
-            }
+        for job in self.hosts.drain() {
+            let phase = if job.attempts > 0 {
+                Phase::WaitingToRetry
+            } else {
+                Phase::WaitingForHost
+            };
+            self.shared.emit(job.release(phase, reason)).await;
         }
-        if end == RunEnd::Deadline {
-            tokio::select! {
-                _ = self.record_unstarted(&mut items) => {}
-                _ = &mut shutdown => end = RunEnd::Interrupted,
+        if reason == StopReason::Deadline {
+            // Items the input has ready are released too, so a file run accounts for every line
+            // it read. Lines not read yet get no event: waiting for them could take as long as the
+            // input (or forever, on a pipe that stays open).
+            while let Some(Some(item)) = items.next().now_or_never() {
+                let job = Job::new(item.request, item.ticket);
+                self.shared
+                    .emit(job.release(Phase::NotStarted, reason))
+                    .await;
             }
         }
         drop(items);
@@ -510,39 +628,32 @@ impl Dispatcher {
                 None => break,
             }
         }
-        // Idle workers end when their channel closes, dropping their handle on the store channel.
+        // Idle workers end when their mailbox closes, dropping their handle on the event channel.
         self.workers.clear();
         self.idle.clear();
-        end
+        reason.end()
     }
 
-    /// Takes `first` from the input, then lines already read (up to [`DRAIN`], while jobs may
-    /// wait): requests wait for their host, invalid lines go to the store. Whether the input is
-    /// still open.
-    async fn take_items(
-        &mut self,
-        first: Option<SourceItem>,
-        items: &mut mpsc::Receiver<SourceItem>,
-    ) -> Result<bool, StoreGone> {
+    /// Takes `first` from the input, then items already ready (up to [`DRAIN`], while jobs may
+    /// wait), to wait for their host. Whether the input is still open.
+    fn take_items(&mut self, first: Option<Item<T>>, items: &mut ItemStream<T>) -> bool {
         let mut next = first;
         for taken in 1.. {
             match next {
-                None => return Ok(false),
-                Some(SourceItem::Invalid(o)) => {
-                    self.shared.out.send(*o).await.map_err(|_| StoreGone)?
-                }
-                Some(SourceItem::Request(r)) => self.hosts.push(Job::new(r), Instant::now()),
+                None => return false,
+                Some(item) => self
+                    .hosts
+                    .push(Job::new(item.request, item.ticket), Instant::now()),
             }
             if taken == DRAIN || self.hosts.parked() >= self.max_parked {
                 break;
             }
-            next = match items.try_recv() {
-                Ok(item) => Some(item),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => break,
+            next = match items.next().now_or_never() {
+                Some(item) => item,
+                None => break,
             };
         }
-        Ok(true)
+        true
     }
 
     /// The next instant something waiting may become startable.
@@ -575,7 +686,7 @@ impl Dispatcher {
 
     /// Gives `job` to an idle worker, spawning one if none is idle (there are then fewer workers
     /// than jobs in flight allow). An idle worker's mailbox is empty.
-    fn hand_out(&mut self, mut job: Job) {
+    fn hand_out(&mut self, mut job: Job<T>) {
         loop {
             let w = match self.idle.pop() {
                 Some(w) => w,
@@ -593,12 +704,13 @@ impl Dispatcher {
     fn spawn_worker(&mut self) -> usize {
         let mailbox = Arc::new(Mailbox::default());
         let w = self.workers.len();
-        tokio::spawn(worker::worker(self.shared.clone(), w, mailbox.clone()));
+        self.tasks
+            .spawn(worker::worker(self.shared.clone(), w, mailbox.clone()));
         self.workers.push(WorkerHandle { mailbox });
         w
     }
 
-    async fn on_done(&mut self, done: Done) {
+    async fn on_done(&mut self, done: Done<T>) {
         self.in_flight -= 1;
         self.idle.push(done.worker);
         self.stats.finished.fetch_add(1, Relaxed);
@@ -608,7 +720,7 @@ impl Dispatcher {
         if let Some(retry) = done.retry {
             let (job, delay) = *retry;
             match self.stopping {
-                Some(kind) => stopped = Some(job.stopped(kind, "waiting to retry")),
+                Some(reason) => stopped = Some(job.release(Phase::WaitingToRetry, reason)),
                 None => {
                     self.stats.retries.fetch_add(1, Relaxed);
                     self.hosts.push_delayed(job, now + delay);
@@ -619,29 +731,8 @@ impl Dispatcher {
             self.hosts.pause(&host, pause, now);
         }
         self.hosts.completed(&done.host, done.signal, now);
-        if let Some(o) = stopped {
-            let _ = self.shared.out.send(o).await;
-        }
-    }
-
-    /// Records as `deadline` the requests already read but not started. Lines not read yet have
-    /// no outcome and are fetched by a rerun: waiting for them could take as long as the input
-    /// (or forever, on a pipe that stays open).
-    async fn record_unstarted(&self, items: &mut mpsc::Receiver<SourceItem>) {
-        while let Ok(item) = items.try_recv() {
-            let o = match item {
-                SourceItem::Invalid(o) => *o,
-                SourceItem::Request(r) => Outcome::failed(
-                    r.key.clone(),
-                    r.url.as_str().to_owned(),
-                    r.method.as_str().to_owned(),
-                    ErrorKind::Deadline,
-                    "not started: the run's deadline passed",
-                ),
-            };
-            if self.shared.out.send(o).await.is_err() {
-                return;
-            }
+        if let Some(event) = stopped {
+            self.shared.emit(event).await;
         }
     }
 }

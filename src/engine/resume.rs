@@ -1,7 +1,8 @@
 //! The resume filter, between the source and admission: requests whose key already has an outcome
-//! in the store are skipped, and a key seen twice in one run is fetched once. Owns the set of keys
-//! in progress; reads the store only through [`Journal`], in batches, so memory stays flat however
-//! many keys the store holds.
+//! in a store are skipped, and a key seen twice in one run is fetched once. Owns the set of keys
+//! in progress; reads the stores only through their [`Journal`]s, in batches, so memory stays flat
+//! however many keys they hold. A key recorded as done in any journal counts as done. Invalid lines
+//! go straight to the recorder; requests go on to the engine.
 //!
 //! Lines are read ahead in batches: up to 512 (waiting up to 10 ms for a slow input to fill one)
 //! when the store must be read, and only those already read, up to 64, when it need not be.
@@ -23,8 +24,10 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::outcome::ErrorKind;
-use crate::sink::{Journal, Prior, StoreError};
+use super::Item;
+use crate::outcome::{ErrorKind, Outcome};
+use crate::sink::{Journal, Prior, SinkError};
+
 use crate::source::{Source, SourceItem};
 use crate::stats::Stats;
 
@@ -181,29 +184,33 @@ fn key_of(item: &SourceItem) -> &str {
     }
 }
 
-/// Starts the filter task; the engine admits what comes out of the returned channel.
+/// Where the filter sends what it keeps: requests to the engine, invalid lines to the recorder.
+pub(crate) struct Outputs {
+    /// Requests, for admission.
+    pub(crate) items: mpsc::Sender<Item<()>>,
+    /// Invalid lines, already outcomes.
+    pub(crate) invalid: mpsc::Sender<Outcome>,
+}
+
+/// Starts the filter task for run `run_id`.
 pub(crate) fn spawn(
     mut source: Source,
-    mut journal: Option<Box<dyn Journal>>,
+    mut journals: Vec<Box<dyn Journal>>,
+    run_id: i64,
     in_progress: Arc<InProgress>,
     policy: ResumePolicy,
     stats: Arc<Stats>,
-    capacity: usize,
-) -> (
-    mpsc::Receiver<SourceItem>,
-    tokio::task::JoinHandle<Result<(), StoreError>>,
-) {
-    let (tx, rx) = mpsc::channel(capacity);
-    let task = tokio::spawn(async move {
+    out: Outputs,
+) -> tokio::task::JoinHandle<Result<(), SinkError>> {
+    tokio::spawn(async move {
         let mut batch: Vec<SourceItem> = Vec::with_capacity(LOOKUP_BATCH);
         // Only when earlier outcomes cannot count: otherwise every key is looked up anyway.
-        let mut admitted = journal
-            .as_ref()
-            .filter(|j| policy.fresh || !j.others_may_have_recorded())
-            .map(|_| Admitted::with_bytes(ADMITTED_BYTES));
+        let mut admitted = (!journals.is_empty()
+            && (policy.fresh || journals.iter().all(|j| !j.others_may_have_recorded())))
+        .then(|| Admitted::with_bytes(ADMITTED_BYTES));
         // Without store reads (a new store, --fresh, or none), nothing is gained by waiting to
         // fill a batch: lines go on as soon as they are read, in small batches.
-        let (limit, linger) = if admitted.is_some() || journal.is_none() {
+        let (limit, linger) = if admitted.is_some() || journals.is_empty() {
             (QUICK_BATCH, None)
         } else {
             (LOOKUP_BATCH, Some(LOOKUP_LINGER))
@@ -232,7 +239,8 @@ pub(crate) fn spawn(
             }
             let keep = filter(
                 &batch,
-                &mut journal,
+                &mut journals,
+                run_id,
                 admitted.as_mut(),
                 &in_progress,
                 &policy,
@@ -243,26 +251,38 @@ pub(crate) fn spawn(
                 .skipped
                 .fetch_add(skipped as u64, std::sync::atomic::Ordering::Relaxed);
             for (item, keep) in batch.drain(..).zip(keep) {
-                if keep && tx.send(item).await.is_err() {
-                    return Ok(()); // admission has stopped
+                let sent = match item {
+                    _ if !keep => Ok(()),
+                    SourceItem::Request(request) => out
+                        .items
+                        .send(Item {
+                            request,
+                            ticket: (),
+                        })
+                        .await
+                        .map_err(drop),
+                    SourceItem::Invalid(o) => out.invalid.send(*o).await.map_err(drop),
+                };
+                if sent.is_err() {
+                    return Ok(()); // the run has stopped
                 }
             }
             if eof {
                 return Ok(());
             }
         }
-    });
-    (rx, task)
+    })
 }
 
 /// Decides, for each item of `batch`, whether it is to be fetched.
 async fn filter(
     batch: &[SourceItem],
-    journal: &mut Option<Box<dyn Journal>>,
+    journals: &mut [Box<dyn Journal>],
+    run_id: i64,
     mut admitted: Option<&mut Admitted>,
     in_progress: &InProgress,
     policy: &ResumePolicy,
-) -> Result<Vec<bool>, StoreError> {
+) -> Result<Vec<bool>, SinkError> {
     let mut keep = vec![false; batch.len()];
     let mut candidates: Vec<usize> = Vec::with_capacity(batch.len());
     {
@@ -286,23 +306,15 @@ async fn filter(
             maybe
         });
     }
-    if !candidates.is_empty()
-        && let Some(j) = journal.take()
-    {
+    for j in journals.iter_mut() {
+        if candidates.is_empty() {
+            break;
+        }
         let keys: Vec<String> = candidates
             .iter()
             .map(|&i| key_of(&batch[i]).to_owned())
             .collect();
-        let (j, found) = tokio::task::spawn_blocking(move || {
-            let mut j = j;
-            let found = j.lookup(&keys);
-            (j, found)
-        })
-        .await
-        .expect("store lookup panicked");
-        let run_id = j.run_id();
-        *journal = Some(j);
-        let found = found?;
+        let found = j.lookup(keys).await?;
         candidates.retain({
             let mut it = found.into_iter();
             move |_| match it.next().flatten() {

@@ -1,6 +1,7 @@
 //! Worker tasks: each runs one attempt at a time for the dispatcher, and reports how it went.
 //! Owns the one-job mailbox between the dispatcher and a worker and the flag that stops an
-//! attempt in flight; uses the client, and sends each final outcome to the store channel itself.
+//! attempt in flight; uses the client, and emits each final outcome (or the release of a job
+//! stopped in flight) itself.
 //! Knows nothing of limits or admission, which are the dispatcher's.
 
 use std::future::poll_fn;
@@ -9,13 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::task::Poll;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
 use futures_util::task::AtomicWaker;
 
 use super::adaptive::Signal;
-use super::{Done, Job, Shared, host_key};
+use super::{Done, Event, Job, Phase, Shared, StopReason, host_key};
 use crate::outcome::{ErrorKind, Outcome};
 
 /// Set once to abort a worker's attempt in flight. Polled on every wake of the attempt, so it is
@@ -54,19 +55,29 @@ impl StopFlag {
 /// A worker's line from the dispatcher: room for one job, and the flag that stops its attempt.
 /// Lighter than a channel (tokio's allocates 32 slots and takes a lock per message), and a run
 /// may have thousands of workers.
-#[derive(Default)]
-pub(super) struct Mailbox {
-    job: std::sync::Mutex<Option<Job>>,
+pub(super) struct Mailbox<T> {
+    job: std::sync::Mutex<Option<Job<T>>>,
     /// No job will come again: the worker ends.
     closed: AtomicBool,
     waker: AtomicWaker,
     pub(super) stop: StopFlag,
 }
 
-impl Mailbox {
+impl<T> Default for Mailbox<T> {
+    fn default() -> Self {
+        Mailbox {
+            job: std::sync::Mutex::new(None),
+            closed: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            stop: StopFlag::default(),
+        }
+    }
+}
+
+impl<T> Mailbox<T> {
     /// Puts a job for an idle worker; gives it back if the box is full (a bug) or closed.
     #[must_use]
-    pub(super) fn put(&self, job: Job) -> Option<Job> {
+    pub(super) fn put(&self, job: Job<T>) -> Option<Job<T>> {
         {
             let mut slot = self.job.lock().unwrap_or_else(|e| e.into_inner());
             if slot.is_some() || self.closed.load(Acquire) {
@@ -84,7 +95,7 @@ impl Mailbox {
     }
 
     /// The next job; `None` once the box is closed and empty.
-    async fn take(&self) -> Option<Job> {
+    async fn take(&self) -> Option<Job<T>> {
         poll_fn(|cx| {
             for registered in [false, true] {
                 if let Some(job) = self.job.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -105,11 +116,11 @@ impl Mailbox {
 }
 
 /// The dispatcher's end of a worker task. Dropping it lets the worker end once idle.
-pub(super) struct WorkerHandle {
-    pub(super) mailbox: Arc<Mailbox>,
+pub(super) struct WorkerHandle<T> {
+    pub(super) mailbox: Arc<Mailbox<T>>,
 }
 
-impl Drop for WorkerHandle {
+impl<T> Drop for WorkerHandle<T> {
     fn drop(&mut self) {
         self.mailbox.close();
     }
@@ -128,7 +139,7 @@ fn signal_of(o: &Outcome) -> Signal {
 }
 
 /// A worker: runs the jobs the dispatcher hands it, one at a time, until the dispatcher is gone.
-pub(super) async fn worker(shared: Arc<Shared>, id: usize, mailbox: Arc<Mailbox>) {
+pub(super) async fn worker<T>(shared: Arc<Shared<T>>, id: usize, mailbox: Arc<Mailbox<T>>) {
     while let Some(job) = mailbox.take().await {
         // Not boxed: the attempt's future (~5 KB) lives in the worker's task, allocated once; a box
         // per attempt cost an allocation and a 5 KB copy each time.
@@ -139,16 +150,54 @@ pub(super) async fn worker(shared: Arc<Shared>, id: usize, mailbox: Arc<Mailbox>
     }
 }
 
+/// How an attempt went, for [`run_attempt`] to act on. Lives on the stack for a moment; boxing
+/// the outcome would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// Stopped in flight by the run.
+    Stopped,
+    /// To be tried again after the delay.
+    Retry(Signal, Option<(Arc<str>, Duration)>, Duration),
+    /// The request's outcome.
+    Final(Signal, Option<(Arc<str>, Duration)>, Outcome),
+}
+
 /// One attempt at a job. Always reports back exactly once, even if the attempt panics, so the
-/// in-flight count stays true.
-async fn run_attempt(shared: &Shared, worker: usize, job: Job, stop: &StopFlag) -> Done {
-    let host = job.host.clone();
-    let req = job.req.clone();
-    match AssertUnwindSafe(attempt(shared, worker, job, stop))
+/// in-flight count stays true; the job stays here, so its ticket is never lost.
+async fn run_attempt<T>(
+    shared: &Shared<T>,
+    worker: usize,
+    mut job: Job<T>,
+    stop: &StopFlag,
+) -> Done<T> {
+    let step = AssertUnwindSafe(attempt(shared, &mut job, stop))
         .catch_unwind()
-        .await
-    {
-        Ok(done) => done,
+        .await;
+    let host = job.host.clone();
+    match step {
+        Ok(Step::Stopped) => {
+            let reason = *shared.stop_reason.get().unwrap_or(&StopReason::Interrupted);
+            shared.emit(job.release(Phase::InFlight, reason)).await;
+            Done::neutral(worker, host)
+        }
+        Ok(Step::Retry(signal, pause, delay)) => Done {
+            worker,
+            host,
+            signal,
+            pause,
+            retry: Some(Box::new((job, delay))),
+        },
+        Ok(Step::Final(signal, pause, o)) => {
+            // The slot stays taken until the consumer accepts: a slow store slows admission.
+            shared.emit(Event::Outcome(o, job.ticket)).await;
+            Done {
+                worker,
+                host,
+                signal,
+                pause,
+                retry: None,
+            }
+        }
         Err(panic) => {
             // A bug (ours or a dependency's) must still leave exactly one outcome.
             let why = panic
@@ -156,20 +205,18 @@ async fn run_attempt(shared: &Shared, worker: usize, job: Job, stop: &StopFlag) 
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            let o = Outcome::failed(
-                req.key.clone(),
-                req.url.as_str().to_owned(),
-                req.method.as_str().to_owned(),
+            let mut o = Outcome::for_request(&job.req).with_error(
                 ErrorKind::Io,
                 format!("internal error: the attempt panicked: {why}"),
             );
-            let _ = shared.out.send(o).await;
+            o.attempts = job.attempts;
+            shared.emit(Event::Outcome(o, job.ticket)).await;
             Done::neutral(worker, host)
         }
     }
 }
 
-async fn attempt(shared: &Shared, worker: usize, mut job: Job, stop: &StopFlag) -> Done {
+async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> Step {
     let (sys0, t0) = *job
         .first
         .get_or_insert_with(|| (SystemTime::now(), Instant::now()));
@@ -179,11 +226,8 @@ async fn attempt(shared: &Shared, worker: usize, mut job: Job, stop: &StopFlag) 
         _ = stop.stopped() => None,
         a = shared.client.fetch(&job.req) => Some(a),
     };
-    let host = job.host.clone();
     let Some(a) = result else {
-        let kind = *shared.stop_kind.get().unwrap_or(&ErrorKind::Cancelled);
-        let _ = shared.out.send(job.stopped(kind, "in flight")).await;
-        return Done::neutral(worker, host);
+        return Step::Stopped;
     };
     // This attempt's outcome: its `total` is still this attempt's own duration.
     let signal = signal_of(&a.outcome);
@@ -198,7 +242,7 @@ async fn attempt(shared: &Shared, worker: usize, mut job: Job, stop: &StopFlag) 
             .as_deref()
             .and_then(|u| url::Url::parse(u).ok())
             .map(|u| host_key(&u))
-            .unwrap_or_else(|| host.clone());
+            .unwrap_or_else(|| job.host.clone());
         (asked, d)
     });
     if let Some(delay) =
@@ -207,25 +251,11 @@ async fn attempt(shared: &Shared, worker: usize, mut job: Job, stop: &StopFlag) 
             .next_delay(&job.req.method, job.attempts, &a.outcome, retry_after)
     {
         job.last = Some(Box::new(a.outcome));
-        return Done {
-            worker,
-            host,
-            signal,
-            pause,
-            retry: Some(Box::new((job, delay))),
-        };
+        return Step::Retry(signal, pause, delay);
     }
     let mut o = a.outcome;
     o.attempts = job.attempts;
     o.started_at = sys0;
     o.total = t0.elapsed();
-    // The slot stays taken until the store channel accepts: a slow store slows admission.
-    let _ = shared.out.send(o).await;
-    Done {
-        worker,
-        host,
-        signal,
-        pause,
-        retry: None,
-    }
+    Step::Final(signal, pause, o)
 }

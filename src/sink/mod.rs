@@ -1,33 +1,38 @@
-//! Stores: where outcomes land. One small trait, one file per backend ([`sqlite`], [`jsonl`]), and the
-//! recorder that feeds them in batches on a dedicated thread, so blocking writes (SQLite is
-//! synchronous) never run on the async workers. Owns store files; never touches the network.
+//! Sinks: where outcomes land. One async, object-safe trait ([`Sink`]) that every backend
+//! implements: SQLite and JSON lines (blocking, each on a thread of its own behind the trait), and
+//! an in-memory [`channel`] for programs that embed fanout. A sink may also be a resume
+//! [`Journal`]. Owns store files and their formats; knows nothing of HTTP or admission. The
+//! crate-private recorder batches outcomes and writes every sink of a run concurrently.
 
-pub mod jsonl;
-pub mod sqlite;
+pub mod channel;
+mod jsonl;
+pub(crate) mod recorder;
+mod sqlite;
+mod threaded;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use futures_util::future::BoxFuture;
 
 use crate::outcome::Outcome;
-use crate::stats::{RunEnd, Stats, Summary};
+use crate::stats::Summary;
 
 /// Largest batch written in one transaction. Large on purpose: keys are random, so every row dirties
 /// a random page of the key index, and a commit writes each dirty page once; 8× the rows per commit
 /// cut the store thread's CPU per row by about half (docs/performance.md).
-pub const MAX_BATCH: usize = 8192;
+pub(crate) const MAX_BATCH: usize = 8192;
 /// How long a stream of outcomes may keep a batch open before it is written anyway.
-pub const MAX_LINGER: Duration = Duration::from_millis(200);
+pub(crate) const MAX_LINGER: Duration = Duration::from_millis(200);
 /// Stored body bytes that end a batch early, so batches of large bodies stay small in memory.
-pub const MAX_BATCH_BODY_BYTES: usize = 8 << 20;
-/// A pause in outcomes this long after a write lets the stores tidy up ([`Store::idle`]).
-pub const IDLE_AFTER: Duration = Duration::from_millis(20);
+pub(crate) const MAX_BATCH_BODY_BYTES: usize = 8 << 20;
+/// A pause in outcomes this long after a write lets the sinks tidy up ([`Sink::idle`]).
+pub(crate) const IDLE_AFTER: Duration = Duration::from_millis(20);
 
-/// Which store to open.
+/// A sink the command line can name.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreConfig {
     /// An SQLite database file (created when missing).
     Sqlite(PathBuf),
@@ -37,10 +42,13 @@ pub enum StoreConfig {
     JsonlStdout,
 }
 
-/// What a store knows about the run it records.
+/// What a sink knows about the run it records.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RunInfo {
-    /// The command line, for the `runs` table.
+    /// The run's id, chosen by the pipeline (above every id the run's sinks have used).
+    pub id: i64,
+    /// The command line, for the `runs` table (secrets already removed).
     pub command: String,
     /// When the run started.
     pub started_at: SystemTime,
@@ -48,7 +56,37 @@ pub struct RunInfo {
     pub fresh: bool,
 }
 
-/// What a store holds for a key, as far as resume needs to know.
+/// A batch of outcomes, shared by the sinks that write it at the same time.
+pub type Batch = Arc<Vec<Outcome>>;
+
+/// A place outcomes are written to. Object-safe: a run holds `Box<dyn Sink>`s and writes each
+/// batch to all of them concurrently; a batch counts as recorded once every sink has it.
+pub trait Sink: Send {
+    /// What the sink writes to, for messages (a path, `<stdout>`; never a password).
+    fn target(&self) -> &str;
+    /// The lowest run id this sink has not used (runs get an id above every sink's).
+    fn next_run_id(&self) -> i64 {
+        1
+    }
+    /// Called once before any outcome, with the run's description.
+    fn begin_run<'a>(&'a mut self, run: &'a RunInfo) -> BoxFuture<'a, Result<(), SinkError>>;
+    /// Writes a batch durably (one transaction, or one flush).
+    fn write(&mut self, batch: Batch) -> BoxFuture<'_, Result<(), SinkError>>;
+    /// Called when no outcome has arrived for a short while since the last write: a chance to
+    /// do work that would otherwise wait for the end of the run. Best effort.
+    fn idle(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    /// Called once after the last batch with the run's totals.
+    fn end_run<'a>(&'a mut self, summary: &'a Summary) -> BoxFuture<'a, Result<(), SinkError>>;
+    /// Closes the sink, waiting until what it holds is released (files closed). A sink dropped
+    /// without `end_run` marks its run as interrupted, if it records runs.
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// What a journal holds for a key, as far as resume needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prior {
     /// The run that recorded it.
@@ -59,25 +97,83 @@ pub struct Prior {
     pub error: Option<String>,
 }
 
-/// Read access to recorded outcomes by key, for resume. Used from one task, on a blocking thread,
-/// through its own connection so it never waits for the writer.
+/// Read access to recorded outcomes by key, for resume. Reads never wait for the sink's writer.
 pub trait Journal: Send {
-    /// The id of the current run (outcomes it records carry it).
-    fn run_id(&self) -> i64;
-    /// Whether a key may hold an outcome this run did not record. False only when the store held
-    /// no outcome and no other run was marked running when this run began: then keys this run
-    /// never admitted need no lookup. (A run started later on the same store is not seen; runs
-    /// sharing a store at the same time are not coordinated.)
+    /// Whether a key may hold an outcome the current run did not record. False only when the
+    /// store held no outcome and no other run was marked running when it was opened: then keys
+    /// the run never admitted need no lookup. (A run started later on the same store is not seen;
+    /// runs sharing a store at the same time are not coordinated.)
     fn others_may_have_recorded(&self) -> bool {
         true
     }
     /// For each key, what the store holds for it, if anything.
-    fn lookup(&mut self, keys: &[String]) -> Result<Vec<Option<Prior>>, StoreError>;
+    fn lookup(&mut self, keys: Vec<String>)
+    -> BoxFuture<'_, Result<Vec<Option<Prior>>, SinkError>>;
 }
 
-/// A store that cannot be opened or written.
+/// An opened sink, with its resume journal if it has one.
+pub struct Opened {
+    /// The sink.
+    pub sink: Box<dyn Sink>,
+    /// Its journal: keys it holds are not fetched again.
+    pub journal: Option<Box<dyn Journal>>,
+}
+
+/// What went wrong with a sink, broadly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SinkErrorKind {
+    /// It could not be opened or begun.
+    Open,
+    /// The target exists but is not a fanout store.
+    NotAStore,
+    /// A write or read failed (disk full, file removed, database gone).
+    Io,
+    /// The reader of a stream went away (`fanout fetch --jsonl - | head`).
+    BrokenPipe,
+    /// The sink stopped taking outcomes (its thread ended, its receiver was dropped).
+    Closed,
+}
+
+/// A sink that cannot be opened or written: the target, a kind, and what happened.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("store {target}: {message}")]
+pub struct SinkError {
+    target: String,
+    kind: SinkErrorKind,
+    message: String,
+}
+
+impl SinkError {
+    /// A new error for `target`.
+    pub fn new(target: impl Into<String>, kind: SinkErrorKind, message: impl Into<String>) -> Self {
+        SinkError {
+            target: target.into(),
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What the sink writes to.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// What went wrong, broadly.
+    pub fn kind(&self) -> SinkErrorKind {
+        self.kind
+    }
+
+    /// True when the reader of a stream went away (`fanout fetch --jsonl - | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        self.kind == SinkErrorKind::BrokenPipe
+    }
+}
+
+/// A failure of a blocking backend, with its driver's error; becomes a [`SinkError`] at the
+/// thread boundary, so no driver type is public.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// An SQLite failure on the named database.
     #[error("store {path}: {source}")]
     Sqlite {
@@ -107,193 +203,101 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True when the reader of a stream went away (`fanout fetch --jsonl - | head`).
-    pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    /// The public form, with `kind` unless the error says better.
+    pub(crate) fn into_sink_error(self, kind: SinkErrorKind) -> SinkError {
+        match self {
+            StoreError::Sqlite { path, source } => SinkError::new(path, kind, source.to_string()),
+            StoreError::Io { path, source } => {
+                let kind = if source.kind() == std::io::ErrorKind::BrokenPipe {
+                    SinkErrorKind::BrokenPipe
+                } else {
+                    kind
+                };
+                SinkError::new(path, kind, source.to_string())
+            }
+            StoreError::Foreign { path, reason } => SinkError::new(
+                path,
+                SinkErrorKind::NotAStore,
+                format!("not a fanout store ({reason})"),
+            ),
+        }
     }
 }
 
-/// A place outcomes are written to. Called from the recorder thread only.
-pub trait Store: Send {
-    /// Called once before any outcome, with the run's description.
+/// A blocking backend, driven from its own thread by [`threaded`].
+pub(crate) trait Store: Send + 'static {
+    /// The lowest run id not used yet.
+    fn next_run_id(&self) -> i64 {
+        1
+    }
+    /// Called once before any outcome.
     fn begin_run(&mut self, run: &RunInfo) -> Result<(), StoreError>;
-    /// Writes a batch durably (one transaction, or one flush).
+    /// Writes a batch durably.
     fn write(&mut self, batch: &[Outcome]) -> Result<(), StoreError>;
-    /// Called once after the last batch with the run's totals.
+    /// Called after the last batch with the run's totals.
     fn end_run(&mut self, summary: &Summary) -> Result<(), StoreError>;
-    /// Called when no outcome has arrived for [`IDLE_AFTER`] since the last write: a chance to do
-    /// work that would otherwise wait for the end of the run. Best effort; does nothing by default.
+    /// Called when outcomes pause; does nothing by default.
     fn idle(&mut self) {}
+    /// Called when the run was begun and is abandoned without `end_run` (its future dropped).
+    fn abandon(&mut self) {}
 }
 
-/// The opened stores, and the journal of the first SQLite store (the one resume reads).
-pub type Opened = (Vec<Box<dyn Store>>, Option<Box<dyn Journal>>);
+/// A blocking journal, read on tokio's blocking threads.
+pub(crate) trait BlockingJournal: Send + 'static {
+    /// See [`Journal::others_may_have_recorded`].
+    fn others_may_have_recorded(&self) -> bool;
+    /// See [`Journal::lookup`].
+    fn lookup(&mut self, keys: &[String]) -> Result<Vec<Option<Prior>>, StoreError>;
+}
 
-/// Opens every configured store and begins the run in each.
-pub fn open_all(configs: &[StoreConfig], run: &RunInfo) -> Result<Opened, StoreError> {
-    let mut stores: Vec<Box<dyn Store>> = Vec::with_capacity(configs.len());
-    let mut journal: Option<Box<dyn Journal>> = None;
-    for c in configs {
-        let mut s: Box<dyn Store> = match c {
+/// Opens a sink named on the command line (and its journal). Blocking work runs off the async
+/// threads.
+pub async fn open(config: &StoreConfig) -> Result<Opened, SinkError> {
+    let config = config.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        Ok(match &config {
             StoreConfig::Sqlite(p) => {
-                let mut db = sqlite::SqliteStore::open(p)?;
-                db.begin_run(run)?;
-                if journal.is_none() {
-                    journal = Some(Box::new(db.journal()?));
-                }
-                stores.push(Box::new(db));
-                continue;
+                let db = sqlite::SqliteStore::open(p)?;
+                let journal = db.journal()?;
+                (
+                    Box::new(db) as Box<dyn Store>,
+                    Some(Box::new(journal) as Box<dyn BlockingJournal>),
+                    p.display().to_string(),
+                )
             }
-            StoreConfig::Jsonl(p) => Box::new(jsonl::JsonlStore::file(p)?),
-            StoreConfig::JsonlStdout => Box::new(jsonl::JsonlStore::stdout()),
-        };
-        s.begin_run(run)?;
-        stores.push(s);
-    }
-    Ok((stores, journal))
-}
-
-/// Called on the store thread after each batch is committed to every store.
-pub type OnCommit = Box<dyn Fn(&[Outcome]) + Send>;
-
-/// What the store thread hands back: its stores, the run's totals, and the first write error.
-type RecorderEnd = (Vec<Box<dyn Store>>, Summary, Option<StoreError>);
-
-/// Feeds outcomes from a bounded channel into the stores on its own thread.
-pub(crate) struct Recorder {
-    tx: mpsc::Sender<Outcome>,
-    thread: std::thread::JoinHandle<RecorderEnd>,
-}
-
-impl Recorder {
-    /// Starts the thread. `failed` is cancelled when a write fails, so the engine stops admitting.
-    pub(crate) fn spawn(
-        mut stores: Vec<Box<dyn Store>>,
-        stats: Arc<Stats>,
-        capacity: usize,
-        failed: CancellationToken,
-        on_commit: OnCommit,
-    ) -> std::io::Result<Recorder> {
-        let (tx, mut rx) = mpsc::channel::<Outcome>(capacity);
-        // Timers for the idle wait; without a runtime (not the CLI's case) there is no idle call.
-        let runtime = tokio::runtime::Handle::try_current().ok();
-        let thread = std::thread::Builder::new()
-            .name("fanout-store".into())
-            .spawn(move || {
-                let mut summary = Summary::default();
-                let mut error = None;
-                let mut batch = Vec::with_capacity(MAX_BATCH);
-                // Set by a write, cleared by the idle call that follows the next pause.
-                let mut written = false;
-                loop {
-                    let first = match (&runtime, written) {
-                        (Some(rt), true) => {
-                            // The timer is made inside block_on, where the runtime's clock is.
-                            let next = rt.block_on(async {
-                                tokio::time::timeout(IDLE_AFTER, rx.recv()).await
-                            });
-                            match next {
-                                Ok(first) => first,
-                                Err(_) => {
-                                    stores.iter_mut().for_each(|s| s.idle());
-                                    written = false;
-                                    continue;
-                                }
-                            }
-                        }
-                        _ => rx.blocking_recv(),
-                    };
-                    let Some(first) = first else { break };
-                    batch.push(first);
-                    fill_batch(&mut rx, &mut batch);
-                    if error.is_none() {
-                        match stores.iter_mut().try_for_each(|s| s.write(&batch)) {
-                            Ok(()) => {
-                                written = true;
-                                on_commit(&batch);
-                                stats.count_recorded(&batch);
-                                batch.iter().for_each(|o| summary.record(o));
-                            }
-                            Err(e) => {
-                                // Keep draining so senders never block; nothing more is written.
-                                error = Some(e);
-                                failed.cancel();
-                            }
-                        }
-                    }
-                    batch.clear();
-                }
-                (stores, summary, error)
-            })?;
-        Ok(Recorder { tx, thread })
-    }
-
-    pub(crate) fn sender(&self) -> mpsc::Sender<Outcome> {
-        self.tx.clone()
-    }
-
-    /// Waits for every sender to be dropped and the last batch written, then ends the run in every
-    /// store. Returns the summary, or the first store error.
-    pub(crate) async fn finish(
-        self,
-        end: RunEnd,
-        skipped: u64,
-        elapsed: impl FnOnce() -> Duration + Send + 'static,
-    ) -> Result<Summary, StoreError> {
-        let Recorder { tx, thread } = self;
-        drop(tx);
-        tokio::task::spawn_blocking(move || {
-            let (mut stores, mut summary, error) = thread.join().expect("store thread panicked");
-            summary.end = if error.is_some() {
-                RunEnd::StoreError
-            } else {
-                end
-            };
-            summary.elapsed = elapsed();
-            summary.skipped = skipped;
-            // Record how the run ended even when a write failed; the first error wins.
-            let ended: Result<(), StoreError> =
-                stores.iter_mut().try_for_each(|s| s.end_run(&summary));
-            match error {
-                Some(e) => Err(e),
-                None => ended.map(|()| summary),
-            }
+            StoreConfig::Jsonl(p) => (
+                Box::new(jsonl::JsonlStore::file(p)?) as Box<dyn Store>,
+                None,
+                p.display().to_string(),
+            ),
+            StoreConfig::JsonlStdout => (
+                Box::new(jsonl::JsonlStore::stdout()) as Box<dyn Store>,
+                None,
+                "<stdout>".to_string(),
+            ),
         })
-        .await
-        .expect("store finishing task panicked")
-    }
+    })
+    .await
+    .map_err(|e| SinkError::new("?", SinkErrorKind::Open, e.to_string()))?
+    .map_err(|e| e.into_sink_error(SinkErrorKind::Open))?;
+    let (store, journal, target) = opened;
+    let sink = threaded::Threaded::spawn(target.clone(), store)?;
+    Ok(Opened {
+        sink: Box::new(sink),
+        journal: journal.map(|j| Box::new(threaded::OffThread::new(target, j)) as Box<dyn Journal>),
+    })
 }
 
-/// Adds whatever is already queued to `batch`. While outcomes keep arriving it waits for more, up to
-/// [`MAX_LINGER`], so commits stay large under load; after a lull it returns at once, so no outcome
-/// sits unwritten for long.
-fn fill_batch(rx: &mut mpsc::Receiver<Outcome>, batch: &mut Vec<Outcome>) {
-    let start = Instant::now();
-    let mut body_bytes: usize = batch
-        .iter()
-        .filter_map(|o| o.body.as_ref())
-        .map(|b| b.len())
-        .sum();
-    loop {
-        while batch.len() < MAX_BATCH && body_bytes < MAX_BATCH_BODY_BYTES {
-            match rx.try_recv() {
-                Ok(o) => {
-                    body_bytes += o.body.as_ref().map_or(0, |b| b.len());
-                    batch.push(o);
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => return,
-            }
-        }
-        if batch.len() >= MAX_BATCH
-            || body_bytes >= MAX_BATCH_BODY_BYTES
-            || start.elapsed() >= MAX_LINGER
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-        if rx.is_empty() {
-            return;
-        }
+/// Opens every sink named, in order.
+pub async fn open_all(configs: &[StoreConfig]) -> Result<Vec<Opened>, SinkError> {
+    let mut opened = Vec::with_capacity(configs.len());
+    for c in configs {
+        opened.push(open(c).await?);
     }
+    Ok(opened)
+}
+
+/// Outcomes recorded in the SQLite store at `path`; `Ok(None)` when there is no such store yet.
+pub fn sqlite_outcome_count(path: &Path) -> Result<Option<u64>, SinkError> {
+    sqlite::SqliteStore::count_outcomes(path).map_err(|e| e.into_sink_error(SinkErrorKind::Io))
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::{Journal, Prior, RunInfo, Store, StoreError};
+use super::{BlockingJournal, Prior, RunInfo, Store, StoreError};
 use crate::outcome::{Outcome, Rfc3339Millis};
 use crate::stats::Summary;
 
@@ -144,7 +144,7 @@ impl SqliteStore {
         })
     }
 
-    /// A second connection for resume lookups, bound to the run begun on this store.
+    /// A second connection for resume lookups. Opened before the run is begun.
     pub fn journal(&self) -> Result<SqliteJournal, StoreError> {
         let conn = Connection::open_with_flags(
             &self.path,
@@ -165,7 +165,6 @@ impl SqliteStore {
         Ok(SqliteJournal {
             path: self.path.clone(),
             conn,
-            run_id: self.run_id,
             others_may_have_recorded,
         })
     }
@@ -206,18 +205,45 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    /// Above every id in `runs`, and above any id a deleted run had (AUTOINCREMENT's sequence).
+    fn next_run_id(&self) -> i64 {
+        self.conn
+            .query_row(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0), \
+                 coalesce((SELECT max(id) FROM runs), 0)) + 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(1)
+    }
+
     fn begin_run(&mut self, run: &RunInfo) -> Result<(), StoreError> {
         let started = humantime::format_rfc3339_millis(run.started_at).to_string();
         self.conn
             .execute(
-                "INSERT INTO runs (started_at, command, status, mode) VALUES (?1, ?2, 'running', ?3)",
-                params![started, run.command, if run.fresh { "fresh" } else { "resume" }],
+                "INSERT INTO runs (id, started_at, command, status, mode) \
+                 VALUES (?1, ?2, ?3, 'running', ?4)",
+                params![
+                    run.id,
+                    started,
+                    run.command,
+                    if run.fresh { "fresh" } else { "resume" }
+                ],
             )
             .map_err(|e| self.err(e))?;
-        self.run_id = self.conn.last_insert_rowid();
+        self.run_id = run.id;
         self.insert_one = insert_sql(1, self.run_id);
         self.insert_many = insert_sql(ROWS_PER_INSERT, self.run_id);
         Ok(())
+    }
+
+    /// The run's future was dropped: say so in `runs`, so the row does not read `running`.
+    fn abandon(&mut self) {
+        let finished = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let _ = self.conn.execute(
+            "UPDATE runs SET finished_at = ?1, status = 'interrupted' WHERE id = ?2",
+            params![finished, self.run_id],
+        );
     }
 
     fn write(&mut self, batch: &[Outcome]) -> Result<(), StoreError> {
@@ -295,15 +321,10 @@ impl Store for SqliteStore {
 pub struct SqliteJournal {
     path: String,
     conn: Connection,
-    run_id: i64,
     others_may_have_recorded: bool,
 }
 
-impl Journal for SqliteJournal {
-    fn run_id(&self) -> i64 {
-        self.run_id
-    }
-
+impl BlockingJournal for SqliteJournal {
     fn others_may_have_recorded(&self) -> bool {
         self.others_may_have_recorded
     }
