@@ -3,6 +3,7 @@
 //! synchronous) never run on the async workers. Owns store files; never touches the network.
 
 pub mod jsonl;
+pub mod schema;
 pub mod sqlite;
 
 use std::path::PathBuf;
