@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::request::Request;
+use crate::sink::schema::OUTCOME_COLUMNS;
 
 /// Why a request has no HTTP response. The [`ErrorKind::as_str`] name is what stores record in the
 /// `error` column, so these names are stable.
@@ -140,6 +141,8 @@ pub struct Outcome {
     pub body_sha256: Option<String>,
     /// The body itself (with `--body store`).
     pub body: Option<Bytes>,
+    /// Path of the file the body was written to (with `--out-dir`).
+    pub body_path: Option<String>,
 }
 
 impl Outcome {
@@ -189,6 +192,7 @@ impl Outcome {
             final_url: None,
             body_sha256: None,
             body: None,
+            body_path: None,
         }
     }
 
@@ -207,29 +211,17 @@ impl Outcome {
         Rfc3339Millis::new(self.started_at).as_str().to_owned()
     }
 
-    /// A JSON view with the same field names as the SQLite columns.
+    /// A JSON view with the same field names as the SQLite columns: every column of
+    /// [`OUTCOME_COLUMNS`] marked `json`, in table order.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "key": self.key,
-            "url": self.url,
-            "method": self.method,
-            "status": self.status,
-            "error": self.error,
-            "error_detail": self.error_detail,
-            "attempts": self.attempts,
-            "started_at": self.started_at_rfc3339(),
-            "ttfb_ms": self.ttfb_ms().map(round3),
-            "total_ms": round3(self.total_ms()),
-            "bytes": self.bytes,
-            "final_url": self.final_url,
-            "body_sha256": self.body_sha256,
-            "body": self.body.as_ref().map(|b| String::from_utf8_lossy(b)),
-        })
+        let mut map = serde_json::Map::new();
+        for c in OUTCOME_COLUMNS.iter().filter(|c| c.json) {
+            if let Some(v) = c.value(self) {
+                map.insert(c.name.to_owned(), v.to_json());
+            }
+        }
+        serde_json::Value::Object(map)
     }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// A UTC time written as RFC 3339 with milliseconds (`2026-11-25T16:13:15.123Z`), on the stack:
@@ -299,8 +291,65 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::Rfc3339Millis;
+    use super::{ErrorKind, Outcome, Rfc3339Millis};
     use std::time::{Duration, UNIX_EPOCH};
+
+    fn round3(x: f64) -> f64 {
+        (x * 1000.0).round() / 1000.0
+    }
+
+    /// The JSON the previous version wrote (its code, copied), plus `body_path`.
+    fn old_json(o: &Outcome) -> serde_json::Value {
+        serde_json::json!({
+            "key": o.key,
+            "url": o.url,
+            "method": o.method,
+            "status": o.status,
+            "error": o.error,
+            "error_detail": o.error_detail,
+            "attempts": o.attempts,
+            "started_at": o.started_at_rfc3339(),
+            "ttfb_ms": o.ttfb_ms().map(round3),
+            "total_ms": round3(o.total_ms()),
+            "bytes": o.bytes,
+            "final_url": o.final_url,
+            "body_sha256": o.body_sha256,
+            "body": o.body.as_ref().map(|b| String::from_utf8_lossy(b)),
+            "body_path": o.body_path,
+        })
+    }
+
+    #[test]
+    fn json_is_what_the_previous_version_wrote() {
+        let failed = Outcome::failed(
+            "k".into(),
+            "u".into(),
+            "GET".into(),
+            ErrorKind::Timeout,
+            "slow",
+        );
+        let full = Outcome {
+            status: Some(200),
+            error: None,
+            error_detail: None,
+            attempts: 2,
+            started_at: UNIX_EPOCH + Duration::from_millis(1_795_277_595_123),
+            ttfb: Some(Duration::from_nanos(1_234_567_891)),
+            total: Duration::from_nanos(9_876_543_219),
+            bytes: u64::from(u32::MAX) + 7,
+            final_url: Some("http://127.0.0.1/x".into()),
+            body_sha256: Some("00ff".into()),
+            body: Some(bytes::Bytes::from_static(b"b\xc3(ody")),
+            body_path: Some("out/k".into()),
+            ..failed.clone()
+        };
+        for o in [failed, full] {
+            let (new, old) = (o.to_json(), old_json(&o));
+            assert_eq!(new, old);
+            // Same text too, field order included.
+            assert_eq!(new.to_string(), old.to_string());
+        }
+    }
 
     #[test]
     fn rfc3339_matches_humantime_across_the_calendar() {

@@ -395,6 +395,7 @@ impl Client {
             final_url: None,
             body_sha256: None,
             body: None,
+            body_path: None,
         };
         let mut retry_after = None;
         match result {

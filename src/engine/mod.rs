@@ -128,6 +128,8 @@ impl From<Request> for Item<()> {
 }
 
 /// What became of an item.
+// Outcomes are the common case; boxing them would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Event<T> {
     /// The request's outcome: a response of any status, or an error kind.

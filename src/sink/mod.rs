@@ -7,6 +7,7 @@
 pub mod channel;
 mod jsonl;
 pub(crate) mod recorder;
+pub mod schema;
 mod sqlite;
 mod threaded;
 

@@ -1,17 +1,20 @@
 //! SQLite store (the default): tables `runs` and `outcomes`, WAL journal, one transaction per batch
 //! through one cached prepared statement. `synchronous=NORMAL` in WAL mode never corrupts the file;
 //! a crash of the process loses nothing committed, a power cut at most the last transactions.
+//! The `outcomes` DDL, insert and binds are generated from [`super::schema::OUTCOME_COLUMNS`];
+//! opening a store made by an earlier version adds the nullable columns it lacks.
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
+use super::schema::{Column, OUTCOME_COLUMNS, Source, Value};
 use super::{BlockingJournal, Prior, RunInfo, Store, StoreError};
 use crate::outcome::{Outcome, Rfc3339Millis};
 use crate::stats::Summary;
 
-/// The schema, created when missing. Documented in README.md; changing it changes stored data.
-pub const SCHEMA: &str = "
+/// The `runs` table, created when missing. Documented in README.md; changing it changes stored data.
+pub const RUNS_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at  TEXT NOT NULL,
@@ -24,60 +27,129 @@ CREATE TABLE IF NOT EXISTS runs (
     responses   INTEGER NOT NULL DEFAULT 0,
     errors      INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS outcomes (
-    key          TEXT PRIMARY KEY NOT NULL,
-    run_id       INTEGER NOT NULL,
-    url          TEXT NOT NULL,
-    method       TEXT NOT NULL,
-    status       INTEGER,
-    error        TEXT,
-    error_detail TEXT,
-    attempts     INTEGER NOT NULL,
-    started_at   TEXT NOT NULL,
-    ttfb_ms      REAL,
-    total_ms     REAL NOT NULL,
-    bytes        INTEGER NOT NULL,
-    final_url    TEXT,
-    body_sha256  TEXT,
-    body         BLOB
-);
 ";
 
-/// Parameters bound per outcome (every column but `run_id`, which is written into the statement).
-const COLUMNS: usize = 14;
-/// Rows per multi-row INSERT: fewer statement executions per batch (14 × 32 parameters).
+/// The whole schema, created when missing: [`RUNS_SCHEMA`] and the `outcomes` table generated from
+/// [`OUTCOME_COLUMNS`].
+pub fn schema() -> String {
+    let columns: Vec<String> = OUTCOME_COLUMNS.iter().map(column_def).collect();
+    format!(
+        "{RUNS_SCHEMA}CREATE TABLE IF NOT EXISTS outcomes (\n    {}\n);\n",
+        columns.join(",\n    ")
+    )
+}
+
+/// A column's definition, as in `CREATE TABLE` and `ALTER TABLE ... ADD COLUMN`.
+fn column_def(c: &Column) -> String {
+    format!(
+        "{:<12} {}{}{}",
+        c.name,
+        c.sqlite_type(),
+        if c.primary_key { " PRIMARY KEY" } else { "" },
+        if c.nullable { "" } else { " NOT NULL" }
+    )
+}
+
+/// Parameters bound per outcome: every column but `run_id`, which is written into the statement.
+const COLUMNS: usize = bound_columns();
+/// Rows per multi-row INSERT: fewer statement executions per batch (15 × 32 parameters).
 const ROWS_PER_INSERT: usize = 32;
 /// Rows written since the last checkpoint that make a pause worth one ([`Store::idle`]): a
 /// checkpoint syncs twice, which a slow run (an outcome a second) should not pay per outcome.
 const IDLE_CHECKPOINT_ROWS: usize = 512;
 
+const fn bound_columns() -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < OUTCOME_COLUMNS.len() {
+        if let Source::Field(_) = OUTCOME_COLUMNS[i].source {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+/// The names of every column, comma-separated, in table order.
+fn column_list() -> String {
+    let names: Vec<&str> = OUTCOME_COLUMNS.iter().map(|c| c.name).collect();
+    names.join(", ")
+}
+
 /// `INSERT OR REPLACE` of `rows` outcomes of run `run_id` in one statement.
 fn insert_sql(rows: usize, run_id: i64) -> String {
-    let one = format!("(?, {run_id}, {})", vec!["?"; COLUMNS - 1].join(", "));
+    let values: Vec<String> = OUTCOME_COLUMNS
+        .iter()
+        .map(|c| match c.source {
+            Source::Field(_) => "?".to_owned(),
+            // A constant of the run: in the text, it costs no bind per row.
+            Source::RunId => run_id.to_string(),
+        })
+        .collect();
+    let one = format!("({})", values.join(", "));
     format!(
-        "INSERT OR REPLACE INTO outcomes (key, run_id, url, method, status, error, error_detail, \
-         attempts, started_at, ttfb_ms, total_ms, bytes, final_url, body_sha256, body) VALUES {}",
+        "INSERT OR REPLACE INTO outcomes ({}) VALUES {}",
+        column_list(),
         vec![one; rows].join(", ")
     )
 }
 
-/// Binds one outcome's columns starting at parameter `base` (1-based).
+/// Binds one outcome's columns starting at parameter `base` (1-based), in table order.
 fn bind(stmt: &mut rusqlite::Statement<'_>, base: usize, o: &Outcome) -> rusqlite::Result<()> {
-    stmt.raw_bind_parameter(base, &o.key)?;
-    stmt.raw_bind_parameter(base + 1, &o.url)?;
-    stmt.raw_bind_parameter(base + 2, &o.method)?;
-    stmt.raw_bind_parameter(base + 3, o.status)?;
-    stmt.raw_bind_parameter(base + 4, o.error.map(|k| k.as_str()))?;
-    stmt.raw_bind_parameter(base + 5, &o.error_detail)?;
-    stmt.raw_bind_parameter(base + 6, o.attempts)?;
-    stmt.raw_bind_parameter(base + 7, Rfc3339Millis::new(o.started_at).as_str())?;
-    stmt.raw_bind_parameter(base + 8, o.ttfb_ms())?;
-    stmt.raw_bind_parameter(base + 9, o.total_ms())?;
-    stmt.raw_bind_parameter(base + 10, o.bytes as i64)?;
-    stmt.raw_bind_parameter(base + 11, &o.final_url)?;
-    stmt.raw_bind_parameter(base + 12, &o.body_sha256)?;
-    stmt.raw_bind_parameter(base + 13, o.body.as_deref())?;
+    let mut i = base;
+    for c in OUTCOME_COLUMNS {
+        if let Some(v) = c.value(o) {
+            bind_value(stmt, i, v)?;
+            i += 1;
+        }
+    }
     Ok(())
+}
+
+/// Binds `v` to parameter `i`; text and bytes are copied by SQLite, nothing is allocated here.
+#[inline]
+fn bind_value(stmt: &mut rusqlite::Statement<'_>, i: usize, v: Value<'_>) -> rusqlite::Result<()> {
+    match v {
+        Value::Null => stmt.raw_bind_parameter(i, rusqlite::types::Null),
+        Value::Int(n) => stmt.raw_bind_parameter(i, n),
+        Value::Real(x) => stmt.raw_bind_parameter(i, x),
+        Value::Text(s) => stmt.raw_bind_parameter(i, s),
+        Value::Blob(b) => stmt.raw_bind_parameter(i, b),
+        Value::Time(t) => stmt.raw_bind_parameter(i, Rfc3339Millis::new(t).as_str()),
+    }
+}
+
+/// Adds the nullable columns a store made by an earlier version lacks. Adds nothing to a table
+/// that also lacks a required column: that one is not ours, and the caller's check says so.
+fn add_missing_columns(conn: &mut Connection) -> rusqlite::Result<()> {
+    if !missing_columns(conn)?.iter().any(|c| c.nullable) {
+        return Ok(());
+    }
+    // Under the write lock, and looked at again: another fanout may have just added them.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let missing = missing_columns(&tx)?;
+    if missing.iter().all(|c| c.nullable) {
+        for c in missing {
+            tx.execute_batch(&format!(
+                "ALTER TABLE outcomes ADD COLUMN {}",
+                column_def(c)
+            ))?;
+        }
+    }
+    tx.commit()
+}
+
+/// The columns of [`OUTCOME_COLUMNS`] that the `outcomes` table lacks.
+fn missing_columns(conn: &Connection) -> rusqlite::Result<Vec<&'static Column>> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('outcomes')")?;
+    let have = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    // SQLite column names are case-insensitive.
+    Ok(OUTCOME_COLUMNS
+        .iter()
+        .filter(|c| !have.iter().any(|h| h.eq_ignore_ascii_case(c.name)))
+        .collect())
 }
 
 /// An open fanout SQLite database.
@@ -99,7 +171,7 @@ impl SqliteStore {
             path: name.clone(),
             source,
         };
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -124,16 +196,14 @@ impl SqliteStore {
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(&schema()).map_err(err)?;
+        add_missing_columns(&mut conn).map_err(err)?;
         // A same-named table from another program would take our rows silently; check the columns.
-        conn.prepare(
-            "SELECT key, run_id, url, method, status, error, error_detail, attempts, started_at, \
-             ttfb_ms, total_ms, bytes, final_url, body_sha256, body FROM outcomes LIMIT 0",
-        )
-        .map_err(|e| StoreError::Foreign {
-            path: name.clone(),
-            reason: e.to_string(),
-        })?;
+        conn.prepare(&format!("SELECT {} FROM outcomes LIMIT 0", column_list()))
+            .map_err(|e| StoreError::Foreign {
+                path: name.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(SqliteStore {
             path: name,
             conn,
@@ -356,5 +426,172 @@ impl BlockingJournal for SqliteJournal {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::outcome::ErrorKind;
+
+    fn names() -> Vec<&'static str> {
+        OUTCOME_COLUMNS.iter().map(|c| c.name).collect()
+    }
+
+    /// An outcome with every field set (bytes that are not UTF-8 in the body), and one with most
+    /// of them NULL.
+    fn outcomes() -> Vec<Outcome> {
+        let full = Outcome {
+            key: "k-full".into(),
+            url: "http://127.0.0.1:1/a".into(),
+            method: "POST".into(),
+            status: Some(503),
+            error: Some(ErrorKind::BodyTooLarge),
+            error_detail: Some("detail".into()),
+            attempts: 3,
+            started_at: UNIX_EPOCH + Duration::from_millis(1_795_277_595_123),
+            ttfb: Some(Duration::from_micros(1_234_567)),
+            total: Duration::from_nanos(2_345_678_901),
+            bytes: 5,
+            final_url: Some("http://127.0.0.1:1/b".into()),
+            body_sha256: Some("ab".repeat(32)),
+            body: Some(bytes::Bytes::from_static(b"h\xffllo")),
+            body_path: Some("out/k-full".into()),
+        };
+        let failed = Outcome::failed(
+            "k-failed".into(),
+            "not a url".into(),
+            "GET".into(),
+            ErrorKind::InvalidInput,
+            "urls.txt:3: bad",
+        );
+        vec![full, failed]
+    }
+
+    /// An SQLite value as [`Outcome::to_json`] writes the column's value.
+    fn json_of(v: rusqlite::types::ValueRef<'_>) -> serde_json::Value {
+        use rusqlite::types::ValueRef;
+        match v {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(n) => Value::Int(n),
+            ValueRef::Real(x) => Value::Real(x),
+            ValueRef::Text(t) => Value::Text(std::str::from_utf8(t).unwrap()),
+            ValueRef::Blob(b) => Value::Blob(b),
+        }
+        .to_json()
+    }
+
+    #[test]
+    fn ddl_insert_and_json_list_every_column() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&schema()).unwrap();
+        let mut info = conn
+            .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info('outcomes')")
+            .unwrap();
+        let ddl: Vec<(String, String, bool, bool)> = info
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? > 0))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let table: Vec<(String, String, bool, bool)> = OUTCOME_COLUMNS
+            .iter()
+            .map(|c| {
+                let ty = c.sqlite_type().to_owned();
+                (c.name.to_owned(), ty, !c.nullable, c.primary_key)
+            })
+            .collect();
+        assert_eq!(ddl, table);
+
+        let sql = insert_sql(ROWS_PER_INSERT, 7);
+        assert!(sql.contains(&format!("({})", names().join(", "))), "{sql}");
+        let stmt = conn.prepare(&sql).unwrap();
+        assert_eq!(stmt.parameter_count(), COLUMNS * ROWS_PER_INSERT);
+        assert_eq!(
+            COLUMNS,
+            OUTCOME_COLUMNS.len() - 1,
+            "all but run_id are bound"
+        );
+
+        let json = outcomes()[0].to_json();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut want: Vec<&str> = OUTCOME_COLUMNS
+            .iter()
+            .filter(|c| c.json)
+            .map(|c| c.name)
+            .collect();
+        let mut keys = keys;
+        keys.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(keys, want);
+        assert_eq!(want.len(), OUTCOME_COLUMNS.len() - 1, "all but run_id");
+    }
+
+    #[test]
+    fn an_outcome_round_trips_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut store = SqliteStore::open(&path).unwrap();
+        store
+            .begin_run(&RunInfo {
+                id: 1,
+                command: "test".into(),
+                started_at: std::time::SystemTime::now(),
+                fresh: false,
+            })
+            .unwrap();
+        let written = outcomes();
+        store.write(&written).unwrap();
+        let run_id = store.run_id;
+        drop(store);
+
+        let conn = Connection::open(&path).unwrap();
+        let sql = format!("SELECT {} FROM outcomes WHERE key = ?1", column_list());
+        for o in &written {
+            let json = o.to_json();
+            conn.query_row(&sql, [&o.key], |r| {
+                for c in OUTCOME_COLUMNS {
+                    let v = r.get_ref(c.name)?;
+                    if c.json {
+                        assert_eq!(json_of(v), json[c.name], "{} of {}", c.name, o.key);
+                    } else {
+                        assert_eq!(c.name, "run_id");
+                        assert_eq!(v.as_i64()?, run_id);
+                    }
+                }
+                // What JSON rounds or makes lossy is stored exactly.
+                let body: Option<Vec<u8>> = r.get("body")?;
+                assert_eq!(body.as_deref(), o.body.as_deref());
+                assert_eq!(r.get::<_, Option<f64>>("ttfb_ms")?, o.ttfb_ms());
+                assert_eq!(r.get::<_, f64>("total_ms")?, o.total_ms());
+                Ok(())
+            })
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_foreign_table_gains_no_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE outcomes (key TEXT PRIMARY KEY, other TEXT)")
+            .unwrap();
+        let err = SqliteStore::open(&path).err().unwrap();
+        assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(
+            missing_columns(&conn).unwrap().len(),
+            OUTCOME_COLUMNS.len() - 1
+        );
     }
 }

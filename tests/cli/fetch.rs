@@ -618,3 +618,100 @@ fn a_concurrency_above_the_hard_open_file_limit_is_warned_about() {
         "{stderr}"
     );
 }
+
+/// The outcomes table as the previous version created it (copied from it), before `body_path`.
+const OLD_OUTCOMES_DDL: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    command     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    mode        TEXT NOT NULL DEFAULT 'resume',
+    skipped     INTEGER NOT NULL DEFAULT 0,
+    outcomes    INTEGER NOT NULL DEFAULT 0,
+    responses   INTEGER NOT NULL DEFAULT 0,
+    errors      INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    key          TEXT PRIMARY KEY NOT NULL,
+    run_id       INTEGER NOT NULL,
+    url          TEXT NOT NULL,
+    method       TEXT NOT NULL,
+    status       INTEGER,
+    error        TEXT,
+    error_detail TEXT,
+    attempts     INTEGER NOT NULL,
+    started_at   TEXT NOT NULL,
+    ttfb_ms      REAL,
+    total_ms     REAL NOT NULL,
+    bytes        INTEGER NOT NULL,
+    final_url    TEXT,
+    body_sha256  TEXT,
+    body         BLOB
+);
+";
+
+#[test]
+fn a_store_of_the_previous_version_gains_body_path_and_keeps_its_rows() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let db = dir.path("fanout.db");
+    let old_rows = "SELECT key, run_id, url, method, status, error, error_detail, attempts, \
+                    started_at, ttfb_ms, total_ms, bytes, final_url, body_sha256, \
+                    quote(body) FROM outcomes WHERE run_id = 1 ORDER BY key";
+    let dump = |conn: &rusqlite::Connection| -> Vec<String> {
+        let mut stmt = conn.prepare(old_rows).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            let cols: Vec<String> = (0..n)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect();
+            Ok(cols.join("|"))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    let before = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(OLD_OUTCOMES_DDL).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (started_at, finished_at, command, status, outcomes, responses, errors)
+                 VALUES ('2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', 'fanout fetch old',
+                         'completed', 2, 1, 1);
+             INSERT INTO outcomes VALUES ('old-a', 1, 'http://127.0.0.1:9/a', 'GET', 200, NULL, NULL,
+                 1, '2026-01-01T00:00:00.100Z', 1.5, 2.25, 3, 'http://127.0.0.1:9/a', 'abc', x'00ff01');
+             INSERT INTO outcomes VALUES ('old-b', 1, 'http://127.0.0.1:9/b', 'GET', NULL, 'connect',
+                 'refused', 2, '2026-01-01T00:00:00.200Z', NULL, 4.5, 0, NULL, NULL, NULL);",
+        )
+        .unwrap();
+        dump(&conn)
+    };
+    assert_eq!(before.len(), 2);
+    dir.write("urls.txt", &format!("{}\n", srv.url("/item/new")));
+    dir.cmd().args(["fetch", "urls.txt"]).assert().success();
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    assert_eq!(dump(&conn), before, "the old rows are intact");
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM pragma_table_info('outcomes') WHERE name = 'body_path'"
+        ),
+        1
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM outcomes WHERE body_path IS NULL"),
+        3
+    );
+    let new = rows(&db)
+        .into_iter()
+        .find(|r| r.url.ends_with("/item/new"))
+        .expect("the new request is recorded");
+    assert_eq!(new.status, Some(200));
+    assert_eq!(
+        text(&db, "SELECT status FROM runs WHERE id = 2"),
+        "completed"
+    );
+}

@@ -77,44 +77,55 @@ impl Dir {
     }
 }
 
-/// One row of the outcomes table, as the tests look at it.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub key: String,
-    pub url: String,
-    pub method: String,
-    pub status: Option<i64>,
-    pub error: Option<String>,
-    pub error_detail: Option<String>,
-    pub attempts: i64,
-    pub final_url: Option<String>,
-    pub body: Option<Vec<u8>>,
+/// Declares [`Row`] and reads it by column name: each field is the outcomes column of its name,
+/// so a field is one line and the SELECT follows.
+macro_rules! row {
+    ($(#[$meta:meta])* pub struct $row:ident { $(pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        pub struct $row {
+            $(pub $field: $ty,)*
+        }
+
+        impl $row {
+            /// The columns read, in field order.
+            const COLUMNS: &[&str] = &[$(stringify!($field)),*];
+
+            fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<$row> {
+                Ok($row {
+                    $($field: r.get(stringify!($field))?,)*
+                })
+            }
+        }
+    };
+}
+
+row! {
+    /// One row of the outcomes table, as the tests look at it.
+    #[derive(Debug, Clone)]
+    pub struct Row {
+        pub key: String,
+        pub url: String,
+        pub method: String,
+        pub status: Option<i64>,
+        pub error: Option<String>,
+        pub error_detail: Option<String>,
+        pub attempts: i64,
+        pub final_url: Option<String>,
+        pub body: Option<Vec<u8>>,
+    }
 }
 
 pub fn rows(db: &Path) -> Vec<Row> {
     let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT key, url, method, status, error, error_detail, attempts, final_url, body \
-             FROM outcomes ORDER BY started_at, key",
-        )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok(Row {
-            key: r.get(0)?,
-            url: r.get(1)?,
-            method: r.get(2)?,
-            status: r.get(3)?,
-            error: r.get(4)?,
-            error_detail: r.get(5)?,
-            attempts: r.get(6)?,
-            final_url: r.get(7)?,
-            body: r.get(8)?,
-        })
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    let sql = format!(
+        "SELECT {} FROM outcomes ORDER BY started_at, key",
+        Row::COLUMNS.join(", ")
+    );
+    let mut stmt = conn.prepare(&sql).unwrap();
+    stmt.query_map([], Row::read)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 pub fn scalar(db: &Path, sql: &str) -> i64 {
