@@ -15,6 +15,8 @@
 #   BENCH_BIG=1       0 skips the 10M-line memory run of workload (c) (1M always runs)
 #   BIG_RUNS=$RUNS    runs for workload (c)
 #   FANOUT_BIN=...    use this fanout binary instead of `cargo build --release`
+#   FANOUT_BASE=...   a second fanout binary (e.g. a build of the previous commit) run in workload (a)
+#                     right after FANOUT_BIN in every round, so before/after medians are interleaved
 #   N_A=100000        distinct URLs in workload (a); N_CURL=$N_A for curl's share of it
 #   WRK_SECS=5        wrk's fixed duration; WRK_THREADS=2
 #   NGINX_WORKERS=1   nginx worker_processes ("auto" = one per core)
@@ -258,6 +260,12 @@ if wants a; then
         [ -n "$other" ] && warn "fanout (a) outcomes other than 200: $other"
         record a.fanout "$n" "$ok"
         rm -f "$TMP"/a.db*
+        if [ -n "${FANOUT_BASE:-}" ]; then
+            measure fanout-base "$RUN_CAP" "$FANOUT_BASE" fetch "$TMP/a.txt" -c "$C_A" --db "$TMP/a.db" -q
+            read -r n ok < <(fanout_counts "$TMP/a.db")
+            record a.fanout-base "$n" "$ok"
+            rm -f "$TMP"/a.db*
+        fi
     done
 fi
 
@@ -358,6 +366,10 @@ rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
             row "a.$t" "(a) $N_A URLs, C=$C_A, nginx" "$label" "$note"
         done
         row a.fanout "(a) $N_A URLs, C=$C_A, nginx" "fanout fetch -c $C_A --db (SQLite)" "—"
+        if [ -s "$RES/a.fanout-base" ]; then
+            row a.fanout-base "(a) $N_A URLs, C=$C_A, nginx" "FANOUT_BASE fetch -c $C_A --db (SQLite)" \
+                "fanout $(fmt "$(div "$F" "$(rps_of a.fanout-base)")" '%.3f')× this (interleaved)"
+        fi
     fi
     if wants b; then
         for nc in 2000:200 10000:1000; do
