@@ -49,6 +49,7 @@
 
 #[cfg(feature = "serve")]
 pub mod bench;
+pub mod config;
 mod due;
 pub mod engine;
 pub mod outcome;

@@ -17,73 +17,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::engine::client::{ClientConfig, ClientError};
-use crate::engine::hosts::HostLimits;
-use crate::engine::resume::{self, InProgress, ResumePolicy};
-use crate::engine::retry::RetryPolicy;
-use crate::engine::{Engine, EngineConfig, RunEnd, StopReason};
+pub use crate::config::{ConfigError, RunConfig, RunConfigBuilder};
+use crate::engine::client::ClientError;
+use crate::engine::resume::{self, InProgress};
+use crate::engine::{Engine, RunEnd, StopReason};
 use crate::outcome::Outcome;
 use crate::request::Request;
 use crate::sink::recorder::{self, RecorderEnd};
-use crate::sink::{self, Opened, RunInfo, Sink, SinkError, StoreConfig};
-use crate::source::{OpenError, Source, SourceConfig};
+use crate::sink::{self, Opened, RunInfo, Sink, SinkError};
+use crate::source::{OpenError, Source};
 use crate::stats::{Progress, Stats, Summary};
-
-/// Everything a run needs.
-#[derive(Debug, Clone)]
-pub struct RunConfig {
-    /// Where requests come from (for [`run`]; ignored when a source is handed in).
-    pub source: SourceConfig,
-    /// Where outcomes go (none is allowed: outcomes are then only counted).
-    pub stores: Vec<StoreConfig>,
-    /// HTTP client settings.
-    pub client: ClientConfig,
-    /// Requests in flight at most.
-    pub concurrency: usize,
-    /// Whole-run limit: when it passes, admission stops and unfinished requests end as `deadline`.
-    pub deadline: Option<Duration>,
-    /// After shutdown, how long in-flight requests may finish before they are recorded `cancelled`.
-    pub grace: Duration,
-    /// Which recorded outcomes let a rerun skip a request.
-    pub resume: ResumePolicy,
-    /// Per-host limits, rate limits and adaptive concurrency.
-    pub limits: HostLimits,
-    /// Retries and backoff.
-    pub retry: RetryPolicy,
-    /// The command line, recorded in the `runs` table.
-    pub command: String,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        let engine = EngineConfig::default();
-        RunConfig {
-            source: SourceConfig::default(),
-            stores: Vec::new(),
-            client: engine.client,
-            concurrency: engine.concurrency,
-            deadline: None,
-            grace: engine.grace,
-            resume: ResumePolicy::default(),
-            limits: engine.limits,
-            retry: engine.retry,
-            command: String::new(),
-        }
-    }
-}
-
-impl RunConfig {
-    /// The engine's part of the configuration.
-    pub fn engine(&self) -> EngineConfig {
-        EngineConfig {
-            client: self.client.clone(),
-            concurrency: self.concurrency,
-            grace: self.grace,
-            limits: self.limits.clone(),
-            retry: self.retry.clone(),
-        }
-    }
-}
 
 /// A run that could not start, or whose store failed.
 #[derive(Debug, thiserror::Error)]

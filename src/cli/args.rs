@@ -11,7 +11,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 use fanout::RunConfig;
-use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_ca_file};
+use fanout::engine::client::{HttpVersion, Proxy, Resolve};
 use fanout::engine::hosts::{HostLimits, Rate};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::retry::{RetryOn, RetryPolicy};
@@ -282,13 +282,6 @@ fn shell_quote(arg: &str) -> String {
 impl FetchArgs {
     /// Validates the flags into a run configuration.
     pub fn into_config(self) -> Result<RunConfig, clap::Error> {
-        if let Some(t) = &self.template
-            && !t.contains("{}")
-        {
-            return Err(usage(format!(
-                "--template '{t}' has no '{{}}' where each input value should go"
-            )));
-        }
         let method = match &self.method {
             None => None,
             Some(m) => Some(
@@ -323,10 +316,6 @@ impl FetchArgs {
                 None => Some(Bytes::from(d.clone())),
             },
         };
-        let stdin_inputs = self.inputs.iter().filter(|i| *i == "-").count();
-        if stdin_inputs > 1 {
-            return Err(usage("'-' (stdin) can be given only once".into()));
-        }
         let mut stores = Vec::new();
         match (&self.db, &self.jsonl) {
             (None, None) => stores.push(StoreConfig::Sqlite("fanout.db".into())),
@@ -363,23 +352,10 @@ impl FetchArgs {
             proxy: self.proxy.clone(),
             ..ClientConfig::default()
         };
-        for path in &self.cacert {
-            check_ca_file(path).map_err(|e| usage(format!("--cacert: {e}")))?;
-        }
         if let Some(ua) = self.user_agent {
-            HeaderValue::from_str(&ua).map_err(|_| {
-                usage(format!(
-                    "-A/--user-agent '{ua}' is not a valid header value"
-                ))
-            })?;
             client.user_agent = ua;
         }
-        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(usage(
-                "--timeout and --connect-timeout must be greater than 0".into(),
-            ));
-        }
-        Ok(RunConfig {
+        let config = RunConfig {
             source: SourceConfig {
                 inputs: self.inputs.iter().map(|i| Input::from_arg(i)).collect(),
                 template: self.template,
@@ -418,6 +394,14 @@ impl FetchArgs {
                 .map(|a| shell_quote(&a))
                 .collect::<Vec<_>>()
                 .join(" "),
-        })
+        };
+        // The library checks the whole configuration; its error names the field, which is the
+        // flag's long name (inputs: the positional arguments).
+        config.validate().map_err(|e| match e.field() {
+            "inputs" => usage(e.reason().to_string()),
+            "user-agent" => usage(format!("-A/--user-agent: {}", e.reason())),
+            field => usage(format!("--{field}: {}", e.reason())),
+        })?;
+        Ok(config)
     }
 }
