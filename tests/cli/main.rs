@@ -4,5 +4,6 @@
 mod fetch;
 mod harness;
 mod http;
+mod pipeline;
 mod polite;
 mod resume;
