@@ -338,16 +338,100 @@ fn invalid(origin: &Origin, text: &str, reason: &str) -> Outcome {
     )
 }
 
-/// A request spec given as one JSON object per line.
-#[derive(Deserialize)]
+/// A request as given by a JSON line (or, later, a SQL row): every field but `url` optional.
+/// [`RequestSpec::into_request`] is the one mapping from a spec to a [`Request`]: defaults,
+/// method, headers, body, key and validation, shared by every source.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Spec {
-    url: String,
-    method: Option<String>,
+pub struct RequestSpec {
+    /// Absolute http or https URL.
+    pub url: String,
+    /// HTTP method (any case); default GET, or POST with a body.
+    pub method: Option<String>,
+    /// Headers, added to (and replacing) the defaults' headers of the same name.
     #[serde(default)]
-    headers: BTreeMap<String, String>,
-    body: Option<serde_json::Value>,
-    id: Option<serde_json::Value>,
+    pub headers: BTreeMap<String, String>,
+    /// The body: text as given; any other JSON value as its JSON text; null for none.
+    pub body: Option<serde_json::Value>,
+    /// The key: a non-empty string or a number; default: a hash of method, URL and body.
+    pub id: Option<serde_json::Value>,
+}
+
+impl RequestSpec {
+    /// Applies `defaults` and checks every field; `Err(reason)` names what is wrong.
+    ///
+    /// ```
+    /// use fanout::source::{RequestDefaults, RequestSpec};
+    /// let spec = RequestSpec {
+    ///     url: "https://example.com/a".into(),
+    ///     method: Some("put".into()),
+    ///     id: Some(17.into()),
+    ///     ..RequestSpec::default()
+    /// };
+    /// let origin = fanout::request::Origin { input: "rows".into(), line: 3 };
+    /// let req = spec.into_request(&RequestDefaults::default(), &origin).unwrap();
+    /// assert_eq!((req.method.as_str(), req.key.as_str()), ("PUT", "17"));
+    /// ```
+    pub fn into_request(
+        self,
+        defaults: &RequestDefaults,
+        origin: &Origin,
+    ) -> Result<Request, String> {
+        let mut method = defaults.method.clone();
+        if let Some(m) = self.method {
+            method = Some(
+                Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+                    .map_err(|_| format!("invalid method '{m}'"))?,
+            );
+        }
+        let mut headers = defaults.headers.clone();
+        for (name, value) in self.headers {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("invalid header name '{name}'"))?;
+            let v = HeaderValue::from_str(&value)
+                .map_err(|_| format!("invalid value for header '{name}'"))?;
+            headers.insert(n, v);
+        }
+        let body = match self.body {
+            None | Some(serde_json::Value::Null) => defaults.body.clone(),
+            Some(serde_json::Value::String(s)) => Some(Bytes::from(s)),
+            Some(other) => Some(Bytes::from(other.to_string())),
+        };
+        let id = match self.id {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            Some(_) => return Err("\"id\" must be a non-empty string or a number".into()),
+        };
+        build(&self.url, method, headers, body, id, origin)
+    }
+}
+
+/// The request for a URL text and what a line or spec gave, with its key.
+fn build(
+    url: &str,
+    method: Option<Method>,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    id: Option<String>,
+    origin: &Origin,
+) -> Result<Request, String> {
+    let url = parse_url(url)?;
+    let body = body.unwrap_or_default();
+    let method = method.unwrap_or(if body.is_empty() {
+        Method::GET
+    } else {
+        Method::POST
+    });
+    let key = id.unwrap_or_else(|| default_key(&method, url.as_str(), &body));
+    Ok(Request {
+        key,
+        method,
+        url,
+        headers,
+        body,
+        origin: origin.clone(),
+    })
 }
 
 /// Turns one line into a request. `Ok(None)` for blank lines and `#` comments; `Err(reason)` for a
@@ -375,63 +459,29 @@ pub fn parse_line(
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
-    let mut headers = defaults.headers.clone();
-    let mut body = defaults.body.clone();
-    let mut method = defaults.method.clone();
-    let mut id = None;
-    let url_text: std::borrow::Cow<str> = if let Some(t) = template {
-        t.replace(
+    let plain = |url: &str| {
+        build(
+            url,
+            defaults.method.clone(),
+            defaults.headers.clone(),
+            defaults.body.clone(),
+            None,
+            origin,
+        )
+    };
+    if let Some(t) = template {
+        let url = t.replace(
             "{}",
             &utf8_percent_encode(line, TEMPLATE_ENCODE).to_string(),
-        )
-        .into()
+        );
+        plain(&url).map(Some)
     } else if line.starts_with('{') {
-        let spec: Spec =
+        let spec: RequestSpec =
             serde_json::from_str(line).map_err(|e| format!("invalid JSON request spec: {e}"))?;
-        if let Some(m) = spec.method {
-            method = Some(
-                Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
-                    .map_err(|_| format!("invalid method '{m}'"))?,
-            );
-        }
-        for (name, value) in spec.headers {
-            let n = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("invalid header name '{name}'"))?;
-            let v = HeaderValue::from_str(&value)
-                .map_err(|_| format!("invalid value for header '{name}'"))?;
-            headers.insert(n, v);
-        }
-        match spec.body {
-            None | Some(serde_json::Value::Null) => {}
-            Some(serde_json::Value::String(s)) => body = Some(Bytes::from(s)),
-            Some(other) => body = Some(Bytes::from(other.to_string())),
-        }
-        id = match spec.id {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            Some(_) => return Err("\"id\" must be a non-empty string or a number".into()),
-        };
-        spec.url.into()
+        spec.into_request(defaults, origin).map(Some)
     } else {
-        line.into()
-    };
-    let url = parse_url(&url_text)?;
-    let body = body.unwrap_or_default();
-    let method = method.unwrap_or(if body.is_empty() {
-        Method::GET
-    } else {
-        Method::POST
-    });
-    let key = id.unwrap_or_else(|| default_key(&method, url.as_str(), &body));
-    Ok(Some(Request {
-        key,
-        method,
-        url,
-        headers,
-        body,
-        origin: origin.clone(),
-    }))
+        plain(line).map(Some)
+    }
 }
 
 /// Parses an absolute http(s) URL with a host, with a reason when it is not one.
