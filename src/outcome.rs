@@ -138,6 +138,8 @@ pub struct Outcome {
     pub body_sha256: Option<String>,
     /// The body itself (with `--body store`).
     pub body: Option<Bytes>,
+    /// Path of the file the body was written to (with `--out-dir`).
+    pub body_path: Option<String>,
 }
 
 impl Outcome {
@@ -164,6 +166,7 @@ impl Outcome {
             final_url: None,
             body_sha256: None,
             body: None,
+            body_path: None,
         }
     }
 
@@ -199,6 +202,7 @@ impl Outcome {
             "final_url": self.final_url,
             "body_sha256": self.body_sha256,
             "body": self.body.as_ref().map(|b| String::from_utf8_lossy(b)),
+            "body_path": self.body_path,
         })
     }
 }

@@ -10,7 +10,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
-use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_ca_file};
+use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_ca_file, check_out_dir};
 use fanout::engine::hosts::{HostLimits, Rate};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::retry::{RetryOn, RetryPolicy};
@@ -94,6 +94,11 @@ pub struct FetchArgs {
     /// Largest body accepted; larger ones are recorded as 'body-too-large' (e.g. 64KiB, 10MiB).
     #[arg(long, default_value = "10MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_body: u64,
+
+    /// Write each response body to a file under DIR (created if missing), streamed as it arrives:
+    /// DIR/ab/cd/NAME, NAME from the request key. The path is recorded as 'body_path'.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 
     /// SQLite database for outcomes [default: ./fanout.db unless --jsonl is given].
     #[arg(long, value_name = "PATH")]
@@ -377,6 +382,18 @@ impl FetchArgs {
             return Err(usage(
                 "--timeout and --connect-timeout must be greater than 0".into(),
             ));
+        }
+        if let Some(dir) = self.out_dir {
+            if client.body == BodyMode::Store {
+                return Err(usage(
+                    "--out-dir cannot be combined with --body store: bodies go to files, never \
+                     whole into memory (use --body hash or --body discard)"
+                        .into(),
+                ));
+            }
+            // Last of the checks: a run refused for another flag creates no directory.
+            check_out_dir(&dir).map_err(|e| usage(format!("--out-dir: {e}")))?;
+            client.out_dir = Some(dir);
         }
         Ok(RunConfig {
             source: SourceConfig {
