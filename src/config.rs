@@ -156,6 +156,13 @@ impl RunConfig {
         if let Some(d) = self.deadline {
             positive("deadline", d)?;
         }
+        if self.client.out_dir.is_some() && self.client.body == BodyMode::Store {
+            return Err(ConfigError::new(
+                "out-dir",
+                "cannot be combined with --body store: bodies go to files, never whole into \
+                 memory (use --body hash or --body discard)",
+            ));
+        }
         if self.client.max_body == 0 {
             return Err(ConfigError::new("max-body", "must be greater than 0"));
         }

@@ -19,20 +19,26 @@
 //!   gets 429 with `Retry-After` (whole seconds left); afterwards 200.
 //! - `/limited/{k}/{id}`: at most k requests at once are served (after 20 ms); above that, 503 at
 //!   once. For adaptive-concurrency tests.
+//! - `/bytes/{n}/{id}`: n bytes (at most 64 MiB) that depend only on n and id ([`pattern`]), with
+//!   `Content-Length`.
+//! - `/drip/{n}/{ms}/{id}`: the same n bytes (at most 4 GiB) in 16 KiB chunks, ms milliseconds
+//!   apart (at most 60 s), with no `Content-Length` (chunked in HTTP/1.1). For slow large bodies.
 //!
 //! Every route first waits the server's configured latency.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -366,11 +372,14 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
         .expect("static response parts are valid")
 }
 
+/// A response body: whole (every route but one, with no allocation for the choice), or `/drip`'s.
+type Body = Either<Full<Bytes>, Drip>;
+
 async fn handle(
     req: Request<Incoming>,
     latency: Duration,
     stats: Arc<ServerStats>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     let _guard = InFlight::enter(&stats);
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let hits = if stats.count_paths || pq.starts_with("/fail-once/") {
@@ -513,16 +522,122 @@ async fn handle(
             ),
         },
         "bad-encoding" => encoded(arg, b"this body is not encoded at all".to_vec()),
+        "bytes" => {
+            let (n, id) = arg.split_once('/').unwrap_or((arg, ""));
+            match n.parse::<usize>() {
+                Ok(n) if n <= 64 << 20 => Response::new(Full::new(Bytes::from(pattern(id, n)))),
+                _ => json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": "use /bytes/{n}/{id} (n at most 64 MiB)" }),
+                ),
+            }
+        }
+        "drip" => {
+            let mut it = arg.splitn(3, '/');
+            let n = it.next().and_then(|n| n.parse::<u64>().ok());
+            let ms = it.next().and_then(|ms| ms.parse::<u64>().ok());
+            match (n, ms) {
+                (Some(n), Some(ms)) if n <= 4 << 30 && ms <= 60_000 => {
+                    return Ok(Response::new(Either::Right(Drip {
+                        left: n,
+                        every: Duration::from_millis(ms),
+                        pattern: Pattern::new(it.next().unwrap_or("")),
+                        pause: None,
+                    })));
+                }
+                _ => json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": "use /drip/{n}/{ms}/{id} (n at most 4 GiB, ms at most 60000)" }),
+                ),
+            }
+        }
         "" => json(
             StatusCode::OK,
-            serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/redirect-to?url=URL", "/echo", "/fail-once/{id}", "/throttle/{id}", "/limited/{k}/{id}", "/encoded/{coding}/{id}", "/gzip-bomb/{mib}", "/bad-encoding/{coding}"] }),
+            serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/redirect-to?url=URL", "/echo", "/fail-once/{id}", "/throttle/{id}", "/limited/{k}/{id}", "/encoded/{coding}/{id}", "/gzip-bomb/{mib}", "/bad-encoding/{coding}", "/bytes/{n}/{id}", "/drip/{n}/{ms}/{id}"] }),
         ),
         _ => json(
             StatusCode::NOT_FOUND,
             serde_json::json!({ "error": "not found" }),
         ),
     };
-    Ok(resp)
+    Ok(resp.map(Either::Left))
+}
+
+/// The `n` bytes `/bytes/{n}/{id}` and `/drip/{n}/{ms}/{id}` send for `id`: a xorshift stream
+/// seeded by the id, so that distinct ids (almost always) get distinct bodies.
+///
+/// ```
+/// let a = fanout::serve::pattern("a", 1000);
+/// assert_eq!(a.len(), 1000);
+/// assert_eq!(a, fanout::serve::pattern("a", 1000));
+/// assert_ne!(a, fanout::serve::pattern("b", 1000));
+/// assert_eq!(a[..10], fanout::serve::pattern("a", 10)[..]);
+/// ```
+pub fn pattern(id: &str, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    Pattern::new(id).fill(&mut out);
+    out
+}
+
+/// The generator behind [`pattern`]; filling in pieces whose lengths are multiples of 8 gives the
+/// same bytes as filling at once.
+struct Pattern(u64);
+
+impl Pattern {
+    fn new(id: &str) -> Pattern {
+        // FNV-1a; a zero state would stay zero.
+        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Pattern(h | 1)
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            chunk.copy_from_slice(&self.0.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+/// `/drip`'s body: [`pattern`]'s bytes in 16 KiB chunks, the first at once, then one every `every`.
+struct Drip {
+    left: u64,
+    every: Duration,
+    pattern: Pattern,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl hyper::body::Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        if let Some(pause) = self.pause.as_mut()
+            && pause.as_mut().poll(cx).is_pending()
+        {
+            return Poll::Pending;
+        }
+        let n = self.left.min(16 * 1024) as usize;
+        let mut chunk = vec![0; n];
+        self.pattern.fill(&mut chunk);
+        self.left -= n as u64;
+        let every = self.every;
+        self.pause = Some(Box::pin(tokio::time::sleep(every)));
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
 }
 
 fn throttle(stats: &ServerStats, id: &str) -> Response<Full<Bytes>> {

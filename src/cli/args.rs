@@ -11,7 +11,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 use fanout::RunConfig;
-use fanout::engine::client::{HttpVersion, Proxy, Resolve};
+use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_out_dir};
 use fanout::engine::hosts::{HostLimits, Rate};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::retry::{RetryOn, RetryPolicy};
@@ -95,6 +95,11 @@ pub struct FetchArgs {
     /// Largest body accepted; larger ones are recorded as 'body-too-large' (e.g. 64KiB, 10MiB).
     #[arg(long, default_value = "10MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_body: u64,
+
+    /// Write each response body to a file under DIR (created if missing), streamed as it arrives:
+    /// DIR/ab/cd/NAME, NAME from the request key. The path is recorded as 'body_path'.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 
     /// SQLite database for outcomes [default: ./fanout.db unless --jsonl is given].
     #[arg(long, value_name = "PATH")]
@@ -355,6 +360,7 @@ impl FetchArgs {
         if let Some(ua) = self.user_agent {
             client.user_agent = ua;
         }
+        client.out_dir = self.out_dir;
         let config = RunConfig {
             source: SourceConfig {
                 inputs: self.inputs.iter().map(|i| Input::from_arg(i)).collect(),
@@ -402,6 +408,10 @@ impl FetchArgs {
             "user-agent" => usage(format!("-A/--user-agent: {}", e.reason())),
             field => usage(format!("--{field}: {}", e.reason())),
         })?;
+        if let Some(dir) = &config.client.out_dir {
+            // Last of the checks: a run refused for another flag creates no directory.
+            check_out_dir(dir).map_err(|e| usage(format!("--out-dir: {e}")))?;
+        }
         Ok(config)
     }
 }

@@ -7,12 +7,14 @@
 //! - `connector`: TCP connections, `--resolve` overrides and `--proxy` tunnels (CONNECT, SOCKS5).
 //! - `tls`: the rustls configuration (webpki roots, `--cacert`, `--insecure`).
 //! - `body`: streaming body reads, decoding gzip, deflate, br and zstd under `--max-body`.
+//! - `files`: `--out-dir`: file names from keys, shard folders, temporary files renamed when complete.
 //!
 //! Redirects are followed to http and https only; a redirect to another scheme, host or port drops
 //! `Authorization` and `Cookie`; 303 (and 301/302 after POST) switch to GET without a body.
 
 mod body;
 mod connector;
+mod files;
 mod pool;
 mod tls;
 
@@ -39,6 +41,7 @@ use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
 
 pub use connector::{Proxy, ProxyProtocol, Resolve};
+pub use files::{body_file, check_out_dir};
 
 /// What to keep of a response body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -95,6 +98,10 @@ pub struct ClientConfig {
     /// Idle connections kept for reuse, across all hosts; when full, the oldest is closed. The
     /// engine raises it to the run's concurrency.
     pub max_idle: usize,
+    /// Write each final response's body (decoded unless `raw`) to a file under this directory, at
+    /// [`body_file`] (`--out-dir`); the file's path goes into `Outcome::body_path`. Redirect bodies
+    /// are not written. Cannot be combined with [`BodyMode::Store`]: bodies are never held whole.
+    pub out_dir: Option<PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -113,6 +120,7 @@ impl Default for ClientConfig {
             resolve: Vec::new(),
             proxy: None,
             max_idle: 256,
+            out_dir: None,
         }
     }
 }
@@ -214,6 +222,7 @@ struct Response {
     final_url: Url,
     sha256: Option<String>,
     body: Option<Bytes>,
+    body_path: Option<String>,
 }
 
 impl Client {
@@ -240,6 +249,11 @@ impl Client {
         };
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| ClientError("invalid user agent".into()))?;
+        if config.out_dir.is_some() && config.body == BodyMode::Store {
+            return Err(ClientError(
+                "bodies written to out_dir are not also stored (BodyMode::Store)".into(),
+            ));
+        }
         Ok(Client {
             connector: https,
             pool: Arc::new(Pool::new(config.max_idle.max(1), IDLE_TIMEOUT)),
@@ -407,6 +421,7 @@ impl Client {
                 o.final_url = Some(r.final_url.into());
                 o.body_sha256 = r.sha256;
                 o.body = r.body;
+                o.body_path = r.body_path;
             }
             Err(f) => {
                 o.error = Some(f.kind);
@@ -473,6 +488,7 @@ impl Client {
                     &[],
                     self.config.max_body,
                     BodyMode::Discard,
+                    None,
                 )
                 .await;
                 if let (Ok(_), Some(conn)) = (read, conn) {
@@ -523,16 +539,30 @@ impl Client {
             {
                 return Err(too_large(self.config.max_body));
             }
+            // Boxed (the file and the futures that open and commit it): only `--out-dir` runs pay
+            // for them; without a file, an attempt allocates nothing more and its future grew by
+            // 48 bytes (3,024 to 3,072: the write in `body::read`).
+            let mut file = match &self.config.out_dir {
+                Some(dir) => Some(Box::new(
+                    Box::pin(files::BodyFile::create(dir, &req.key)).await?,
+                )),
+                None => None,
+            };
             let body = body::read(
                 resp.into_body(),
                 &codings,
                 self.config.max_body,
                 self.config.body,
+                file.as_deref_mut(),
             )
             .await?;
             if let Some(conn) = conn {
                 self.pool.give_back(&url[..url::Position::AfterPort], conn);
             }
+            let body_path = match file {
+                Some(f) => Some(Box::pin(f.commit()).await?),
+                None => None,
+            };
             return Ok(Response {
                 retry_after,
                 status,
@@ -541,6 +571,7 @@ impl Client {
                 final_url: url,
                 sha256: body.sha256,
                 body: body.kept,
+                body_path,
             });
         }
     }

@@ -2,6 +2,7 @@
 //! on 127.0.0.1 port 0 and real SQLite files. Tests assert behaviour, never wall-clock speed.
 
 mod fetch;
+mod files;
 mod harness;
 mod http;
 mod pipeline;

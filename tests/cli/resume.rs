@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use predicates::str::contains;
 
-use crate::harness::{self, Dir, TestServer, rows, scalar, text, try_scalar, wait_until};
+use crate::harness::{self, Dir, TestServer, Tmpfs, rows, scalar, text, try_scalar, wait_until};
 
 fn urls(srv: &TestServer, n: usize, path: &str) -> String {
     (0..n)
@@ -331,27 +331,6 @@ fn retry_errors_and_retry_status() {
         .code(2);
 }
 
-/// A small tmpfs, mounted for the test and unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &std::path::Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(path).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(path.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn full_disk_stops_with_a_clear_error_and_resumes() {
     // 40k outcomes with bodies take ~10 MB; the disk holds 4 MB, room for the largest first batch
@@ -363,11 +342,7 @@ fn full_disk_stops_with_a_clear_error_and_resumes() {
     dir.write("urls.txt", &urls(&srv, N, "/item/"));
     let small = dir.path("small");
     let mount = Tmpfs::mount(&small, "4m");
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+    let is_root = harness::is_root();
     if mount.is_none() {
         // Without mount rights a read-only directory stands in (it does not stop root).
         assert!(!is_root, "root must be able to mount a tmpfs for this test");

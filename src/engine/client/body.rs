@@ -1,6 +1,6 @@
 //! Reading a response body: decoding by `Content-Encoding` (gzip, deflate, br, zstd) in a stream,
-//! counting, hashing or keeping the decoded bytes, and never holding more than the limit.
-//! Owns no connection; it only consumes one body.
+//! counting, hashing or keeping the decoded bytes, or passing them on to a file (`--out-dir`), and
+//! never holding more than the limit. Owns no connection and names no file; it only consumes one body.
 
 use std::io;
 
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::io::StreamReader;
 
+use super::files::BodyFile;
 use super::{BodyMode, Failure, classify, too_large};
 use crate::outcome::ErrorKind;
 
@@ -115,12 +116,14 @@ impl Sink {
 }
 
 /// Reads `body` to its end, undoing `codings` (last applied, first undone), never holding more than
-/// `max` decoded bytes and never buffering the body unless `mode` keeps it.
+/// `max` decoded bytes and never buffering the body unless `mode` keeps it. With `file`, each
+/// decoded chunk is also appended to it once counted (a chunk past `max` is not written).
 pub(super) async fn read(
     body: hyper::body::Incoming,
     codings: &[Coding],
     max: u64,
     mode: BodyMode,
+    mut file: Option<&mut BodyFile>,
 ) -> Result<Body, Failure> {
     let mut sink = Sink::new(max, mode);
     if codings.is_empty() {
@@ -129,6 +132,9 @@ pub(super) async fn read(
             let frame = frame.map_err(|e| classify(&e, false))?;
             if let Ok(data) = frame.into_data() {
                 sink.push(&data)?;
+                if let Some(f) = file.as_deref_mut() {
+                    f.write(&data).await?;
+                }
             }
         }
         return Ok(sink.finish());
@@ -175,6 +181,9 @@ pub(super) async fn read(
             return Ok(sink.finish());
         }
         sink.push(&buf[..n])?;
+        if let Some(f) = file.as_deref_mut() {
+            f.write(&buf[..n]).await?;
+        }
     }
 }
 
