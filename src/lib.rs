@@ -62,6 +62,12 @@ pub mod source;
 pub mod stats;
 pub mod units;
 
+/// README.md's Rust blocks, compiled and run as doctests (its other blocks are `sh`). Needs
+/// `fanout::serve`, so only with the `serve` feature.
+#[cfg(all(doctest, feature = "serve"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use engine::RunEnd;
 pub use outcome::{ErrorKind, Outcome};
 pub use pipeline::{Fetch, RunConfig, RunError, fetch, run};
