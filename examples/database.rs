@@ -28,7 +28,6 @@ use std::time::Duration;
 use fanout::serve::{ServeConfig, Server};
 use fanout::sink::StoreConfig;
 use rusqlite::Connection;
-use tokio::sync::mpsc;
 
 /// Rows in the `requests` table.
 const ROWS: u32 = 1000;
@@ -103,7 +102,7 @@ fn create_requests(db: &Path, server: &Server) -> rusqlite::Result<()> {
 
 /// Streams the `requests` table into a run that records into the same file.
 async fn fetch_table(db: &Path) -> Result<fanout::Summary, Box<dyn std::error::Error>> {
-    let (tx, mut rx) = mpsc::channel::<fanout::Request>(64);
+    let (tx, requests) = fanout::source::channel(64);
     let path = db.to_owned();
     let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
         let conn = Connection::open(&path).map_err(|e| e.to_string())?;
@@ -131,7 +130,6 @@ async fn fetch_table(db: &Path) -> Result<fanout::Summary, Box<dyn std::error::E
         .store(StoreConfig::Sqlite(db.to_owned()))
         .command("examples/database")
         .build()?;
-    let requests = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let summary = fanout::fetch(config, requests).summary().await?;
     reader.await??;
     Ok(summary)

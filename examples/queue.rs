@@ -36,7 +36,6 @@ use std::time::Duration;
 use fanout::engine::BodyMode;
 use fanout::serve::{ServeConfig, Server};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 /// Pages fetched at most.
 const BUDGET: usize = 200;
@@ -49,8 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
 
-    let (tx, mut rx) = mpsc::channel::<fanout::Request>(16);
-    let requests = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let (tx, requests) = fanout::source::channel(16);
     let config = fanout::RunConfig::builder()
         .concurrency(8)
         .body_mode(BodyMode::Store)

@@ -87,6 +87,39 @@ pub enum SourceItem {
     Invalid(Box<Outcome>),
 }
 
+/// A bounded channel whose receiving end is a `Stream` of requests, to feed a run from another
+/// task (a crawler's discovered links, rows read on a blocking thread). At most `capacity`
+/// requests wait; a sender waits while the channel is full, so the run's pace reaches it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use futures_util::StreamExt;
+/// let (tx, mut requests) = fanout::source::channel(4);
+/// tx.send(fanout::Request::get("http://127.0.0.1/a").unwrap()).await.unwrap();
+/// drop(tx);
+/// assert_eq!(requests.next().await.unwrap().url.path(), "/a");
+/// assert!(requests.next().await.is_none());
+/// # }
+/// ```
+pub fn channel(capacity: usize) -> (tokio::sync::mpsc::Sender<Request>, RequestStream) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    (tx, RequestStream(rx))
+}
+
+/// The receiving end of [`channel`]: ends when every sender is dropped.
+#[derive(Debug)]
+pub struct RequestStream(tokio::sync::mpsc::Receiver<Request>);
+
+impl futures_util::Stream for RequestStream {
+    type Item = Request;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Request>> {
+        self.0.poll_recv(cx)
+    }
+}
+
 /// An input that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read input {path}: {source}")]
