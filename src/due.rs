@@ -1,32 +1,34 @@
 //! [`Due`]: an item with a deadline, ordered so that a `BinaryHeap` (a max-heap) gives back the
 //! earliest first, and items due at the same instant in the order they were numbered. Used by the
 //! engine's delayed retries and by `fanout serve`'s precise timer. Pure data; no I/O.
+//!
+//! Generic over the clock: the engine's retries use tokio's `Instant` (so tests can run the engine
+//! on tokio's paused clock), the server's timer thread std's (it sleeps on the OS's real clock).
 
 use std::cmp::Ordering;
-use std::time::Instant;
 
-/// `item`, due at `at`; `seq` breaks ties (lower first).
-pub(crate) struct Due<T> {
-    pub(crate) at: Instant,
+/// `item`, due at `at`; `seq` breaks ties (lower first). `I` is the clock's instant type.
+pub(crate) struct Due<T, I = tokio::time::Instant> {
+    pub(crate) at: I,
     pub(crate) seq: u64,
     pub(crate) item: T,
 }
 
-impl<T> PartialEq for Due<T> {
+impl<T, I: Ord> PartialEq for Due<T, I> {
     fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
+        self.seq == o.seq && self.at == o.at
     }
 }
-impl<T> Eq for Due<T> {}
-impl<T> PartialOrd for Due<T> {
+impl<T, I: Ord> Eq for Due<T, I> {}
+impl<T, I: Ord> PartialOrd for Due<T, I> {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
-impl<T> Ord for Due<T> {
+impl<T, I: Ord> Ord for Due<T, I> {
     /// Reversed: the earliest is the greatest.
     fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
+        o.at.cmp(&self.at).then(o.seq.cmp(&self.seq))
     }
 }
 

@@ -10,6 +10,9 @@
 //! - `/redirect/{n}`: redirects n times, then lands on `/item/redirected`; `/redirect-loop` never ends.
 //! - `/echo`: the request's method, path, query, HTTP version, headers and body as JSON.
 //! - `/fail-once/{id}`: 503 the first time each id is asked for, 200 after.
+//! - `/fail/{n}/{id}`: 503 for the first n requests of each such path, 200 after.
+//! - `/retry-after/{secs}/{id}`: 429 with `Retry-After: secs` the first time each such path is
+//!   asked for, 200 after.
 //! - `/redirect-to?url=URL`: a 302 to the (percent-encoded) absolute URL given, e.g. another server.
 //! - `/encoded/{coding}/{id}`: `/item/{id}`'s document compressed with `gzip`, `deflate`, `br` or
 //!   `zstd`, with that `Content-Encoding` (sent whatever the request's `Accept-Encoding`).
@@ -298,7 +301,7 @@ const LISTEN_BACKLOG: u32 = 8192;
 const COARSE_MARGIN: Duration = Duration::from_millis(2);
 
 /// A deadline waited for by the precise timer thread, and the task to wake then.
-type Wakeup = crate::due::Due<tokio::sync::oneshot::Sender<()>>;
+type Wakeup = crate::due::Due<tokio::sync::oneshot::Sender<()>, Instant>;
 
 /// The sending side of the precise timer thread, started on first use.
 fn precise_timer() -> Option<&'static std::sync::mpsc::SyncSender<Wakeup>> {
@@ -382,7 +385,9 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let _guard = InFlight::enter(&stats);
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let hits = if stats.count_paths || pq.starts_with("/fail-once/") {
+    // The routes that answer by how often their path was asked for count even when not counting.
+    let remembers = ["/fail-once/", "/fail/", "/retry-after/"];
+    let hits = if stats.count_paths || remembers.iter().any(|r| pq.starts_with(r)) {
         stats.hit(pq)
     } else {
         0
@@ -445,6 +450,33 @@ async fn handle(
             StatusCode::OK,
             serde_json::json!({ "id": arg, "attempt": hits }),
         ),
+        "fail" => match arg.split_once('/').map(|(n, _)| n.parse::<u32>()) {
+            Some(Ok(n)) if hits <= n => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "error": "try again", "attempt": hits }),
+            ),
+            Some(Ok(_)) => json(StatusCode::OK, serde_json::json!({ "attempt": hits })),
+            _ => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "use /fail/{n}/{id}" }),
+            ),
+        },
+        "retry-after" => match arg.split_once('/').map(|(s, _)| s.parse::<u64>()) {
+            Some(Ok(secs)) if hits <= 1 => {
+                let mut r = json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    serde_json::json!({ "error": "slow down" }),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
+                r
+            }
+            Some(Ok(_)) => json(StatusCode::OK, serde_json::json!({ "attempt": hits })),
+            _ => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "use /retry-after/{secs}/{id}" }),
+            ),
+        },
         "throttle" => throttle(&stats, arg),
         "limited" => limited(&stats, arg).await,
         "echo" => {
@@ -553,7 +585,7 @@ async fn handle(
         }
         "" => json(
             StatusCode::OK,
-            serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/redirect-to?url=URL", "/echo", "/fail-once/{id}", "/throttle/{id}", "/limited/{k}/{id}", "/encoded/{coding}/{id}", "/gzip-bomb/{mib}", "/bad-encoding/{coding}", "/bytes/{n}/{id}", "/drip/{n}/{ms}/{id}"] }),
+            serde_json::json!({ "routes": ["/item/{id}", "/delay/{ms}", "/status/{code}", "/redirect/{n}", "/redirect-loop", "/redirect-to?url=URL", "/echo", "/fail-once/{id}", "/fail/{n}/{id}", "/retry-after/{secs}/{id}", "/throttle/{id}", "/limited/{k}/{id}", "/encoded/{coding}/{id}", "/gzip-bomb/{mib}", "/bad-encoding/{coding}", "/bytes/{n}/{id}", "/drip/{n}/{ms}/{id}"] }),
         ),
         _ => json(
             StatusCode::NOT_FOUND,

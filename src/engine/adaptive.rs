@@ -18,9 +18,11 @@
 //!   really got slower.
 //!
 //! The limit stays within 1 and the host's ceiling (`--per-host`, or `-c`). Pure state; the
-//! engine feeds it each completed attempt.
+//! engine feeds it each completed attempt, with instants of its one clock (tokio's [`Instant`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Limit a host starts with.
 pub const INITIAL: f64 = 4.0;

@@ -2,14 +2,16 @@
 //! adaptive), the queue of requests waiting for the host, its rate bucket, and its `Retry-After`
 //! pause. Owned by the engine's dispatcher alone, so it needs no lock; a request for a busy host
 //! waits in that host's queue while other hosts proceed. Idle hosts are evicted, so memory stays
-//! flat across millions of distinct hosts.
+//! flat across millions of distinct hosts. Time is tokio's [`Instant`], the engine's one clock.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use foldhash::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::Job;
 use super::adaptive::{Aimd, Signal};

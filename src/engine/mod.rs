@@ -16,6 +16,11 @@
 //! an idle worker one job at a time, and the worker reports back over a channel whose capacity is
 //! the concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts
 //! its outcome. Dropping the run's handle aborts the dispatcher, whose task set aborts the workers.
+//!
+//! Clock: admission, limits, rates, pauses, retries and the adaptive limit all read one clock,
+//! tokio's [`Instant`], so a test can run the engine on tokio's paused clock. It costs nothing:
+//! outside tokio's `test-util` feature, `tokio::time::Instant::now()` is std's. (The HTTP client
+//! times its own attempts, ttfb and per-attempt total, on std's clock.)
 
 pub mod adaptive;
 pub mod client;
@@ -29,11 +34,12 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use self::adaptive::Signal;
 pub use self::client::{BodyMode, Client, ClientConfig, ClientError};
@@ -560,9 +566,7 @@ impl<T: Send + 'static> Dispatcher<T> {
             let wake = self.next_wake();
             if wake != timer_at {
                 timer_at = wake;
-                timer
-                    .as_mut()
-                    .reset(wake.unwrap_or_else(|| now + far).into());
+                timer.as_mut().reset(wake.unwrap_or_else(|| now + far));
             }
             let can_read = input_open && self.hosts.parked() < self.max_parked;
             tokio::select! {

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::task::Poll;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use futures_util::task::AtomicWaker;
+use tokio::time::Instant;
 
 use super::adaptive::Signal;
 use super::{Done, Event, Job, Phase, Shared, StopReason, host_key};

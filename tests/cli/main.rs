@@ -5,6 +5,7 @@ mod fetch;
 mod files;
 mod harness;
 mod http;
+mod library;
 mod pipeline;
 mod polite;
 mod resume;

@@ -1,0 +1,359 @@
+//! The library in-process, without the binary: `fanout::fetch` and the engine API against the
+//! in-process `fanout::serve::Server` on 127.0.0.1.
+//!
+//! Where time matters (backoff, rate, `Retry-After`) the tests run on tokio's paused clock, which the
+//! engine reads for all its admission, limit, pause and retry decisions. Real sockets and a paused
+//! clock get along only under two conditions, both met here:
+//! - The server runs on the test's own current-thread runtime (`Server::start` inside the test).
+//!   tokio advances a paused clock only when the runtime is idle and polling I/O finds nothing
+//!   ready; loopback I/O between two tasks of one runtime is ready at once, so no virtual time
+//!   passes while a request and its response travel, and timeouts do not fire spuriously. A server
+//!   on another runtime (the harness's) would answer from another thread, and the clock would jump
+//!   to the next timer while the client waits.
+//! - They drive the engine API (`Engine::run`) with an input stream they control, not
+//!   `fanout::fetch`: the pipeline's recorder times its batching on std's clock, which does not
+//!   move with the paused one.
+//!
+//! Virtual time is then exact (to the timer wheel's 1 ms rounding): an outcome's `total` is the
+//! virtual time since its first attempt started, and the instant it arrives minus its `total` is
+//! when that attempt was sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use fanout::engine::hosts::Rate;
+use fanout::engine::{Engine, EngineConfig, Event, Item, Phase, StopReason};
+use fanout::serve::{ServeConfig, Server};
+use fanout::stats::Stats;
+use fanout::{Outcome, Request, RunConfig, RunEnd};
+use futures_util::{StreamExt, stream};
+use tokio::time::Instant;
+
+fn item<T>(url: &str, ticket: T) -> Item<T> {
+    Item {
+        request: Arc::new(Request::get(url).unwrap()),
+        ticket,
+    }
+}
+
+/// Runs `items` through an engine until they end; every event with the time since the start that
+/// it arrived. Asserts that the run completed and that every event is an outcome.
+async fn outcomes_at<T: Send + 'static>(
+    config: EngineConfig,
+    items: Vec<Item<T>>,
+) -> Vec<(Duration, Outcome, T)> {
+    let start = Instant::now();
+    let engine = Engine::new(config).unwrap();
+    let (mut events, running) =
+        engine.run(Stats::new(), stream::iter(items), std::future::pending());
+    let mut out = Vec::new();
+    while let Some(event) = events.next().await {
+        match event {
+            Event::Outcome(o, t) => out.push((start.elapsed(), o, t)),
+            Event::Released(_, s) => panic!("released without a stop: {s:?}"),
+        }
+    }
+    assert_eq!(running.await.unwrap().end, RunEnd::Completed);
+    out
+}
+
+/// Slack for the timer wheel: each wait ends on the next whole millisecond.
+const TICK: Duration = Duration::from_millis(1);
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_with_full_jitter_within_the_bounds() {
+    let server = Server::start(ServeConfig::default()).await.unwrap();
+    let mut config = EngineConfig::default();
+    config.retry.retries = 3;
+    config.retry.backoff_base = Duration::from_secs(1);
+    config.retry.backoff_max = Duration::from_secs(3);
+    // Ceilings 1 s, 2 s, then 4 s capped at 3 s: each delay is uniform in [0, ceiling].
+    let ceilings = Duration::from_secs(1 + 2 + 3);
+    let n = 40;
+    let items = (0..n)
+        .map(|i| item(&server.url(&format!("/fail/3/{i}")), i))
+        .collect();
+    let outcomes = outcomes_at(config, items).await;
+    assert_eq!(outcomes.len(), n);
+    let hits = server.stats().hits();
+    let mut totals = Vec::new();
+    for (at, o, i) in &outcomes {
+        assert_eq!(o.status, Some(200), "{o:?}");
+        assert_eq!(o.attempts, 4, "three 503s, then the 200: {o:?}");
+        assert_eq!(hits[&format!("/fail/3/{i}")], 4);
+        // All sent at once at the start: the virtual time is the backoff alone.
+        assert!(at.saturating_sub(o.total) <= TICK, "{at:?} {o:?}");
+        assert!(
+            o.total <= ceilings + 3 * TICK,
+            "{:?} is above the sum of the backoff ceilings",
+            o.total
+        );
+        totals.push(o.total.as_secs_f64());
+    }
+    // Full jitter: the sum of three uniform delays averages half the ceilings (3 s), with a standard
+    // deviation of the mean of 0.17 s over 40 requests; no jitter (0 or the ceiling every time) or
+    // ceilings that do not double land far outside.
+    let mean = totals.iter().sum::<f64>() / totals.len() as f64;
+    assert!((1.5..4.5).contains(&mean), "mean backoff {mean} s");
+    totals.sort_by(f64::total_cmp);
+    totals.dedup();
+    assert!(totals.len() > n / 2, "jittered delays differ: {totals:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_end_after_the_last_with_its_status() {
+    let server = Server::start(ServeConfig::default()).await.unwrap();
+    let mut config = EngineConfig::default();
+    config.retry.retries = 2;
+    config.retry.backoff_base = Duration::from_millis(500);
+    let outcomes = outcomes_at(config, vec![item(&server.url("/status/503"), ())]).await;
+    let (_, o, ()) = &outcomes[0];
+    assert_eq!((o.status, o.attempts), (Some(503), 3), "{o:?}");
+    assert_eq!(server.stats().requests(), 3);
+    // Ceilings 0.5 s and 1 s.
+    assert!(o.total <= Duration::from_millis(1500) + 2 * TICK, "{o:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_with_burst_1_spaces_requests_by_its_interval() {
+    let server = Server::start(ServeConfig::default()).await.unwrap();
+    let mut config = EngineConfig::default();
+    config.limits.rate = Some(Rate::parse("10/s").unwrap());
+    config.limits.burst = Some(1);
+    let items = (0..30)
+        .map(|i| item(&server.url(&format!("/item/{i}")), ()))
+        .collect();
+    let outcomes = outcomes_at(config, items).await;
+    assert_eq!(server.stats().requests(), 30);
+    let mut sent: Vec<Duration> = outcomes.iter().map(|(at, o, ())| *at - o.total).collect();
+    sent.sort();
+    assert_eq!(sent.len(), 30);
+    let span = sent[29] - sent[0];
+    assert!(
+        span >= Duration::from_millis(2900),
+        "30 requests in {span:?}"
+    );
+    // Each wait ends up to a millisecond late, and the bucket counts from when it was spent.
+    assert!(span <= Duration::from_millis(2900) + 30 * TICK, "{span:?}");
+    // Any window from one request to a later one holds at most burst + rate × its length.
+    for i in 0..sent.len() {
+        for j in i + 1..sent.len() {
+            let requests = (j - i + 1) as f64;
+            let allowed = 1.0 + 10.0 * (sent[j] - sent[i]).as_secs_f64();
+            assert!(
+                requests <= allowed + 1e-9,
+                "{requests} requests within {:?}",
+                sent[j] - sent[i]
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_pauses_the_host_until_it_passes() {
+    let server = Server::start(ServeConfig::default()).await.unwrap();
+    let mut config = EngineConfig::default();
+    // One at a time: while `a` waits for its retry it is not in flight, so only the host's pause
+    // can hold `b` and `c` back.
+    config.concurrency = 1;
+    // Backoff alone would retry within a millisecond.
+    config.retry.backoff_base = TICK;
+    let items = vec![
+        item(&server.url("/retry-after/2/a"), 'a'),
+        item(&server.url("/item/b"), 'b'),
+        item(&server.url("/item/c"), 'c'),
+    ];
+    let outcomes = outcomes_at(config, items).await;
+    let two = Duration::from_secs(2);
+    let by: HashMap<char, (Duration, &Outcome)> =
+        outcomes.iter().map(|(at, o, t)| (*t, (*at, o))).collect();
+    let (a_at, a) = by[&'a'];
+    assert_eq!((a.status, a.attempts), (Some(200), 2), "{a:?}");
+    assert_eq!(server.stats().hits()["/retry-after/2/a"], 2);
+    assert!(
+        a_at.saturating_sub(a.total) <= TICK,
+        "first sent at the start"
+    );
+    assert!(
+        a.total >= two,
+        "retried after {:?}, before Retry-After",
+        a.total
+    );
+    assert!(a.total <= two + 2 * TICK, "retried late: {:?}", a.total);
+    for t in ['b', 'c'] {
+        let (at, o) = by[&t];
+        assert_eq!(o.status, Some(200));
+        assert!(
+            at - o.total >= two,
+            "{t} sent at {:?}, while the host was paused",
+            at - o.total
+        );
+    }
+}
+
+/// GET requests for `/item/0` .. `/item/{n-1}` on `server`.
+fn items(server: &Server, n: usize) -> Vec<Request> {
+    (0..n)
+        .map(|i| Request::get(&server.url(&format!("/item/{i}"))).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_yields_one_outcome_per_request() {
+    let server = Server::start(ServeConfig::default()).await.unwrap();
+    let requests = items(&server, 500);
+    let mut expected: Vec<String> = requests.iter().map(|r| r.key.clone()).collect();
+    let mut fetch = fanout::fetch(RunConfig::default(), stream::iter(requests));
+    let mut keys = Vec::new();
+    while let Some(o) = fetch.next().await {
+        assert_eq!(o.status, Some(200), "{o:?}");
+        keys.push(o.key);
+    }
+    let summary = fetch.summary().await.unwrap();
+    assert_eq!((summary.total, summary.end), (500, RunEnd::Completed));
+    keys.sort();
+    expected.sort();
+    assert_eq!(keys, expected, "one outcome per key");
+    assert_eq!(server.stats().requests(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_keeps_requests_in_flight_within_the_concurrency() {
+    let server = Server::start(ServeConfig {
+        latency: Duration::from_millis(2),
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap();
+    let config = RunConfig {
+        concurrency: 4,
+        ..RunConfig::default()
+    };
+    let mut fetch = fanout::fetch(config, stream::iter(items(&server, 300)));
+    let mut read = 0;
+    while let Some(o) = fetch.next().await {
+        assert_eq!(o.status, Some(200));
+        read += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(read, 300);
+    assert_eq!(fetch.summary().await.unwrap().end, RunEnd::Completed);
+    let peak = server.stats().max_in_flight();
+    assert!((1..=4).contains(&peak), "{peak} requests in flight at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_fetch_stops_its_requests() {
+    let server = Server::start(ServeConfig {
+        latency: Duration::from_millis(20),
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap();
+    let config = RunConfig {
+        concurrency: 4,
+        ..RunConfig::default()
+    };
+    let n = 2000;
+    let mut fetch = fanout::fetch(config, stream::iter(items(&server, n)));
+    for _ in 0..10 {
+        assert_eq!(fetch.next().await.unwrap().status, Some(200));
+    }
+    drop(fetch);
+    // Requests already on the wire may still arrive for a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = server.stats().requests();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.stats().requests();
+    assert_eq!(before, after, "requests kept coming after the drop");
+    assert!(before < n as u64 / 4, "{before} of {n} were sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_gives_each_ticket_back_once() {
+    let server = Server::start(ServeConfig::default()).await.unwrap();
+    let mut config = EngineConfig::default();
+    config.concurrency = 16;
+    let n = 300;
+    let items = (0..n)
+        .map(|i| item(&server.url(&format!("/item/{i}")), i))
+        .collect();
+    let outcomes = outcomes_at(config, items).await;
+    let mut seen = vec![0; n];
+    for (_, o, i) in &outcomes {
+        assert!(o.url.ends_with(&format!("/item/{i}")), "ticket {i}: {o:?}");
+        seen[*i] += 1;
+    }
+    assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_releases_every_unfinished_ticket_once() {
+    let server = Server::start(ServeConfig::default()).await.unwrap();
+    let mut config = EngineConfig::default();
+    config.concurrency = 4;
+    config.grace = Duration::from_millis(50);
+    // Tickets 0-3 answer at once; the rest take far longer than the test.
+    let n = 40;
+    let items: Vec<Item<usize>> = (0..n)
+        .map(|i| match i {
+            0..4 => item(&server.url(&format!("/item/{i}")), i),
+            _ => item(&server.url(&format!("/delay/60000?{i}")), i),
+        })
+        .collect();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let input = stream::iter(items).inspect(move |_| {
+        counter.fetch_add(1, Relaxed);
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = async move {
+        let _ = stop_rx.await;
+        StopReason::Interrupted
+    };
+    let (mut events, running) = Engine::new(config).unwrap().run(Stats::new(), input, stop);
+    // The four quick ones, then four slow ones in flight (admitted in input order, one host).
+    let stats = server.stats().clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stats.requests() < 8 {
+        assert!(Instant::now() < deadline, "{} requests", stats.requests());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop_tx.send(()).unwrap();
+
+    let mut outcomes = Vec::new();
+    let mut in_flight = Vec::new();
+    let mut waiting = Vec::new();
+    while let Some(event) = events.next().await {
+        match event {
+            Event::Outcome(o, i) => {
+                assert_eq!(o.status, Some(200), "{o:?}");
+                outcomes.push(i);
+            }
+            Event::Released(i, s) => {
+                assert_eq!(s.reason(), StopReason::Interrupted);
+                if s.attempted() {
+                    assert_eq!(s.phase(), Phase::InFlight, "ticket {i}");
+                    in_flight.push(i);
+                } else {
+                    assert_eq!(s.phase(), Phase::WaitingForHost, "ticket {i}");
+                    waiting.push(i);
+                }
+            }
+        }
+    }
+    assert_eq!(running.await.unwrap().end, RunEnd::Interrupted);
+    assert_eq!(pulled.load(Relaxed), n, "the whole input was taken");
+    outcomes.sort();
+    in_flight.sort();
+    waiting.sort();
+    assert_eq!(outcomes, [0, 1, 2, 3]);
+    assert_eq!(
+        in_flight,
+        [4, 5, 6, 7],
+        "the slow ones in flight, cut after the grace"
+    );
+    assert_eq!(waiting, (8..n).collect::<Vec<_>>());
+}
