@@ -5,7 +5,7 @@
 //! sink has it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::future::join_all;
