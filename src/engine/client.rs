@@ -183,13 +183,72 @@ impl Failure {
     }
 }
 
-/// One attempt's result: the outcome it would record, and what the server asked of the client.
+/// One attempt's result, distinct from the request's final outcome: what the server answered (or
+/// why there is no answer), this attempt's timings, and what the server asked of the client. The
+/// engine turns the last attempt into the [`Outcome`] with [`Attempt::into_outcome`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Attempt {
-    /// The outcome (`attempts: 1`).
-    pub outcome: Outcome,
+    /// Wall-clock start of this attempt.
+    pub started_at: SystemTime,
+    /// This attempt's duration, to the last body byte or the failure.
+    pub duration: Duration,
+    /// HTTP status of the final response (after redirects); `None` when there was none.
+    pub status: Option<u16>,
+    /// Why there is no response.
+    pub error: Option<ErrorKind>,
+    /// What went wrong, for people.
+    pub error_detail: Option<String>,
+    /// Time to the final response's headers.
+    pub ttfb: Option<Duration>,
+    /// Body bytes received (decoded unless `raw`).
+    pub bytes: u64,
+    /// URL of the final response after redirects.
+    pub final_url: Option<String>,
+    /// Hex SHA-256 of the body (`BodyMode::Hash`).
+    pub body_sha256: Option<String>,
+    /// The body (`BodyMode::Store`).
+    pub body: Option<Bytes>,
+    /// The file the body was written to (`out_dir`).
+    pub body_path: Option<String>,
     /// The response's `Retry-After`, as a delay from now (seconds or an HTTP date).
     pub retry_after: Option<Duration>,
+}
+
+impl Attempt {
+    /// The outcome of `req` when this is its last attempt: `attempts` made, the first started at
+    /// `started_at`, `total` time since.
+    pub fn into_outcome(
+        self,
+        req: &Request,
+        attempts: u32,
+        started_at: SystemTime,
+        total: Duration,
+    ) -> Outcome {
+        let mut o = Outcome::for_request(req);
+        o.status = self.status;
+        o.error = self.error;
+        o.error_detail = self.error_detail;
+        o.attempts = attempts;
+        o.started_at = started_at;
+        o.ttfb = self.ttfb;
+        o.total = total;
+        o.bytes = self.bytes;
+        o.final_url = self.final_url;
+        o.body_sha256 = self.body_sha256;
+        o.body = self.body;
+        o.body_path = self.body_path;
+        o
+    }
+
+    /// What this attempt came to, in a few words (`HTTP 503`, or the error's detail).
+    pub fn describe(&self) -> String {
+        match (self.status, &self.error_detail) {
+            (Some(s), _) => format!("HTTP {s}"),
+            (None, Some(d)) => d.clone(),
+            (None, None) => "no response".into(),
+        }
+    }
 }
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP date (a date in the past is zero).
@@ -394,44 +453,37 @@ impl Client {
                 format!("no complete response within {:?}", self.config.timeout),
             )),
         };
-        let mut o = Outcome {
-            key: req.key.clone(),
-            url: req.url.as_str().to_owned(),
-            method: req.method.as_str().to_owned(),
+        let mut a = Attempt {
+            started_at,
+            duration: t0.elapsed(),
             status: None,
             error: None,
             error_detail: None,
-            attempts: 1,
-            started_at,
             ttfb: None,
-            total: t0.elapsed(),
             bytes: 0,
             final_url: None,
             body_sha256: None,
             body: None,
             body_path: None,
+            retry_after: None,
         };
-        let mut retry_after = None;
         match result {
             Ok(r) => {
-                retry_after = r.retry_after;
-                o.status = Some(r.status.as_u16());
-                o.ttfb = Some(r.ttfb);
-                o.bytes = r.bytes;
-                o.final_url = Some(r.final_url.into());
-                o.body_sha256 = r.sha256;
-                o.body = r.body;
-                o.body_path = r.body_path;
+                a.retry_after = r.retry_after;
+                a.status = Some(r.status.as_u16());
+                a.ttfb = Some(r.ttfb);
+                a.bytes = r.bytes;
+                a.final_url = Some(r.final_url.into());
+                a.body_sha256 = r.sha256;
+                a.body = r.body;
+                a.body_path = r.body_path;
             }
             Err(f) => {
-                o.error = Some(f.kind);
-                o.error_detail = Some(f.detail);
+                a.error = Some(f.kind);
+                a.error_detail = Some(f.detail);
             }
         }
-        Attempt {
-            outcome: o,
-            retry_after,
-        }
+        a
     }
 
     async fn attempt(&self, req: &Request, t0: Instant) -> Result<Response, Failure> {

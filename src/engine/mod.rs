@@ -42,7 +42,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use self::adaptive::Signal;
-pub use self::client::{BodyMode, Client, ClientConfig, ClientError};
+pub use self::client::{Attempt, BodyMode, Client, ClientConfig, ClientError};
 use self::hosts::{Bucket, HostLimits, HostReport, Hosts};
 use self::retry::RetryPolicy;
 use self::worker::{Mailbox, WorkerHandle};
@@ -196,7 +196,7 @@ pub struct Stopped {
     request: Arc<Request>,
     attempts: u32,
     first: Option<(SystemTime, Instant)>,
-    last: Option<Box<Outcome>>,
+    last: Option<Box<Attempt>>,
     phase: Phase,
     reason: StopReason,
 }
@@ -236,14 +236,7 @@ impl Stopped {
             }
         };
         let detail = match &self.last {
-            Some(last) => format!(
-                "{kind} while {what}; last attempt: {}",
-                match (last.status, &last.error_detail) {
-                    (Some(s), _) => format!("HTTP {s}"),
-                    (None, Some(d)) => d.clone(),
-                    (None, None) => "no response".into(),
-                }
-            ),
+            Some(last) => format!("{kind} while {what}; last attempt: {}", last.describe()),
             None => format!("{kind} while {what}"),
         };
         let mut o = Outcome::for_request(&self.request).with_error(kind, detail);
@@ -397,9 +390,9 @@ pub(crate) struct Job<T> {
     attempts: u32,
     /// Wall-clock and monotonic start of the first attempt.
     first: Option<(SystemTime, Instant)>,
-    /// The outcome of the last failed attempt, while the job waits to be retried (boxed: a job
+    /// The last failed attempt, while the job waits to be retried (boxed: a job
     /// moves through queues and the mailbox, and is rarely retried).
-    last: Option<Box<Outcome>>,
+    last: Option<Box<Attempt>>,
 }
 
 impl<T> Job<T> {

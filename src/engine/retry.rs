@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use http::Method;
 
+use super::client::Attempt;
 use super::resume::StatusRange;
-use crate::outcome::{ErrorKind, Outcome};
+use crate::outcome::ErrorKind;
 
 /// What makes an attempt worth retrying.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +67,8 @@ impl RetryOn {
         Ok(on)
     }
 
-    fn matches(&self, o: &Outcome) -> bool {
-        match (o.status, o.error) {
+    fn matches(&self, a: &Attempt) -> bool {
+        match (a.status, a.error) {
             (Some(s), _) => self.statuses.iter().any(|r| r.contains(s)),
             (None, Some(k)) => self.kinds.contains(&k),
             (None, None) => false,
@@ -112,10 +113,10 @@ impl RetryPolicy {
         &self,
         method: &Method,
         attempts: u32,
-        o: &Outcome,
+        a: &Attempt,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
-        if attempts > self.retries || !self.on.matches(o) {
+        if attempts > self.retries || !self.on.matches(a) {
             return None;
         }
         if !(self.non_idempotent || method.is_idempotent()) {

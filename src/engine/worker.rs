@@ -17,6 +17,7 @@ use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
 use super::adaptive::Signal;
+use super::client::Attempt;
 use super::{Done, Event, Job, Phase, Shared, StopReason, host_key};
 use crate::outcome::{ErrorKind, Outcome};
 
@@ -128,12 +129,12 @@ impl<T> Drop for WorkerHandle<T> {
 }
 
 /// What a finished attempt says about the host's load, for the adaptive limit.
-fn signal_of(o: &Outcome) -> Signal {
-    match (o.status, o.error) {
-        (Some(429 | 503), _) => Signal::Overload(o.total),
-        (Some(_), _) => Signal::Ok(o.ttfb.unwrap_or(o.total)),
+fn signal_of(a: &Attempt) -> Signal {
+    match (a.status, a.error) {
+        (Some(429 | 503), _) => Signal::Overload(a.duration),
+        (Some(_), _) => Signal::Ok(a.ttfb.unwrap_or(a.duration)),
         (None, Some(ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Reset)) => {
-            Signal::Overload(o.total)
+            Signal::Overload(a.duration)
         }
         _ => Signal::Neutral,
     }
@@ -230,15 +231,13 @@ async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> St
     let Some(a) = result else {
         return Step::Stopped;
     };
-    // This attempt's outcome: its `total` is still this attempt's own duration.
-    let signal = signal_of(&a.outcome);
-    let retry_after = match a.outcome.status {
+    let signal = signal_of(&a);
+    let retry_after = match a.status {
         Some(429 | 503) => a.retry_after.map(|d| d.min(shared.retry.max_retry_after)),
         _ => None,
     };
     let pause = retry_after.map(|d| {
         let asked = a
-            .outcome
             .final_url
             .as_deref()
             .and_then(|u| url::Url::parse(u).ok())
@@ -246,17 +245,13 @@ async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> St
             .unwrap_or_else(|| job.host.clone());
         (asked, d)
     });
-    if let Some(delay) =
-        shared
-            .retry
-            .next_delay(&job.req.method, job.attempts, &a.outcome, retry_after)
+    if let Some(delay) = shared
+        .retry
+        .next_delay(&job.req.method, job.attempts, &a, retry_after)
     {
-        job.last = Some(Box::new(a.outcome));
+        job.last = Some(Box::new(a));
         return Step::Retry(signal, pause, delay);
     }
-    let mut o = a.outcome;
-    o.attempts = job.attempts;
-    o.started_at = sys0;
-    o.total = t0.elapsed();
+    let o = a.into_outcome(&job.req, job.attempts, sys0, t0.elapsed());
     Step::Final(signal, pause, o)
 }
