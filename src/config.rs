@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub retry: RetryPolicy,
     /// The command line, recorded in the `runs` table.
     pub command: String,
+    /// The process's open-file limit, if known: idle connections are kept within it.
+    pub open_file_limit: Option<u64>,
 }
 
 impl Default for RunConfig {
@@ -57,6 +59,7 @@ impl Default for RunConfig {
             limits: engine.limits,
             retry: engine.retry,
             command: String::new(),
+            open_file_limit: None,
         }
     }
 }
@@ -219,6 +222,7 @@ impl RunConfig {
             grace: self.grace,
             limits: self.limits.clone(),
             retry: self.retry.clone(),
+            open_file_limit: self.open_file_limit,
         }
     }
 }

@@ -400,6 +400,7 @@ impl FetchArgs {
                 .map(|a| shell_quote(&a))
                 .collect::<Vec<_>>()
                 .join(" "),
+            open_file_limit: None,
         };
         // The library checks the whole configuration; its error names the field, which is the
         // flag's long name (inputs: the positional arguments).

@@ -37,10 +37,7 @@ pub fn main() -> ExitCode {
     // Before the runtime's threads exist (see fds.rs): a descriptor per connection in use and
     // idle, plus stores and standard streams.
     let wanted = match &cli.command {
-        Command::Fetch(a) => {
-            let c = u64::from(a.concurrency);
-            c + idle_for(c) + FDS_OTHER
-        }
+        Command::Fetch(a) => fanout::engine::open_files_wanted(a.concurrency as usize),
         Command::Bench(a) => 4 * u64::from(a.concurrency) + 64,
         Command::Serve(_) => SERVE_FDS,
     };
@@ -76,15 +73,6 @@ pub fn main() -> ExitCode {
     // the runtime down: tasks cancelled at shutdown may still hold sockets, and each exiting
     // worker thread would hand its freed memory back to the kernel page by page (~4 ms at -c 1000).
     std::process::exit(i32::from(code))
-}
-
-/// Descriptors a run needs besides its connections (stores, input, standard streams).
-const FDS_OTHER: u64 = 64;
-
-/// Idle connections kept at `-c c`: enough for a list of many hosts to keep one open to each of
-/// a few hundred (with 64, a list over 300 hosts opened a connection for 99% of its requests).
-fn idle_for(c: u64) -> u64 {
-    (2 * c).max(256)
 }
 
 /// File-table size prepared for `fanout serve` (it accepts as many connections as come).
@@ -132,14 +120,8 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    // Idle connections must leave descriptors for the ones in use (the engine still keeps at
-    // least -c, as a single host needs no more).
-    let c = config.concurrency as u64;
-    let idle = match fd_limit {
-        Some(limit) => idle_for(c).min(limit.saturating_sub(c + FDS_OTHER)),
-        None => idle_for(c),
-    };
-    config.client.max_idle = usize::try_from(idle).unwrap_or(usize::MAX);
+    // Idle connections are kept within what the limit leaves (the engine sizes its pool).
+    config.open_file_limit = fd_limit;
     if !quiet && !config.resume.fresh {
         announce_resume(&config);
     }

@@ -95,8 +95,9 @@ pub struct ClientConfig {
     pub resolve: Vec<Resolve>,
     /// A proxy every connection goes through (`--proxy`).
     pub proxy: Option<Proxy>,
-    /// Idle connections kept for reuse, across all hosts; when full, the oldest is closed. The
-    /// engine raises it to the run's concurrency.
+    /// Idle connections kept for reuse, across all hosts; when full, the oldest is closed. 0 (the
+    /// default): the engine derives it from the concurrency and the open-file limit
+    /// ([`EngineConfig::sizes`](crate::engine::EngineConfig::sizes)); never below the concurrency.
     pub max_idle: usize,
     /// Write each final response's body (decoded unless `raw`) to a file under this directory, at
     /// [`body_file`] (`--out-dir`); the file's path goes into `Outcome::body_path`. Redirect bodies
@@ -119,7 +120,7 @@ impl Default for ClientConfig {
             ca_files: Vec::new(),
             resolve: Vec::new(),
             proxy: None,
-            max_idle: 256,
+            max_idle: 0,
             out_dir: None,
         }
     }

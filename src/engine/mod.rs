@@ -67,6 +67,8 @@ pub struct EngineConfig {
     pub limits: HostLimits,
     /// Retries and backoff.
     pub retry: RetryPolicy,
+    /// The process's open-file limit, if known: idle connections are kept within what it leaves.
+    pub open_file_limit: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -77,8 +79,26 @@ impl Default for EngineConfig {
             grace: Duration::from_secs(2),
             limits: HostLimits::default(),
             retry: RetryPolicy::default(),
+            open_file_limit: None,
         }
     }
+}
+
+/// Descriptors a run needs besides its connections (stores, inputs, standard streams).
+const OTHER_FILES: u64 = 64;
+
+/// Idle connections worth keeping at concurrency `c`: enough for a list of many hosts to keep one
+/// open to each of a few hundred (with 64, a list over 300 hosts opened a connection for 99% of
+/// its requests).
+fn idle_wanted(c: u64) -> u64 {
+    (2 * c).max(256)
+}
+
+/// Open files a run at concurrency `c` would like: its connections in use and idle, and the rest.
+/// A program raises its limit to this before starting the run (`fanout fetch` does).
+pub fn open_files_wanted(c: usize) -> u64 {
+    let c = c as u64;
+    c + idle_wanted(c) + OTHER_FILES
 }
 
 /// Queue and pool sizes that follow from an [`EngineConfig`]; computed once, here.
@@ -101,9 +121,16 @@ impl EngineConfig {
     /// The derived sizes.
     pub fn sizes(&self) -> Sizes {
         let concurrency = self.concurrency.max(1);
+        let c = concurrency as u64;
+        let idle = match (self.client.max_idle, self.open_file_limit) {
+            (0, Some(limit)) => idle_wanted(c).min(limit.saturating_sub(c + OTHER_FILES)),
+            (0, None) => idle_wanted(c),
+            (n, _) => n as u64,
+        };
         Sizes {
             concurrency,
-            max_idle: self.client.max_idle.max(concurrency),
+            // Never fewer than could be busy at once (a single host needs no more).
+            max_idle: usize::try_from(idle).unwrap_or(usize::MAX).max(concurrency),
             events: if self.client.body == BodyMode::Store {
                 concurrency.clamp(16, 256)
             } else {
@@ -738,7 +765,33 @@ impl<T: Send + 'static> Dispatcher<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_key;
+    use super::{EngineConfig, host_key, open_files_wanted};
+
+    #[test]
+    fn idle_connections_follow_the_concurrency_and_the_open_file_limit() {
+        let sizes = |c: usize, limit: Option<u64>| {
+            let mut e = EngineConfig {
+                concurrency: c,
+                open_file_limit: limit,
+                ..EngineConfig::default()
+            };
+            e.client.max_idle = 0;
+            e.sizes()
+        };
+        assert_eq!(
+            sizes(64, None).max_idle,
+            256,
+            "at least a few hundred hosts' worth"
+        );
+        assert_eq!(sizes(1000, None).max_idle, 2000);
+        assert_eq!(open_files_wanted(1000), 1000 + 2000 + 64);
+        // 1,024 descriptors at -c 500: 460 left for idle connections, but never below -c.
+        assert_eq!(sizes(500, Some(1024)).max_idle, 500);
+        assert_eq!(sizes(100, Some(1024)).max_idle, 256);
+        assert_eq!(sizes(300, Some(1024)).max_idle, 600);
+        assert_eq!(sizes(400, Some(1024)).max_idle, 560, "the limit binds");
+        assert_eq!(sizes(0, None).concurrency, 1);
+    }
 
     #[test]
     fn host_key_is_host_and_port_with_the_default_filled_in() {
