@@ -112,6 +112,7 @@ impl Serialize for ErrorKind {
 /// What became of one request: an HTTP response (any status) or an error kind. Keeps raw timings;
 /// the millisecond figures stores want are methods.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Outcome {
     /// The request's key.
     pub key: String,

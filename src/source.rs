@@ -18,7 +18,7 @@ use crate::outcome::{ErrorKind, Outcome};
 use crate::request::{Origin, Request, default_key};
 
 /// Longest input line accepted; longer lines become `invalid-input` without being held in memory.
-pub const MAX_LINE: usize = 1 << 20;
+pub(crate) const MAX_LINE: usize = 1 << 20;
 
 /// Characters left as they are when a template value is encoded: RFC 3986's unreserved set.
 const TEMPLATE_ENCODE: &AsciiSet = &NON_ALPHANUMERIC

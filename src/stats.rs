@@ -35,6 +35,7 @@ pub struct Stats {
 
 /// A point-in-time copy of [`Stats`] for display.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Progress {
     /// Outcomes committed to the stores.
     pub recorded: u64,
@@ -125,6 +126,7 @@ impl RunEnd {
 
 /// Totals over every outcome recorded in a run.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Summary {
     /// Outcomes recorded.
     pub total: u64,

@@ -25,17 +25,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Limit a host starts with.
-pub const INITIAL: f64 = 4.0;
+pub(crate) const INITIAL: f64 = 4.0;
 /// Factor applied on overload or rising latency.
-pub const BACKOFF: f64 = 0.7;
+pub(crate) const BACKOFF: f64 = 0.7;
 /// Smoothed latency above this many times the baseline counts as rising.
-pub const LATENCY_TOLERANCE: f64 = 2.0;
+pub(crate) const LATENCY_TOLERANCE: f64 = 2.0;
 /// Weight of a new sample in the smoothed latency.
 const EWMA: f64 = 0.2;
 
 /// What one completed attempt tells the limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// A response that is not an overload signal (any status but 429 and 503).
     Ok(Duration),
     /// 429, 503, a timeout, or a refused or reset connection, after the attempt took this long.
@@ -46,7 +46,7 @@ pub enum Signal {
 
 /// One host's adaptive limit.
 #[derive(Debug, Clone)]
-pub struct Aimd {
+pub(crate) struct Aimd {
     limit: f64,
     max: f64,
     slow_start: bool,

@@ -22,7 +22,7 @@ const ADAPTIVE_IDLE_TTL: Duration = Duration::from_secs(30);
 /// How often idle hosts are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// Busy hosts listed in the summary.
-pub const REPORTED_HOSTS: usize = 10;
+pub(crate) const REPORTED_HOSTS: usize = 10;
 
 /// A request rate, written `100/s`, `6000/m`, `36000/h`, or a bare number per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,7 +72,7 @@ impl Rate {
 /// at once and `rate` per second sustained, so any window of length T sees at most
 /// `burst + rate × T` requests.
 #[derive(Debug, Clone)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     interval: Duration,
     tolerance: Duration,
     tat: Instant,
@@ -116,7 +116,7 @@ pub struct HostLimits {
     pub rate: Option<Rate>,
     /// Requests a bucket lets through at once (default: one second's worth of its rate).
     pub burst: Option<u32>,
-    /// Learn each host's concurrency limit (see [`super::adaptive`]).
+    /// Learn each host's concurrency limit, like TCP congestion control (README, `--adaptive`).
     pub adaptive: bool,
 }
 
@@ -130,6 +130,7 @@ impl HostLimits {
 
 /// What the summary says of a busy host.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostReport {
     /// `host:port`.
     pub host: String,

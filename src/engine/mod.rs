@@ -22,7 +22,7 @@
 //! outside tokio's `test-util` feature, `tokio::time::Instant::now()` is std's. (The HTTP client
 //! times its own attempts, ttfb and per-attempt total, on std's clock.)
 
-pub mod adaptive;
+pub(crate) mod adaptive;
 pub mod client;
 pub mod hosts;
 pub mod resume;

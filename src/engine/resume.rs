@@ -32,7 +32,7 @@ use crate::source::{Source, SourceItem};
 use crate::stats::Stats;
 
 /// Keys looked up in one store read.
-pub const LOOKUP_BATCH: usize = 512;
+pub(crate) const LOOKUP_BATCH: usize = 512;
 /// Lines passed on at once when no store read is needed.
 const QUICK_BATCH: usize = 64;
 /// How long a slow input (a trickle on stdin) may wait to fill a lookup batch.
