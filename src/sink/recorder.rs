@@ -143,6 +143,8 @@ pub(crate) async fn record(
     let mut error = None;
     // Set by a write, cleared by the idle call that follows the next pause.
     let mut written = false;
+    // The last batch's vector, emptied, when no sink kept it: one allocation for the whole run.
+    let mut spare: Vec<Outcome> = Vec::new();
     loop {
         let first = if written {
             match tokio::time::timeout(IDLE_AFTER, inbox.next()).await {
@@ -157,7 +159,7 @@ pub(crate) async fn record(
             inbox.next().await
         };
         let Some(first) = first else { break };
-        let mut batch = Vec::with_capacity(MAX_BATCH.min(1024));
+        let mut batch = std::mem::take(&mut spare);
         batch.push(first);
         fill_batch(&mut inbox, &mut batch).await;
         if error.is_some() {
@@ -171,6 +173,10 @@ pub(crate) async fn record(
                 on_commit(&batch);
                 stats.count_recorded(&batch);
                 batch.iter().for_each(|o| summary.record(o));
+                if let Ok(mut v) = Arc::try_unwrap(batch) {
+                    v.clear();
+                    spare = v;
+                }
             }
             Some(e) => {
                 error = Some(e);

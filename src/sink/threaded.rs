@@ -47,7 +47,10 @@ impl Threaded {
                             let _ = reply.send(r);
                         }
                         Cmd::Write(batch, reply) => {
-                            let _ = reply.send(store.write(&batch));
+                            let r = store.write(&batch);
+                            // Released before the reply, so the recorder can reuse the batch.
+                            drop(batch);
+                            let _ = reply.send(r);
                         }
                         Cmd::Idle(reply) => {
                             store.idle();
