@@ -563,10 +563,6 @@ impl<T: Send + 'static> Dispatcher<T> {
         let mut timer_at: Option<Instant> = None;
         let mut input_open = true;
         let mut closing = false;
-        // Made once: the consumer going away stops the run as a failed sink would.
-        let out = self.shared.out.clone();
-        let gone = out.closed();
-        tokio::pin!(gone);
 
         // Every arm is cancel-safe (mpsc recv, a stream's next, sleeps, fused futures).
         let reason = loop {
@@ -576,6 +572,11 @@ impl<T: Send + 'static> Dispatcher<T> {
             let nothing_left = !input_open && self.hosts.parked() == 0;
             if nothing_left && self.in_flight == 0 {
                 break None;
+            }
+            // The consumer went away: stop as a failed sink would. (Checked each turn, a flag
+            // read: a `closed()` future in the select below cost ~700 instructions per request.)
+            if self.shared.out.is_closed() {
+                break Some(StopReason::SinkFailed);
             }
             if nothing_left != closing {
                 // Nothing more to send: close each connection as its last response ends, while
@@ -592,7 +593,6 @@ impl<T: Send + 'static> Dispatcher<T> {
             tokio::select! {
                 biased;
                 reason = &mut stop => break Some(reason),
-                _ = &mut gone => break Some(StopReason::SinkFailed),
                 Some(done) = self.done_rx.recv() => {
                     self.on_done(done).await;
                     // Whatever else has finished meanwhile, without another turn of the loop.
