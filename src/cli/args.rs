@@ -11,7 +11,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 use fanout::RunConfig;
-use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_out_dir};
+use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_out_dir, parse_pinned_pubkey};
 use fanout::engine::hosts::{HostLimits, Rate};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::retry::{RetryOn, RetryPolicy};
@@ -147,9 +147,23 @@ pub struct FetchArgs {
     #[arg(short = 'k', long)]
     pub insecure: bool,
 
-    /// PEM file of CA certificates trusted besides the built-in roots (repeatable).
+    /// PEM file of CA certificates trusted besides the built-in roots (repeatable). A self-signed
+    /// server certificate given here is trusted as it is (its name and dates are still checked).
     #[arg(long, value_name = "FILE")]
     pub cacert: Vec<PathBuf>,
+
+    /// The server's public key must be one of these: 'sha256//BASE64[;sha256//BASE64...]', or a
+    /// PEM public key file, as curl takes it. Checked even with -k.
+    #[arg(long, value_name = "PINS", value_parser = parse_pins)]
+    pub pinnedpubkey: Option<Pins>,
+
+    /// Client certificate (PEM, the chain; may hold the key too) for servers that ask for one.
+    #[arg(short = 'E', long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 
     /// Connect to ADDR whenever a URL names HOST:PORT, with no DNS look-up, as curl does
     /// (repeatable), e.g. 'example.com:443:127.0.0.1'. TLS still checks the name HOST.
@@ -268,6 +282,14 @@ fn parse_backoff(s: &str) -> Result<(Duration, Duration), String> {
     Ok((a, b))
 }
 
+/// `--pinnedpubkey`'s digests (a newtype: clap treats a `Vec` field as a repeated flag).
+#[derive(Debug, Clone)]
+pub struct Pins(Vec<[u8; 32]>);
+
+fn parse_pins(s: &str) -> Result<Pins, String> {
+    parse_pinned_pubkey(s).map(Pins)
+}
+
 fn usage(msg: String) -> clap::Error {
     Cli::command().error(clap::error::ErrorKind::ValueValidation, msg)
 }
@@ -352,6 +374,9 @@ impl FetchArgs {
                 _ => HttpVersion::Auto,
             },
             insecure: self.insecure,
+            pinned_pubkeys: self.pinnedpubkey.clone().map(|p| p.0).unwrap_or_default(),
+            client_cert: self.cert.clone(),
+            client_key: self.key.clone(),
             ca_files: self.cacert.clone(),
             resolve: self.resolve.clone(),
             proxy: self.proxy.clone(),

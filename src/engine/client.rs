@@ -42,6 +42,7 @@ use crate::request::Request;
 
 pub use connector::{Proxy, ProxyProtocol, Resolve};
 pub use files::{body_file, check_out_dir};
+pub use tls::parse_pinned_pubkey;
 
 /// What to keep of a response body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,6 +90,12 @@ pub struct ClientConfig {
     pub http_version: HttpVersion,
     /// Accept any TLS certificate (`--insecure`).
     pub insecure: bool,
+    /// SHA-256 digests of the public keys the server must show (`--pinnedpubkey`); empty: any.
+    pub pinned_pubkeys: Vec<[u8; 32]>,
+    /// A client certificate chain in PEM (`--cert`), for servers that ask for one.
+    pub client_cert: Option<PathBuf>,
+    /// Its private key in PEM (`--key`); without it, the key is read from `client_cert`.
+    pub client_key: Option<PathBuf>,
     /// PEM files of CA certificates trusted besides the webpki roots (`--cacert`).
     pub ca_files: Vec<PathBuf>,
     /// Fixed addresses for host and port pairs (`--resolve`).
@@ -117,6 +124,9 @@ impl Default for ClientConfig {
             raw: false,
             http_version: HttpVersion::Auto,
             insecure: false,
+            pinned_pubkeys: Vec::new(),
+            client_cert: None,
+            client_key: None,
             ca_files: Vec::new(),
             resolve: Vec::new(),
             proxy: None,
@@ -781,6 +791,12 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
                 Some(i) => io = i,
                 None => break,
             }
+        }
+        // HTTP/2 keeps only the text of the I/O error that ended a connection, so a TLS alert
+        // the server sent after the handshake (TLS 1.3 refusing a missing client certificate)
+        // arrives as an io::Error saying what rustls said.
+        if io.to_string().starts_with("received fatal alert: ") {
+            return Some(ErrorKind::Tls);
         }
         return match io.kind() {
             Io::ConnectionRefused
