@@ -55,6 +55,7 @@ pub mod engine;
 pub mod outcome;
 pub mod pipeline;
 pub mod request;
+pub mod secrets;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod sink;

@@ -149,12 +149,13 @@ pub struct Outcome {
 impl Outcome {
     /// The one constructor of an outcome for a request: nothing recorded yet (no attempt, no
     /// response, no error), started now. The engine fills in what its attempts found.
+    /// A password in the URL is masked (`user:***@`); the key was derived from the real URL.
     pub fn for_request(req: &Request) -> Outcome {
-        Outcome::blank(
-            req.key.clone(),
-            req.url.as_str().to_owned(),
-            req.method.as_str().to_owned(),
-        )
+        let url = match req.url.password() {
+            None => req.url.as_str().to_owned(),
+            Some(_) => crate::secrets::mask_url(req.url.as_str()).into_owned(),
+        };
+        Outcome::blank(req.key.clone(), url, req.method.as_str().to_owned())
     }
 
     /// An outcome with no response and no attempt yet, for `error` with `detail` (input that never

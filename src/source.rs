@@ -358,6 +358,9 @@ fn memchr_newline(b: &[u8]) -> Option<usize> {
 }
 
 fn invalid(origin: &Origin, text: &str, reason: &str) -> Outcome {
+    // Stored as written, less what may be a credential (header values, URL passwords).
+    let text = crate::secrets::mask_spec_line(text);
+    let reason = crate::secrets::mask_url_in_text(reason);
     let mut shown: String = text.chars().take(2000).collect();
     if shown.len() < text.len() {
         shown.push('…');

@@ -147,6 +147,11 @@ pub struct FetchArgs {
     #[arg(short = 'k', long)]
     pub insecure: bool,
 
+    /// A header whose value is a credential, kept out of runs.command like Authorization, Cookie
+    /// and Proxy-Authorization (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub secret_header: Vec<String>,
+
     /// PEM file of CA certificates trusted besides the built-in roots (repeatable). A self-signed
     /// server certificate given here is trusted as it is (its name and dates are still checked).
     #[arg(long, value_name = "FILE")]
@@ -291,6 +296,7 @@ fn parse_pins(s: &str) -> Result<Pins, String> {
 }
 
 fn usage(msg: String) -> clap::Error {
+    let msg = fanout::secrets::mask_url_in_text(&msg).into_owned();
     Cli::command().error(clap::error::ErrorKind::ValueValidation, msg)
 }
 
@@ -421,10 +427,12 @@ impl FetchArgs {
                 retry_errors: self.retry_errors,
                 retry_status: self.retry_status,
             },
-            command: std::env::args()
-                .map(|a| shell_quote(&a))
-                .collect::<Vec<_>>()
-                .join(" "),
+            // Passwords in URLs and the values of credential headers never reach `runs.command`.
+            command: fanout::secrets::mask_command(
+                std::env::args(),
+                &self.secret_header,
+                shell_quote,
+            ),
             open_file_limit: None,
         };
         // The library checks the whole configuration; its error names the field, which is the

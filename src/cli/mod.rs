@@ -33,7 +33,20 @@ pub mod exit {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap quotes the offending value: a URL in it keeps no password.
+        Err(e) => {
+            let text = e.render().to_string();
+            let text = fanout::secrets::mask_url_in_text(&text);
+            if e.use_stderr() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::USAGE));
+        }
+    };
     // Before the runtime's threads exist (see fds.rs): a descriptor per connection in use and
     // idle, plus stores and standard streams.
     let wanted = match &cli.command {

@@ -239,13 +239,22 @@ impl Attempt {
         let mut o = Outcome::for_request(req);
         o.status = self.status;
         o.error = self.error;
-        o.error_detail = self.error_detail;
+        // A URL in a message (a redirect's target) keeps no password.
+        o.error_detail = self
+            .error_detail
+            .map(|d| match crate::secrets::mask_url_in_text(&d) {
+                std::borrow::Cow::Borrowed(_) => d,
+                std::borrow::Cow::Owned(m) => m,
+            });
         o.attempts = attempts;
         o.started_at = started_at;
         o.ttfb = self.ttfb;
         o.total = total;
         o.bytes = self.bytes;
-        o.final_url = self.final_url;
+        o.final_url = self.final_url.map(|u| match crate::secrets::mask_url(&u) {
+            std::borrow::Cow::Borrowed(_) => u,
+            std::borrow::Cow::Owned(m) => m,
+        });
         o.body_sha256 = self.body_sha256;
         o.body = self.body;
         o.body_path = self.body_path;

@@ -9,4 +9,5 @@ mod library;
 mod pipeline;
 mod polite;
 mod resume;
+mod secrets;
 mod tls;
