@@ -11,7 +11,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 use fanout::RunConfig;
-use fanout::engine::client::{HttpVersion, Proxy, Resolve, check_out_dir, parse_pinned_pubkey};
+use fanout::engine::client::{
+    HttpVersion, NoProxy, Proxy, ProxyRules, Resolve, check_out_dir, parse_pinned_pubkey,
+};
 use fanout::engine::hosts::{HostLimits, Rate};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::retry::{RetryOn, RetryPolicy};
@@ -180,6 +182,11 @@ pub struct FetchArgs {
     /// (names resolved by the proxy).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<Proxy>,
+
+    /// Hosts reached without a proxy: comma-separated names (subdomains included), addresses,
+    /// CIDR ranges, or '*'; replaces NO_PROXY from the environment.
+    #[arg(long, value_name = "LIST")]
+    pub noproxy: Option<String>,
 
     /// Requests in flight to one host (host:port) at most, on top of -c.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -385,13 +392,21 @@ impl FetchArgs {
             client_key: self.key.clone(),
             ca_files: self.cacert.clone(),
             resolve: self.resolve.clone(),
-            proxy: self.proxy.clone(),
+            proxy: match &self.proxy {
+                Some(p) => ProxyRules::all(p.clone()),
+                // As curl: without --proxy, http_proxy, HTTPS_PROXY, ALL_PROXY and NO_PROXY.
+                None => ProxyRules::from_env(|k| std::env::var(k).ok())
+                    .map_err(|e| usage(format!("proxy environment: {e} (--proxy overrides it)")))?,
+            },
             ..ClientConfig::default()
         };
         if let Some(ua) = self.user_agent {
             client.user_agent = ua;
         }
         client.out_dir = self.out_dir;
+        if let Some(list) = &self.noproxy {
+            client.proxy.no_proxy = NoProxy::parse(list);
+        }
         let config = RunConfig {
             source: SourceConfig {
                 inputs: self.inputs.iter().map(|i| Input::from_arg(i)).collect(),

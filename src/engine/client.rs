@@ -40,7 +40,7 @@ use self::pool::{Conn, Pool};
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
 
-pub use connector::{Proxy, ProxyProtocol, Resolve};
+pub use connector::{NoProxy, Proxy, ProxyProtocol, ProxyRules, Resolve};
 pub use files::{body_file, check_out_dir};
 pub use tls::parse_pinned_pubkey;
 
@@ -100,8 +100,8 @@ pub struct ClientConfig {
     pub ca_files: Vec<PathBuf>,
     /// Fixed addresses for host and port pairs (`--resolve`).
     pub resolve: Vec<Resolve>,
-    /// A proxy every connection goes through (`--proxy`).
-    pub proxy: Option<Proxy>,
+    /// The proxies connections go through (`--proxy`, or the environment), and those that go direct.
+    pub proxy: ProxyRules,
     /// Idle connections kept for reuse, across all hosts; when full, the oldest is closed. 0 (the
     /// default): the engine derives it from the concurrency and the open-file limit
     /// ([`EngineConfig::sizes`](crate::engine::EngineConfig::sizes)); never below the concurrency.
@@ -129,7 +129,7 @@ impl Default for ClientConfig {
             client_key: None,
             ca_files: Vec::new(),
             resolve: Vec::new(),
-            proxy: None,
+            proxy: ProxyRules::default(),
             max_idle: 0,
             out_dir: None,
         }
@@ -312,7 +312,7 @@ impl Client {
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let connector = connector::Connector::new(http, &config.resolve, config.proxy.as_ref());
+        let connector = connector::Connector::new(http, &config.resolve, &config.proxy);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = tls::client_config(&config, provider)?;
         let builder = hyper_rustls::HttpsConnectorBuilder::new()

@@ -625,3 +625,97 @@ fn a_server_that_is_not_http_is_a_protocol_error() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0]["error"], "protocol", "{}", out[0]);
 }
+
+/// `fanout fetch --jsonl -` of one URL with exactly the proxy variables in `env` set.
+fn fetch_with_env(dir: &Dir, env: &[(&str, &str)], args: &[&str], url: &str) -> Value {
+    let mut cmd = dir.cmd();
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .args(["fetch", "--jsonl", "-", "-q", "--retries", "0"])
+        .args(args)
+        .write_stdin(format!("{url}\n"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap()
+}
+
+#[test]
+fn proxies_come_from_the_environment_as_curl_reads_it() {
+    let srv = TestServer::start(Duration::ZERO);
+    let (pem, tls) = self_signed(&["example.test"]);
+    let tls_srv = TestServer::start_tls(tls);
+    let proxy = TestProxy::start(ProxyKind::Connect);
+    let dir = Dir::new();
+    let ca = dir.write("ca.pem", &pem);
+    let via = format!("http://{}", proxy.addr);
+    let (port, tls_port) = (srv.server.addr().port(), tls_srv.server.addr().port());
+    let plain = format!("http://example.test:{port}/item/1");
+    let secure = format!("https://example.test:{tls_port}/item/2");
+    let resolve = [
+        "--resolve".to_string(),
+        format!("example.test:{port}:127.0.0.1"),
+        "--resolve".to_string(),
+        format!("example.test:{tls_port}:127.0.0.1"),
+        "--cacert".to_string(),
+        ca.to_str().unwrap().to_string(),
+    ];
+    let args: Vec<&str> = resolve.iter().map(String::as_str).collect();
+
+    // HTTPS_PROXY carries https:// only; http:// goes direct (upper-case HTTP_PROXY is not read).
+    let env = [
+        ("HTTPS_PROXY", via.as_str()),
+        ("HTTP_PROXY", "http://127.0.0.1:1"),
+    ];
+    assert_eq!(fetch_with_env(&dir, &env, &args, &plain)["status"], 200);
+    assert_eq!(proxy.seen().len(), 0, "http:// went direct");
+    assert_eq!(fetch_with_env(&dir, &env, &args, &secure)["status"], 200);
+    assert_eq!(proxy.seen().len(), 1, "https:// went through the proxy");
+    assert!(proxy.seen()[0].starts_with(&format!("CONNECT example.test:{tls_port} ")));
+
+    // ALL_PROXY covers both; NO_PROXY sends a domain direct; --noproxy replaces NO_PROXY.
+    let env = [("ALL_PROXY", via.as_str()), ("NO_PROXY", ".test")];
+    assert_eq!(fetch_with_env(&dir, &env, &args, &plain)["status"], 200);
+    assert_eq!(proxy.seen().len(), 1, "NO_PROXY: direct");
+    let mut with_noproxy = args.clone();
+    with_noproxy.extend(["--noproxy", "other.test"]);
+    assert_eq!(
+        fetch_with_env(&dir, &env, &with_noproxy, &plain)["status"],
+        200
+    );
+    assert_eq!(
+        proxy.seen().len(),
+        2,
+        "--noproxy replaced NO_PROXY: through the proxy"
+    );
+
+    // --proxy wins over the environment; a bad variable is a usage error that names it.
+    let env = [("ALL_PROXY", "http://127.0.0.1:1")];
+    let mut explicit = args.clone();
+    explicit.extend(["--proxy", via.as_str()]);
+    assert_eq!(fetch_with_env(&dir, &env, &explicit, &plain)["status"], 200);
+    assert_eq!(proxy.seen().len(), 3);
+    dir.cmd()
+        .env("HTTPS_PROXY", "ftp://127.0.0.1:21")
+        .args(["fetch", "-"])
+        .write_stdin("")
+        .assert()
+        .code(2)
+        .stderr(contains("HTTPS_PROXY"));
+}

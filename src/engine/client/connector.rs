@@ -1,5 +1,6 @@
 //! Opening TCP connections for the client: `--resolve` overrides (host and port to a fixed address,
-//! falling back to the system resolver), and `--proxy` tunnels (HTTP CONNECT, SOCKS5). TLS is
+//! falling back to the system resolver), and proxy tunnels (HTTP CONNECT, SOCKS5) chosen per URL
+//! scheme by [`ProxyRules`] (`--proxy`, or the environment as curl reads it, less `NO_PROXY`). TLS is
 //! layered on top by hyper-rustls, so certificates are checked against the URL's host, never the
 //! overriding address. Owns no pool; `pool` keeps the connections it opens.
 
@@ -219,39 +220,179 @@ impl Service<Uri> for Direct {
     }
 }
 
-/// The connector under TLS: direct, or through a proxy.
+/// Which proxy a connection goes through: one for http:// URLs, one for https:// URLs, and the
+/// hosts that go direct. `--proxy` sets both; without it the CLI reads the environment as curl
+/// does ([`ProxyRules::from_env`]); `--noproxy` replaces the direct list.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyRules {
+    /// For http:// URLs.
+    pub http: Option<Proxy>,
+    /// For https:// URLs.
+    pub https: Option<Proxy>,
+    /// Hosts reached directly whatever the proxies.
+    pub no_proxy: NoProxy,
+}
+
+impl ProxyRules {
+    /// Every connection through `proxy` (`--proxy`).
+    pub fn all(proxy: Proxy) -> ProxyRules {
+        ProxyRules {
+            http: Some(proxy.clone()),
+            https: Some(proxy),
+            no_proxy: NoProxy::default(),
+        }
+    }
+
+    /// The rules curl reads from the environment (`get` looks a variable up): `http_proxy` (lower
+    /// case only, as curl: a CGI server sets `HTTP_PROXY` from a request header), `HTTPS_PROXY` or
+    /// `https_proxy`, `ALL_PROXY` or `all_proxy` for a scheme without its own, `NO_PROXY` or
+    /// `no_proxy`. A proxy without a scheme is `http://`. Errors name the variable.
+    ///
+    /// ```
+    /// use fanout::engine::client::ProxyRules;
+    /// let env = |k: &str| match k {
+    ///     "https_proxy" => Some("127.0.0.1:3128".to_string()),
+    ///     "NO_PROXY" => Some("internal.test,.corp.test".to_string()),
+    ///     _ => None,
+    /// };
+    /// let r = ProxyRules::from_env(env).unwrap();
+    /// assert!(r.http.is_none() && r.https.is_some());
+    /// assert!(r.no_proxy.matches("a.corp.test") && !r.no_proxy.matches("example.com"));
+    /// ```
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<ProxyRules, String> {
+        let var = |names: &[&'static str]| -> Option<(&'static str, String)> {
+            names.iter().find_map(|n| {
+                get(n)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (*n, v.trim().to_string()))
+            })
+        };
+        let parse = |found: Option<(&'static str, String)>| -> Result<Option<Proxy>, String> {
+            match found {
+                None => Ok(None),
+                Some((name, v)) => {
+                    let v = if v.contains("://") {
+                        v
+                    } else {
+                        format!("http://{v}")
+                    };
+                    v.parse::<Proxy>()
+                        .map(Some)
+                        .map_err(|e| format!("{name}: {e}"))
+                }
+            }
+        };
+        let all = parse(var(&["ALL_PROXY", "all_proxy"]))?;
+        let http = parse(var(&["http_proxy"]))?.or_else(|| all.clone());
+        let https = parse(var(&["HTTPS_PROXY", "https_proxy"]))?.or(all);
+        let no_proxy = var(&["NO_PROXY", "no_proxy"])
+            .map(|(_, v)| NoProxy::parse(&v))
+            .unwrap_or_default();
+        Ok(ProxyRules {
+            http,
+            https,
+            no_proxy,
+        })
+    }
+
+    /// Whether any connection may go through a proxy.
+    pub fn any(&self) -> bool {
+        self.http.is_some() || self.https.is_some()
+    }
+}
+
+/// Hosts that are reached directly: `NO_PROXY` / `--noproxy`, a comma-separated list of host names
+/// (a name also covers its subdomains; a leading dot is the same), IP addresses, CIDR ranges
+/// (`10.0.0.0/8`), or `*` for every host. Ports are ignored, as curl ignores them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoProxy {
+    all: bool,
+    names: Vec<String>,
+    nets: Vec<(IpAddr, u8)>,
+}
+
+impl NoProxy {
+    /// Parses the list (never fails: entries that are neither names nor addresses are names).
+    pub fn parse(list: &str) -> NoProxy {
+        let mut np = NoProxy::default();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if entry == "*" {
+                np.all = true;
+                continue;
+            }
+            let (addr, bits) = match entry.split_once('/') {
+                Some((a, b)) => (a, b.parse::<u8>().ok()),
+                None => (entry, None),
+            };
+            let bare = addr.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = bare.parse::<IpAddr>() {
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                np.nets.push((ip, bits.unwrap_or(max).min(max)));
+                continue;
+            }
+            // host:port → host (a port is not compared).
+            let name = match entry.rsplit_once(':') {
+                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+                _ => entry,
+            };
+            np.names
+                .push(name.trim_start_matches('.').to_ascii_lowercase());
+        }
+        np
+    }
+
+    /// Whether `host` (a name or an address, brackets allowed) is reached directly.
+    pub fn matches(&self, host: &str) -> bool {
+        if self.all {
+            return true;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return self.nets.iter().any(|&(net, bits)| in_net(ip, net, bits));
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.names.iter().any(|n| {
+            host == *n
+                || (host.len() > n.len()
+                    && host.ends_with(n.as_str())
+                    && host.as_bytes()[host.len() - n.len() - 1] == b'.')
+        })
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(b) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(b) & mask
+        }
+        _ => false,
+    }
+}
+
+/// A tunnel through one proxy.
 #[derive(Clone)]
-pub(super) enum Connector {
-    Direct(Direct),
+enum Via {
     Tunnel(Tunnel<Direct>),
     Socks {
         socks: SocksV5<Direct>,
-        direct: Direct,
         remote_dns: bool,
     },
 }
 
-impl Connector {
-    /// Builds the connector over `http` (TCP settings) with `--resolve` entries and a proxy.
-    pub(super) fn new(http: HttpConnector, resolve: &[Resolve], proxy: Option<&Proxy>) -> Self {
-        let overrides = resolve
-            .iter()
-            .map(|r| ((r.host.to_ascii_lowercase(), r.port), r.addr))
-            .collect();
-        let direct = Direct {
-            http,
-            overrides: Arc::new(overrides),
-        };
-        let Some(proxy) = proxy else {
-            return Connector::Direct(direct);
-        };
+impl Via {
+    fn new(proxy: &Proxy, direct: &Direct) -> Via {
         match proxy.protocol {
             ProxyProtocol::Connect => {
-                let mut tunnel = Tunnel::new(proxy.addr.clone(), direct);
+                let mut tunnel = Tunnel::new(proxy.addr.clone(), direct.clone());
                 if let Some((user, pass)) = &proxy.credentials {
                     tunnel = tunnel.with_auth(basic_auth(user, pass));
                 }
-                Connector::Tunnel(tunnel)
+                Via::Tunnel(tunnel)
             }
             ProxyProtocol::Socks5 { remote_dns } => {
                 // Names are resolved by the proxy or, for socks5://, asynchronously here (never by
@@ -260,12 +401,37 @@ impl Connector {
                 if let Some((user, pass)) = &proxy.credentials {
                     socks = socks.with_auth(user.clone(), pass.clone());
                 }
-                Connector::Socks {
-                    socks,
-                    direct,
-                    remote_dns,
-                }
+                Via::Socks { socks, remote_dns }
             }
+        }
+    }
+}
+
+/// The connector under TLS: direct, or through the proxy the rules give for the URL.
+#[derive(Clone)]
+pub(super) struct Connector {
+    direct: Direct,
+    http: Option<Via>,
+    https: Option<Via>,
+    no_proxy: Arc<NoProxy>,
+}
+
+impl Connector {
+    /// Builds the connector over `http` (TCP settings) with `--resolve` entries and proxy rules.
+    pub(super) fn new(http: HttpConnector, resolve: &[Resolve], proxies: &ProxyRules) -> Self {
+        let overrides = resolve
+            .iter()
+            .map(|r| ((r.host.to_ascii_lowercase(), r.port), r.addr))
+            .collect();
+        let direct = Direct {
+            http,
+            overrides: Arc::new(overrides),
+        };
+        Connector {
+            http: proxies.http.as_ref().map(|p| Via::new(p, &direct)),
+            https: proxies.https.as_ref().map(|p| Via::new(p, &direct)),
+            no_proxy: Arc::new(proxies.no_proxy.clone()),
+            direct,
         }
     }
 }
@@ -280,21 +446,22 @@ impl Service<Uri> for Connector {
     }
 
     fn call(&mut self, dst: Uri) -> Connecting {
-        match self {
-            Connector::Direct(d) => d.call(dst),
-            Connector::Tunnel(t) => {
+        let via = match dst.scheme_str() {
+            Some("https") => self.https.as_ref(),
+            _ => self.http.as_ref(),
+        };
+        let via = via.filter(|_| !self.no_proxy.matches(dst.host().unwrap_or_default()));
+        match via {
+            None => self.direct.call(dst),
+            Some(Via::Tunnel(t)) => {
                 // hyper-util's tunnel assumes port 443 when the URI has none; say it.
                 let dst = with_authority(&dst, &authority_with_port(&dst));
                 let mut t = t.clone();
                 Box::pin(async move { Ok(t.call(dst?).await?) })
             }
-            Connector::Socks {
-                socks,
-                direct,
-                remote_dns,
-            } => {
+            Some(Via::Socks { socks, remote_dns }) => {
                 let mut socks = socks.clone();
-                let direct = direct.clone();
+                let direct = self.direct.clone();
                 let remote_dns = *remote_dns;
                 Box::pin(async move {
                     let port = port_of(&dst);
@@ -353,4 +520,57 @@ fn basic_auth(user: &str, pass: &str) -> http::HeaderValue {
         .expect("base64 is a valid header value");
     v.set_sensitive(true);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NoProxy, ProxyRules};
+
+    #[test]
+    fn no_proxy_matches_names_subdomains_addresses_and_ranges() {
+        let np = NoProxy::parse("example.com, .corp.test,10.0.0.0/8, ::1, api.test:8443");
+        for host in [
+            "example.com",
+            "a.example.com",
+            "x.corp.test",
+            "corp.test",
+            "10.2.3.4",
+            "[::1]",
+            "api.test",
+        ] {
+            assert!(np.matches(host), "{host}");
+        }
+        for host in ["badexample.com", "example.org", "11.0.0.1", "::2", "test"] {
+            assert!(!np.matches(host), "{host}");
+        }
+        assert!(NoProxy::parse("*").matches("anything"));
+        assert!(!NoProxy::parse("").matches("anything"));
+    }
+
+    #[test]
+    fn the_environment_is_read_as_curl_reads_it() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        // Upper-case HTTP_PROXY is not read (a CGI server sets it from a request header).
+        let r = ProxyRules::from_env(env(&[("HTTP_PROXY", "http://evil:1")])).unwrap();
+        assert!(!r.any());
+        let r = ProxyRules::from_env(env(&[
+            ("all_proxy", "socks5h://127.0.0.1:1080"),
+            ("https_proxy", "http://127.0.0.1:3128"),
+        ]))
+        .unwrap();
+        assert_eq!(r.http.unwrap().addr().to_string(), "http://127.0.0.1:1080/");
+        assert_eq!(
+            r.https.unwrap().addr().to_string(),
+            "http://127.0.0.1:3128/"
+        );
+        let err = ProxyRules::from_env(env(&[("HTTPS_PROXY", "ftp://x:1")])).unwrap_err();
+        assert!(err.starts_with("HTTPS_PROXY: "), "{err}");
+    }
 }
