@@ -405,7 +405,8 @@ impl FetchArgs {
         }
         client.out_dir = self.out_dir;
         if let Some(list) = &self.noproxy {
-            client.proxy.no_proxy = NoProxy::parse(list);
+            let loopback = client.proxy.no_proxy.loopback_direct();
+            client.proxy.no_proxy = NoProxy::parse(list).with_loopback_direct(loopback);
         }
         let config = RunConfig {
             source: SourceConfig {

@@ -285,9 +285,11 @@ impl ProxyRules {
         let all = parse(var(&["ALL_PROXY", "all_proxy"]))?;
         let http = parse(var(&["http_proxy"]))?.or_else(|| all.clone());
         let https = parse(var(&["HTTPS_PROXY", "https_proxy"]))?.or(all);
-        let no_proxy = var(&["NO_PROXY", "no_proxy"])
+        let mut no_proxy = var(&["NO_PROXY", "no_proxy"])
             .map(|(_, v)| NoProxy::parse(&v))
             .unwrap_or_default();
+        // A proxy from the environment cannot reach this machine's loopback: keep it direct.
+        no_proxy.loopback = true;
         Ok(ProxyRules {
             http,
             https,
@@ -307,6 +309,8 @@ impl ProxyRules {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NoProxy {
     all: bool,
+    /// `localhost` and loopback addresses are direct (set for rules read from the environment).
+    loopback: bool,
     names: Vec<String>,
     nets: Vec<(IpAddr, u8)>,
 }
@@ -341,6 +345,18 @@ impl NoProxy {
         np
     }
 
+    /// Whether `localhost` and loopback addresses are direct whatever the list (rules read from
+    /// the environment: a proxy elsewhere cannot reach this machine's loopback).
+    pub fn loopback_direct(&self) -> bool {
+        self.loopback
+    }
+
+    /// The same list, with loopback direct or not.
+    pub fn with_loopback_direct(mut self, on: bool) -> NoProxy {
+        self.loopback = on;
+        self
+    }
+
     /// Whether `host` (a name or an address, brackets allowed) is reached directly.
     pub fn matches(&self, host: &str) -> bool {
         if self.all {
@@ -348,9 +364,13 @@ impl NoProxy {
         }
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return self.nets.iter().any(|&(net, bits)| in_net(ip, net, bits));
+            return (self.loopback && ip.is_loopback())
+                || self.nets.iter().any(|&(net, bits)| in_net(ip, net, bits));
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if self.loopback && (host == "localhost" || host.ends_with(".localhost")) {
+            return true;
+        }
         self.names.iter().any(|n| {
             host == *n
                 || (host.len() > n.len()
@@ -569,6 +589,12 @@ mod tests {
         assert_eq!(
             r.https.unwrap().addr().to_string(),
             "http://127.0.0.1:3128/"
+        );
+        let r = ProxyRules::from_env(env(&[("all_proxy", "http://127.0.0.1:3128")])).unwrap();
+        assert!(r.no_proxy.matches("127.0.0.1") && r.no_proxy.matches("localhost"));
+        assert!(
+            !NoProxy::parse("a.test").matches("127.0.0.1"),
+            "--noproxy lists only itself"
         );
         let err = ProxyRules::from_env(env(&[("HTTPS_PROXY", "ftp://x:1")])).unwrap_err();
         assert!(err.starts_with("HTTPS_PROXY: "), "{err}");
