@@ -331,6 +331,9 @@ fn sqlite_rows(
             return;
         }
     };
+    // A scan reads each page once: a small page cache (SQLite's default is 2 MiB) keeps the
+    // source's memory flat and small.
+    let _ = conn.pragma_update(None, "cache_size", -256);
     let mut stmt = match conn.prepare(query) {
         Ok(s) => s,
         Err(e) => {

@@ -9,3 +9,4 @@ mod library;
 mod pipeline;
 mod polite;
 mod resume;
+mod sql;
