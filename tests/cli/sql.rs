@@ -309,3 +309,51 @@ fn memory_stays_flat_over_many_rows() {
         "peak RSS grew from {small} KiB to {large} KiB"
     );
 }
+
+#[test]
+fn a_query_is_a_source_of_items_for_the_library() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let conn = targets(&dir);
+    for n in 1..=30 {
+        insert(
+            &conn,
+            n,
+            Value::from(n),
+            Some(&srv.url(&format!("/item/{n}"))),
+        );
+    }
+    conn.execute("UPDATE targets SET url = NULL WHERE n = 30", [])
+        .unwrap();
+    drop(conn);
+    let db = dir.path("out.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let summary = rt.block_on(async {
+        use fanout::source::{RequestDefaults, Source, sql};
+        let source_db = sql::SourceDb::Sqlite(dir.path("targets.db"));
+        let rows = sql::open(QUERY, &source_db, &RequestDefaults::default())
+            .await
+            .unwrap();
+        let config = fanout::RunConfig::builder()
+            .store(fanout::sink::StoreConfig::Sqlite(db.clone()))
+            .build()
+            .unwrap();
+        let source = Source::from_items(rows);
+        fanout::pipeline::run_source(
+            source,
+            config,
+            fanout::stats::Stats::new(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
+    });
+    assert_eq!((summary.total, summary.responses()), (30, 29));
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM outcomes WHERE key = 'invalid:query:30'"
+        ),
+        1
+    );
+}
