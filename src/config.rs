@@ -244,8 +244,8 @@ impl RunConfig {
                             "PostgreSQL sources are not built yet (give an SQLite file)",
                         ));
                     }
-                    // The query's read would hold the file while the store writes it (SQLite:
-                    // locked, or a WAL that cannot be checkpointed until the query ends).
+                    // Outside WAL mode, the query's read lock keeps the store from writing the
+                    // file (or from switching it to WAL): the run would stop "database is locked".
                     SourceDb::Sqlite(src) => {
                         let same =
                             |store: &PathBuf| match (src.canonicalize(), store.canonicalize()) {
@@ -256,11 +256,14 @@ impl RunConfig {
                             .stores
                             .iter()
                             .any(|s| matches!(s, StoreConfig::Sqlite(p) if same(p)))
+                            && !crate::source::sql::is_wal(src)
                         {
                             return Err(ConfigError::new(
                                 "source-db",
                                 format!(
-                                    "'{}' is also the --db store: keep the targets in a file of their own",
+                                    "'{0}' is also the --db store and is not in WAL mode: run \
+                                     `sqlite3 {0} 'PRAGMA journal_mode=WAL'` once, or keep the \
+                                     targets in a file of their own",
                                     src.display()
                                 ),
                             ));

@@ -310,6 +310,14 @@ pub async fn open(
     }
 }
 
+/// True when the SQLite file at `path` is in WAL mode, where a long read and the store's writes
+/// to the same file do not block each other.
+pub(crate) fn is_wal(path: &std::path::Path) -> bool {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.pragma_query_value(None, "journal_mode", |r| r.get::<_, String>(0)))
+        .is_ok_and(|m| m.eq_ignore_ascii_case("wal"))
+}
+
 type Ready = oneshot::Sender<Result<InterruptHandle, String>>;
 
 /// The SQLite side: steps the statement, sending each row's item; ends when the rows do or the

@@ -141,7 +141,9 @@ fn unknown_or_missing_columns_exit_2_naming_them_and_fetch_nothing() {
         .stderr(contains("--from-sql: cannot be combined with INPUT files"));
     fetch_sql(&dir, QUERY, &["--db", "targets.db"])
         .code(2)
-        .stderr(contains("--source-db: 'targets.db' is also the --db store"));
+        .stderr(contains(
+            "--source-db: 'targets.db' is also the --db store and is not in WAL mode",
+        ));
     dir.cmd()
         .args(["fetch", "--from-sql", QUERY, "--source-db"])
         .arg("postgres://me:hunter2@127.0.0.1:1/db")
@@ -355,5 +357,35 @@ fn a_query_is_a_source_of_items_for_the_library() {
             "SELECT count(*) FROM outcomes WHERE key = 'invalid:query:30'"
         ),
         1
+    );
+}
+
+#[test]
+fn the_source_may_be_the_store_itself_in_wal_mode() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let conn = targets(&dir);
+    for n in 1..=200 {
+        insert(
+            &conn,
+            n,
+            Value::from(n),
+            Some(&srv.url(&format!("/item/{n}"))),
+        );
+    }
+    // Not in WAL mode: refused before anything starts, saying how.
+    fetch_sql(&dir, QUERY, &["--db", "targets.db"])
+        .code(2)
+        .stderr(contains("PRAGMA journal_mode=WAL"));
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    drop(conn);
+    for _ in 0..2 {
+        fetch_sql(&dir, QUERY, &["--db", "targets.db", "-q"]).success();
+    }
+    let db = dir.path("targets.db");
+    assert_eq!(srv.stats().requests(), 200, "the rerun fetched nothing");
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM outcomes WHERE status = 200"),
+        200
     );
 }
