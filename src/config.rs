@@ -16,6 +16,7 @@ use crate::engine::hosts::{HostLimits, Rate};
 use crate::engine::resume::ResumePolicy;
 use crate::engine::retry::{RetryOn, RetryPolicy};
 use crate::sink::StoreConfig;
+use crate::source::sql::SourceDb;
 use crate::source::{Input, SourceConfig};
 
 /// Everything a run needs.
@@ -189,6 +190,7 @@ impl RunConfig {
                 format!("'{t}' has no '{{}}' where each input value should go"),
             ));
         }
+        self.validate_sql()?;
         if self
             .source
             .inputs
@@ -210,6 +212,77 @@ impl RunConfig {
             > 1
         {
             return Err(ConfigError::new("jsonl", "stdout can be given only once"));
+        }
+        Ok(())
+    }
+
+    /// A query source needs its database, and is the only input.
+    fn validate_sql(&self) -> Result<(), ConfigError> {
+        let s = &self.source;
+        match (&s.from_sql, &s.source_db) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "from-sql",
+                    "required by --source-db: the query whose rows are the requests",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "source-db",
+                    "required by --from-sql: the database the query runs on",
+                ));
+            }
+            (Some(q), Some(db)) => {
+                if q.trim().is_empty() {
+                    return Err(ConfigError::new("from-sql", "the query is empty"));
+                }
+                match db {
+                    SourceDb::Postgres(_) => {
+                        return Err(ConfigError::new(
+                            "source-db",
+                            "PostgreSQL sources are not built yet (give an SQLite file)",
+                        ));
+                    }
+                    // Outside WAL mode, the query's read lock keeps the store from writing the
+                    // file (or from switching it to WAL): the run would stop "database is locked".
+                    SourceDb::Sqlite(src) => {
+                        let same =
+                            |store: &PathBuf| match (src.canonicalize(), store.canonicalize()) {
+                                (Ok(a), Ok(b)) => a == b,
+                                _ => src == store,
+                            };
+                        if self
+                            .stores
+                            .iter()
+                            .any(|s| matches!(s, StoreConfig::Sqlite(p) if same(p)))
+                            && !crate::source::sql::is_wal(src)
+                        {
+                            return Err(ConfigError::new(
+                                "source-db",
+                                format!(
+                                    "'{0}' is also the --db store and is not in WAL mode: run \
+                                     `sqlite3 {0} 'PRAGMA journal_mode=WAL'` once, or keep the \
+                                     targets in a file of their own",
+                                    src.display()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if !s.inputs.is_empty() {
+            return Err(ConfigError::new(
+                "from-sql",
+                "cannot be combined with INPUT files: requests come from the query or from inputs",
+            ));
+        }
+        if s.template.is_some() {
+            return Err(ConfigError::new(
+                "template",
+                "applies to input lines, not to --from-sql rows",
+            ));
         }
         Ok(())
     }
@@ -254,6 +327,13 @@ impl RunConfigBuilder {
     /// Each input line is a value put into `template` where its `{}` is.
     pub fn template(mut self, template: impl Into<String>) -> Self {
         self.config.source.template = Some(template.into());
+        self
+    }
+
+    /// Reads requests from the rows of `query` on `db` instead of from inputs.
+    pub fn from_sql(mut self, query: impl Into<String>, db: SourceDb) -> Self {
+        self.config.source.from_sql = Some(query.into());
+        self.config.source.source_db = Some(db);
         self
     }
 
@@ -449,6 +529,30 @@ mod tests {
         );
         assert_eq!(field(b().template("http://h/x").build()), "template");
         assert_eq!(field(b().input("-").input("-").build()), "inputs");
+        let db = || SourceDb::parse("t.db");
+        let sql = "SELECT url FROM t";
+        assert_eq!(
+            field(b().from_sql(sql, db()).input("x").build()),
+            "from-sql"
+        );
+        assert_eq!(field(b().from_sql(" ", db()).build()), "from-sql");
+        assert_eq!(
+            field(b().from_sql(sql, db()).template("h/{}").build()),
+            "template"
+        );
+        let pg = SourceDb::parse("postgres://u@127.0.0.1/db");
+        assert_eq!(field(b().from_sql(sql, pg).build()), "source-db");
+        let store = StoreConfig::Sqlite("t.db".into());
+        assert_eq!(
+            field(b().from_sql(sql, db()).store(store).build()),
+            "source-db"
+        );
+        let mut c = RunConfig::default();
+        c.source.from_sql = Some(sql.into());
+        assert_eq!(c.validate().unwrap_err().field(), "source-db");
+        c.source.from_sql = None;
+        c.source.source_db = Some(db());
+        assert_eq!(c.validate().unwrap_err().field(), "from-sql");
         assert_eq!(field(b().header("bad name", "v").build()), "header");
         assert_eq!(field(b().header("X-A", "line\nbreak").build()), "header");
         let missing = PathBuf::from("/nonexistent/ca.pem");

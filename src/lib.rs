@@ -26,8 +26,9 @@
 //! - [`request`]: the [`Request`] type and how its resume key is derived.
 //! - [`outcome`]: the [`Outcome`] record, its one constructor, and the public, stable
 //!   [`ErrorKind`] stored with it.
-//! - [`source`]: lazy readers that turn input lines (URLs, JSON specs, template values), or any
-//!   stream of requests, into the items of a run.
+//! - [`source`]: lazy readers that turn input lines (URLs, JSON specs, template values), the
+//!   rows of a SQL query ([`source::sql`]), or any stream of requests or items, into the items
+//!   of a run.
 //! - [`pipeline`]: the one place that wires source → resume filter → engine → recorder → sinks,
 //!   decides why a run stops, and assembles the [`Summary`]; [`fetch`] for embedding programs.
 //! - [`engine`]: the core: admission under the limits, attempts, retries, stopping; inside it the

@@ -19,6 +19,7 @@ use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::retry::{RetryOn, RetryPolicy};
 use fanout::engine::{BodyMode, ClientConfig};
 use fanout::sink::StoreConfig;
+use fanout::source::sql::SourceDb;
 use fanout::source::{Input, RequestDefaults, SourceConfig};
 use fanout::units::{parse_duration, parse_size};
 
@@ -110,6 +111,15 @@ pub struct FetchArgs {
     /// Also (or, without --db, only) write outcomes as JSON lines to PATH ('-' for stdout; appends).
     #[arg(long, value_name = "PATH")]
     pub jsonl: Option<String>,
+
+    /// Requests from the rows of this query instead of INPUT files: columns url (required), id,
+    /// method, headers (a JSON object of strings), body (text or blob); rows stream as fetched.
+    #[arg(long, value_name = "QUERY")]
+    pub from_sql: Option<String>,
+
+    /// The database --from-sql runs on: an SQLite file (opened read-only).
+    #[arg(long, value_name = "FILE")]
+    pub source_db: Option<String>,
 
     /// URL template: each input line's value (URL-encoded) replaces '{}'.
     #[arg(long, value_name = "URL")]
@@ -417,6 +427,8 @@ impl FetchArgs {
                     headers,
                     body,
                 },
+                from_sql: self.from_sql,
+                source_db: self.source_db.as_deref().map(SourceDb::parse),
             },
             stores,
             client,

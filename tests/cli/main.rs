@@ -10,4 +10,5 @@ mod pipeline;
 mod polite;
 mod resume;
 mod secrets;
+mod sql;
 mod tls;

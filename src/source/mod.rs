@@ -1,6 +1,10 @@
 //! Sources: lazy readers that turn input lines into [`Request`]s. A line is a URL, a JSON request
 //! spec, or (with a template) a value to put into a URL. Reads one line at a time, so memory does not
-//! depend on input size. Owns input files and stdin; never touches the network or stores.
+//! depend on input size. Owns input files and stdin; never touches the network or stores. The rows
+//! of a SQL query are the other kind of input ([`sql`]); any stream of requests or of
+//! [`SourceItem`]s can be a source too.
+
+pub mod sql;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -74,6 +78,10 @@ pub struct SourceConfig {
     pub template: Option<String>,
     /// Defaults for method, headers and body.
     pub defaults: RequestDefaults,
+    /// A query whose rows are the requests (`--from-sql`), instead of `inputs`; see [`sql`].
+    pub from_sql: Option<String>,
+    /// The database `from_sql` runs on (`--source-db`).
+    pub source_db: Option<sql::SourceDb>,
 }
 
 /// What a source yields for each meaningful line.
@@ -150,11 +158,24 @@ enum Kind {
     },
     Iter(Box<dyn Iterator<Item = Request> + Send>),
     Stream(std::pin::Pin<Box<dyn futures_util::Stream<Item = Request> + Send>>),
+    Items(std::pin::Pin<Box<dyn futures_util::Stream<Item = SourceItem> + Send>>),
 }
 
 impl Source {
-    /// Opens every input (so an unreadable one is reported before any request is made).
+    /// Opens every input (so an unreadable one is reported before any request is made), or,
+    /// with `from_sql`, runs the query up to its first row (see [`sql::open`]).
     pub async fn open(config: SourceConfig) -> Result<Source, OpenError> {
+        if let Some(query) = &config.from_sql {
+            let Some(db) = &config.source_db else {
+                return Err(OpenError {
+                    path: "--source-db".into(),
+                    source: std::io::Error::other("--from-sql needs the database to run on"),
+                });
+            };
+            return Ok(Source::from_items(
+                sql::open(query, db, &config.defaults).await?,
+            ));
+        }
         let inputs = if config.inputs.is_empty() {
             vec![Input::Stdin]
         } else {
@@ -214,6 +235,18 @@ impl Source {
         }
     }
 
+    /// A source over any stream of items: requests, and inputs that could not become one,
+    /// already as their `invalid-input` outcomes (a query's rows, see [`sql::open`]).
+    pub fn from_items(
+        items: impl futures_util::Stream<Item = SourceItem> + Send + 'static,
+    ) -> Source {
+        Source {
+            kind: Kind::Items(Box::pin(items)),
+            template: None,
+            defaults: RequestDefaults::default(),
+        }
+    }
+
     /// The next request or invalid line; `None` when every input is exhausted. Cancel-safe.
     pub async fn next(&mut self) -> Option<SourceItem> {
         let (pending, current, line_no, line) = match &mut self.kind {
@@ -221,6 +254,10 @@ impl Source {
             Kind::Stream(s) => {
                 use futures_util::StreamExt;
                 return s.next().await.map(|r| SourceItem::Request(Arc::new(r)));
+            }
+            Kind::Items(s) => {
+                use futures_util::StreamExt;
+                return s.next().await;
             }
             Kind::Lines {
                 pending,
@@ -374,7 +411,7 @@ fn invalid(origin: &Origin, text: &str, reason: &str) -> Outcome {
     )
 }
 
-/// A request as given by a JSON line (or, later, a SQL row): every field but `url` optional.
+/// A request as given by a JSON line or a SQL row: every field but `url` optional.
 /// [`RequestSpec::into_request`] is the one mapping from a spec to a [`Request`]: defaults,
 /// method, headers, body, key and validation, shared by every source.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -389,6 +426,10 @@ pub struct RequestSpec {
     pub headers: BTreeMap<String, String>,
     /// The body: text as given; any other JSON value as its JSON text; null for none.
     pub body: Option<serde_json::Value>,
+    /// The body as bytes (a SQL row's text or blob); when set, it is the body and `body` is
+    /// not read. Never part of a JSON line.
+    #[serde(skip)]
+    pub body_bytes: Option<Bytes>,
     /// The key: a non-empty string or a number; default: a hash of method, URL and body.
     pub id: Option<serde_json::Value>,
 }
@@ -429,6 +470,7 @@ impl RequestSpec {
             headers.insert(n, v);
         }
         let body = match self.body {
+            _ if self.body_bytes.is_some() => self.body_bytes,
             None | Some(serde_json::Value::Null) => defaults.body.clone(),
             Some(serde_json::Value::String(s)) => Some(Bytes::from(s)),
             Some(other) => Some(Bytes::from(other.to_string())),
