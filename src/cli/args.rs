@@ -215,7 +215,12 @@ pub struct FetchArgs {
     #[arg(long, value_delimiter = ',', value_parser = StatusRange::parse, value_name = "LIST", conflicts_with = "fresh")]
     pub retry_status: Vec<StatusRange>,
 
-    /// No progress bar and no summary.
+    /// Progress on stderr: auto (a live line on a terminal), always (off a terminal, a plain line
+    /// every 2 s, for CI logs) or never. A bar with percentage and ETA when every input is a file.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub progress: super::progress::When,
+
+    /// No progress and no summary (implies --progress never).
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }

@@ -6,7 +6,6 @@ mod args;
 mod fds;
 mod progress;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -116,6 +115,7 @@ async fn wait_signal() {
 
 async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     let quiet = a.quiet;
+    let when = a.progress;
     let mut config = match a.into_config() {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -127,8 +127,7 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     }
     let stats = Stats::new();
     let shutdown = shutdown_signal(quiet);
-    let show = !quiet && std::io::stderr().is_terminal();
-    let bar = progress::Progress::start(stats.clone(), show);
+    let bar = progress::Progress::start(stats.clone(), when, quiet, None);
     let result = fanout::run(config, Arc::clone(&stats), shutdown.cancelled_owned()).await;
     bar.finish();
     match result {
