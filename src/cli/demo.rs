@@ -18,7 +18,7 @@ use super::args::DemoArgs;
 use super::{exit, progress};
 
 /// Requests per second the rate-limited host (`/quota`) serves; the rest get 429 + Retry-After.
-const PARTNER_QUOTA: u64 = 2000;
+const PARTNER_QUOTA: u64 = 1000;
 
 /// The demo's hosts, by what they are there to show.
 struct Hosts {
@@ -52,13 +52,27 @@ impl Hosts {
         let mut rng = fastrand::Rng::with_seed(i ^ 0x00de_a0de_a0de);
         let pick = rng.f64();
         let r = rng.f64();
-        let url = if pick < 0.001 {
+        let at = |fraction: f64| i == (n as f64 * fraction) as u64;
+        // A batch job from 20% to 25% of the run: the partner API gets 40% of those requests,
+        // far over its quota; 1% elsewhere.
+        let batch = (n / 5..n / 4).contains(&i);
+        let partner = if batch { 0.4 } else { 0.01 };
+        // An incident from 40% to 55% of the run: the orders host fails often.
+        let incident = (n * 2 / 5..n * 11 / 20).contains(&i);
+        let url = if at(0.25) || at(0.5) || at(0.75) {
+            // Slower than the demo's --timeout: 'timeout' after the retries. Few, and on a
+            // fast host: each timeout cuts the host's adaptive limit.
+            self.orders.url(&format!("/delay/1500?id={i}"))
+        } else if pick < 0.001 {
             format!("http://127.0.0.1:{}/item/{i}", self.dead)
-        } else if pick < 0.05 {
-            self.partner.url(&format!("/quota/{PARTNER_QUOTA}/{i}"))
-        } else if pick < 0.15 {
-            // An incident: between 40% and 55% of the run, the orders host fails often.
-            let incident = (n * 2 / 5..n * 11 / 20).contains(&i);
+        } else if pick < 0.001 + partner {
+            if r < 0.05 {
+                // A 429 with no Retry-After, every time: retried with backoff, then recorded.
+                self.partner.url(&format!("/status/429?id={i}"))
+            } else {
+                self.partner.url(&format!("/quota/{PARTNER_QUOTA}/{i}"))
+            }
+        } else if pick < 0.11 + partner {
             let fails = if incident { 0.4 } else { 0.02 };
             if r < fails {
                 self.orders.url(&format!("/status/500?id={i}"))
@@ -68,19 +82,15 @@ impl Hosts {
             } else {
                 self.orders.url(&format!("/item/{i}"))
             }
-        } else if pick < 0.27 {
-            // Each host answers within a factor of two of its usual time, as a real one does
-            // (a wider spread reads as queueing to --adaptive); the spread is across hosts.
+        } else if pick < 0.23 + partner {
+            // Each host answers within a narrow band of its usual time, as a real one does (a
+            // spread near twice the fastest reads as queueing to --adaptive, which then cuts
+            // the host's limit); the spread of the latency chart is across hosts.
             self.search
-                .url(&format!("/delay/{}?id={i}", 20 + rng.u64(0..20)))
-        } else if pick < 0.29 {
-            if r < 0.005 {
-                // Slower than the demo's --timeout: recorded as 'timeout' after the retries.
-                self.reports.url(&format!("/delay/1500?id={i}"))
-            } else {
-                self.reports
-                    .url(&format!("/delay/{}?id={i}", 150 + rng.u64(0..140)))
-            }
+                .url(&format!("/delay/{}?id={i}", 25 + rng.u64(0..6)))
+        } else if pick < 0.25 + partner {
+            self.reports
+                .url(&format!("/delay/{}?id={i}", 200 + rng.u64(0..21)))
         } else if r < 0.03 {
             self.catalog.url(&format!("/status/404?id={i}"))
         } else if r < 0.05 {
@@ -140,10 +150,12 @@ pub async fn run(a: DemoArgs) -> u8 {
     eprintln!(
         "fanout demo: {n} requests to local servers, into {} (replaced if present):\n  \
          catalog {} (fast, some 404s and larger bodies)\n  \
-         search  {} (20-40 ms)\n  \
-         reports {} (slow: 150-290 ms, a few past the 1 s timeout)\n  \
-         orders  {} (500s, mostly during an incident from 40% to 55% of the run; 503s retried)\n  \
-         partner {} (rate-limited: {PARTNER_QUOTA}/s, then 429 with Retry-After)\n  \
+         search  {} (25-30 ms)\n  \
+         reports {} (slow: 200-220 ms)\n  \
+         orders  {} (500s, most during an incident from 40% to 55% of the run; 503s that a \
+         retry fixes; 3 answers past the 1 s timeout)\n  \
+         partner {} (rate-limited to {PARTNER_QUOTA}/s, then 429 with Retry-After; some 429s with none; a burst \
+         from 20% to 25% of the run)\n  \
          dead    http://127.0.0.1:{} (nothing listens: connection refused)",
         a.db.display(),
         hosts.catalog.url(""),

@@ -26,7 +26,7 @@ fn demo_records_every_request_with_a_mix_of_statuses_and_errors() {
     let count = |f: &dyn Fn(&crate::harness::Row) -> bool| rows.iter().filter(|r| f(r)).count();
     let ok = count(&|r| r.status == Some(200));
     assert!(ok > 2000, "mostly 200: {ok}");
-    for status in [404, 500] {
+    for status in [404, 429, 500] {
         assert!(count(&|r| r.status == Some(status)) > 0, "some {status}");
     }
     assert!(
@@ -38,7 +38,7 @@ fn demo_records_every_request_with_a_mix_of_statuses_and_errors() {
         &db,
         "SELECT count(DISTINCT substr(url, 1, instr(substr(url, 8), '/') + 7)) FROM outcomes",
     );
-    assert_eq!(hosts, 5, "five hosts");
+    assert_eq!(hosts, 6, "five servers and a dead port");
     // The same requests on every run: the keys and paths depend only on the index.
     assert_eq!(
         text(&db, "SELECT min(key) || ' ' || max(key) FROM outcomes"),
