@@ -84,13 +84,14 @@ pub async fn run_source(
 /// Like [`run_source`], into sinks already opened (`config.stores` is ignored): any [`Sink`],
 /// with its journal if it has one.
 pub async fn run_with_sinks(
-    source: Source,
+    mut source: Source,
     config: RunConfig,
     sinks: Vec<Opened>,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
+    source.count_into(&stats);
     let engine_config = config.engine();
     let sizes = engine_config.sizes();
     let engine = Engine::new(engine_config)?;

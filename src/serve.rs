@@ -20,6 +20,9 @@
 //! - `/bad-encoding/{coding}`: a body labelled with that `Content-Encoding` that is not encoded.
 //! - `/throttle/{id}`: the first request opens a one-second pause; every request during the pause
 //!   gets 429 with `Retry-After` (whole seconds left); afterwards 200.
+//! - `/quota/{n}/{id}`: at most n requests per second (windows of one second, the first opened by
+//!   the first such request, each next one by the first request after the last ended) get 200;
+//!   the rest of a window get 429 with `Retry-After: 1`. A rate-limited API, for `fanout demo`.
 //! - `/limited/{k}/{id}`: at most k requests at once are served (after 20 ms); above that, 503 at
 //!   once. For adaptive-concurrency tests.
 //! - `/bytes/{n}/{id}`: n bytes (at most 64 MiB) that depend only on n and id ([`pattern`]), with
@@ -83,6 +86,8 @@ pub struct ServerStats {
     arrivals: Mutex<Vec<(Instant, String)>>,
     /// When the `/throttle` pause started.
     throttled_at: Mutex<Option<Instant>>,
+    /// The current `/quota` window: when it opened, and requests counted in it.
+    quota: Mutex<Option<(Instant, u64)>>,
     /// Requests being served on `/limited`, and those turned away with 503.
     limited_in_flight: AtomicU64,
     limited_rejected: AtomicU64,
@@ -478,6 +483,7 @@ async fn handle(
             ),
         },
         "throttle" => throttle(&stats, arg),
+        "quota" => quota(&stats, arg),
         "limited" => limited(&stats, arg).await,
         "echo" => {
             let method = req.method().to_string();
@@ -691,6 +697,35 @@ fn throttle(stats: &ServerStats, id: &str) -> Response<Full<Bytes>> {
         return r;
     }
     json(StatusCode::OK, serde_json::json!({ "id": id }))
+}
+
+fn quota(stats: &ServerStats, arg: &str) -> Response<Full<Bytes>> {
+    let Some(Ok(n)) = arg.split('/').next().map(str::parse::<u64>) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "use /quota/{n}/{id}" }),
+        );
+    };
+    let now = Instant::now();
+    let counted = {
+        let mut q = stats.quota.lock().unwrap_or_else(|e| e.into_inner());
+        let window = match *q {
+            Some((opened, count)) if now < opened + Duration::from_secs(1) => (opened, count + 1),
+            _ => (now, 1),
+        };
+        *q = Some(window);
+        window.1
+    };
+    if counted > n {
+        let mut r = json(
+            StatusCode::TOO_MANY_REQUESTS,
+            serde_json::json!({ "error": "quota exceeded" }),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(1));
+        return r;
+    }
+    json(StatusCode::OK, serde_json::json!({ "quota": n }))
 }
 
 async fn limited(stats: &ServerStats, arg: &str) -> Response<Full<Bytes>> {

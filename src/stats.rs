@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -31,6 +31,14 @@ pub struct Stats {
     pub(crate) skipped: AtomicU64,
     /// Attempts scheduled again after a retryable failure.
     pub(crate) retries: AtomicU64,
+    /// Bytes of the input files (or stdin) consumed by the line reader so far: added once per
+    /// line (or per buffer, for a line longer than the buffer), never per request.
+    pub(crate) input_bytes: AtomicU64,
+    /// Items (requests and invalid lines) the line reader has handed out: with `input_bytes`,
+    /// how many bytes an item takes on average, to discount what is read but not yet done.
+    pub(crate) input_items: AtomicU64,
+    /// The inputs' total size, set once when every input is a regular file.
+    pub(crate) input_total: OnceLock<u64>,
 }
 
 /// A point-in-time copy of [`Stats`] for display.
@@ -51,6 +59,27 @@ pub struct Progress {
     pub retries: u64,
     /// Time since the run started.
     pub elapsed: Duration,
+    /// Bytes of the inputs read so far (0 for a source that is not read from files or stdin).
+    pub input_bytes: u64,
+    /// Requests and invalid lines read from the inputs so far.
+    pub input_items: u64,
+    /// The inputs' total size, known when every input is a regular file (not stdin, a pipe or
+    /// a query): then `input_bytes / input_total` is the fraction of the job read.
+    pub input_total: Option<u64>,
+}
+
+impl Progress {
+    /// The bytes of the inputs whose requests are done (recorded or skipped), estimated: the
+    /// bytes read, less those of the items read but not done yet at the average bytes per item
+    /// (the reader runs thousands of requests ahead of the fetches). Equals the bytes read once
+    /// everything read is done.
+    pub fn input_bytes_done(&self) -> u64 {
+        let done = self.recorded + self.skipped;
+        if self.input_items == 0 || done >= self.input_items {
+            return self.input_bytes;
+        }
+        (self.input_bytes as u128 * done as u128 / self.input_items as u128) as u64
+    }
 }
 
 impl Stats {
@@ -65,6 +94,9 @@ impl Stats {
             http_errors: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            input_bytes: AtomicU64::new(0),
+            input_items: AtomicU64::new(0),
+            input_total: OnceLock::new(),
         })
     }
 
@@ -80,6 +112,9 @@ impl Stats {
             skipped: self.skipped.load(Relaxed),
             retries: self.retries.load(Relaxed),
             elapsed: self.started.elapsed(),
+            input_bytes: self.input_bytes.load(Relaxed),
+            input_items: self.input_items.load(Relaxed),
+            input_total: self.input_total.get().copied(),
         }
     }
 
@@ -273,4 +308,27 @@ impl fmt::Display for Summary {
 
 fn ms(d: Duration) -> String {
     format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_bytes_done_discounts_what_is_read_but_not_done() {
+        let stats = Stats::new();
+        stats.input_bytes.store(1000, Relaxed);
+        stats.input_items.store(100, Relaxed);
+        stats.recorded.store(30, Relaxed);
+        stats.skipped.store(20, Relaxed);
+        assert_eq!(stats.progress().input_bytes_done(), 500);
+        stats.recorded.store(80, Relaxed);
+        assert_eq!(
+            stats.progress().input_bytes_done(),
+            1000,
+            "all read is done"
+        );
+        stats.input_items.store(0, Relaxed);
+        assert_eq!(stats.progress().input_bytes_done(), 1000, "comments only");
+    }
 }

@@ -48,6 +48,37 @@ pub enum Command {
     Serve(ServeArgs),
     /// Compare fetching one at a time with fetching concurrently, against a built-in local server.
     Bench(BenchArgs),
+    /// A first run to look at, offline: 100,000 requests to built-in local servers (fast, slow,
+    /// failing, rate-limited) into demo.db, then the summary.
+    Demo(DemoArgs),
+    /// Print a shell completion script: e.g. `fanout completions bash > /etc/bash_completion.d/fanout`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), for fanout and each subcommand: `fanout man > fanout.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Requests to make.
+    #[arg(short = 'n', long, default_value_t = 100_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub requests: u64,
+    /// SQLite store written (replaced if it exists).
+    #[arg(long, default_value = "demo.db", value_name = "PATH")]
+    pub db: PathBuf,
+    /// HTML report written at the end (once `fanout report` is built).
+    #[arg(long, default_value = "demo.html", value_name = "PATH")]
+    pub html: PathBuf,
+    /// Progress on stderr: auto, always or never (as for fetch).
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub progress: super::progress::When,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -251,7 +282,12 @@ pub struct FetchArgs {
     #[arg(long, value_delimiter = ',', value_parser = StatusRange::parse, value_name = "LIST", conflicts_with = "fresh")]
     pub retry_status: Vec<StatusRange>,
 
-    /// No progress bar and no summary.
+    /// Progress on stderr: auto (a live line on a terminal), always (off a terminal, a plain line
+    /// every 2 s, for CI logs) or never. A bar with percentage and ETA when every input is a file.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub progress: super::progress::When,
+
+    /// No progress and no summary (implies --progress never).
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }
@@ -317,7 +353,7 @@ fn usage(msg: String) -> clap::Error {
     Cli::command().error(clap::error::ErrorKind::ValueValidation, msg)
 }
 
-fn shell_quote(arg: &str) -> String {
+pub fn shell_quote(arg: &str) -> String {
     if !arg.is_empty()
         && arg
             .chars()

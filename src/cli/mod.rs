@@ -3,14 +3,14 @@
 //! summary go to stderr ([`progress`]). stdout carries only data (`--jsonl -`).
 
 mod args;
+mod demo;
 mod fds;
 mod progress;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
 use fanout::stats::{RunEnd, Stats};
@@ -53,6 +53,14 @@ pub fn main() -> ExitCode {
         Command::Fetch(a) => fanout::engine::open_files_wanted(a.concurrency as usize),
         Command::Bench(a) => 4 * u64::from(a.concurrency) + 64,
         Command::Serve(_) => SERVE_FDS,
+        // Five servers and the client at -c 256, in one process.
+        Command::Demo(_) => SERVE_FDS,
+        Command::Completions(a) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(a.shell, &mut cmd, "fanout", &mut std::io::stdout());
+            return ExitCode::from(exit::OK);
+        }
+        Command::Man => return man_page(),
     };
     let fds = fds::prepare(wanted);
     if let (Command::Fetch(a), Some(limit)) = (&cli.command, fds.limit)
@@ -80,12 +88,52 @@ pub fn main() -> ExitCode {
             Command::Fetch(a) => fetch(*a, fds.limit).await,
             Command::Serve(a) => serve_cmd(a).await,
             Command::Bench(a) => bench_cmd(a).await,
+            Command::Demo(a) => demo::run(a).await,
+            Command::Completions(_) | Command::Man => unreachable!("handled before the runtime"),
         }
     });
     // Everything the run owed is written (stores closed, report printed). Exit without tearing
     // the runtime down: tasks cancelled at shutdown may still hold sockets, and each exiting
     // worker thread would hand its freed memory back to the kernel page by page (~4 ms at -c 1000).
     std::process::exit(i32::from(code))
+}
+
+/// Prints one man page for fanout and every subcommand (each a section, its own synopsis,
+/// description and options as subsections), from the clap definitions.
+fn man_page() -> ExitCode {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut page = Vec::new();
+    let mut result = clap_mangen::Man::new(cmd.clone()).render(&mut page);
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let man = clap_mangen::Man::new(sub.clone());
+        let mut part = Vec::new();
+        result = result
+            .and_then(|_| man.render_synopsis_section(&mut part))
+            .and_then(|_| man.render_description_section(&mut part))
+            .and_then(|_| man.render_options_section(&mut part));
+        let name = format!("FANOUT {}", sub.get_name().to_uppercase());
+        page.extend_from_slice(format!(".SH \"{name}\"\n").as_bytes());
+        // The subcommand's sections become subsections of its own section.
+        for line in String::from_utf8_lossy(&part).lines() {
+            let line = line
+                .strip_prefix(".SH ")
+                .map_or(line.to_owned(), |rest| format!(".SS {rest}"));
+            page.extend_from_slice(line.as_bytes());
+            page.push(b'\n');
+        }
+    }
+    use std::io::Write;
+    match result.and_then(|_| std::io::stdout().write_all(&page)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("fanout: cannot write the man page: {e}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
 }
 
 /// File-table size prepared for `fanout serve` (it accepts as many connections as come).
@@ -129,6 +177,7 @@ async fn wait_signal() {
 
 async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     let quiet = a.quiet;
+    let when = a.progress;
     let mut config = match a.into_config() {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -140,8 +189,7 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     }
     let stats = Stats::new();
     let shutdown = shutdown_signal(quiet);
-    let show = !quiet && std::io::stderr().is_terminal();
-    let bar = progress::Progress::start(stats.clone(), show);
+    let bar = progress::Progress::start(stats.clone(), when, quiet, None);
     let result = fanout::run(config, Arc::clone(&stats), shutdown.cancelled_owned()).await;
     bar.finish();
     match result {

@@ -20,6 +20,7 @@ use url::Url;
 
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::{Origin, Request, default_key};
+use crate::stats::Stats;
 
 /// Longest input line accepted; longer lines become `invalid-input` without being held in memory.
 pub(crate) const MAX_LINE: usize = 1 << 20;
@@ -146,6 +147,10 @@ pub struct Source {
     kind: Kind,
     template: Option<String>,
     defaults: RequestDefaults,
+    /// The inputs' total size, when every input is a regular file.
+    total_bytes: Option<u64>,
+    /// Where the bytes read are counted, once the pipeline has given its counters.
+    stats: Option<Arc<Stats>>,
 }
 
 enum Kind {
@@ -182,17 +187,26 @@ impl Source {
             config.inputs
         };
         let mut opened = Vec::with_capacity(inputs.len());
+        let mut total_bytes = Some(0u64);
         for input in inputs {
             let name = input.name();
             let reader: Box<dyn AsyncRead + Send + Unpin> = match &input {
-                Input::Stdin => Box::new(tokio::io::stdin()),
+                Input::Stdin => {
+                    total_bytes = None;
+                    Box::new(tokio::io::stdin())
+                }
                 Input::Path(p) => {
                     let file = tokio::fs::File::open(p).await.map_err(|source| OpenError {
                         path: p.display().to_string(),
                         source,
                     })?;
-                    let is_dir = file.metadata().await.map(|m| m.is_dir()).unwrap_or(false);
-                    if is_dir {
+                    let meta = file.metadata().await.ok();
+                    // A FIFO or /dev/stdin has no size to measure progress against.
+                    total_bytes = match &meta {
+                        Some(m) if m.is_file() => total_bytes.map(|t| t + m.len()),
+                        _ => None,
+                    };
+                    if meta.is_some_and(|m| m.is_dir()) {
                         return Err(OpenError {
                             path: p.display().to_string(),
                             source: std::io::Error::other("is a directory"),
@@ -212,7 +226,18 @@ impl Source {
             },
             template: config.template,
             defaults: config.defaults,
+            total_bytes,
+            stats: None,
         })
+    }
+
+    /// Counts the bytes read into `stats` from now on, and gives it the inputs' total size when
+    /// every input is a regular file.
+    pub(crate) fn count_into(&mut self, stats: &Arc<Stats>) {
+        if let Some(total) = self.total_bytes {
+            let _ = stats.input_total.set(total);
+        }
+        self.stats = Some(stats.clone());
     }
 
     /// A source over requests built in memory (used by `fanout bench`).
@@ -221,6 +246,8 @@ impl Source {
             kind: Kind::Iter(Box::new(requests)),
             template: None,
             defaults: RequestDefaults::default(),
+            total_bytes: None,
+            stats: None,
         }
     }
 
@@ -232,6 +259,8 @@ impl Source {
             kind: Kind::Stream(Box::pin(requests)),
             template: None,
             defaults: RequestDefaults::default(),
+            total_bytes: None,
+            stats: None,
         }
     }
 
@@ -249,6 +278,16 @@ impl Source {
 
     /// The next request or invalid line; `None` when every input is exhausted. Cancel-safe.
     pub async fn next(&mut self) -> Option<SourceItem> {
+        let item = self.next_item().await;
+        if let (Some(_), Some(stats), Kind::Lines { .. }) = (&item, &self.stats, &self.kind) {
+            stats
+                .input_items
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        item
+    }
+
+    async fn next_item(&mut self) -> Option<SourceItem> {
         let (pending, current, line_no, line) = match &mut self.kind {
             Kind::Iter(it) => return it.next().map(|r| SourceItem::Request(Arc::new(r))),
             Kind::Stream(s) => {
@@ -276,7 +315,7 @@ impl Source {
                 input: name.clone(),
                 line: *line_no + 1,
             };
-            match read_line(reader, line).await {
+            match read_line(reader, line, self.stats.as_deref()).await {
                 Ok(LineRead::Eof) => {
                     *current = None;
                     continue;
@@ -347,7 +386,13 @@ struct LineBuf {
 }
 
 /// Reads one line into `line.buf` (without the newline), never holding more than [`MAX_LINE`] bytes.
-async fn read_line(reader: &mut Reader, line: &mut LineBuf) -> std::io::Result<LineRead> {
+/// The bytes consumed are added to `stats` as they are consumed (so a cancelled read loses no
+/// count): one atomic add per line, or per buffer for a line longer than the buffer.
+async fn read_line(
+    reader: &mut Reader,
+    line: &mut LineBuf,
+    stats: Option<&Stats>,
+) -> std::io::Result<LineRead> {
     if line.done {
         *line = LineBuf {
             buf: std::mem::take(&mut line.buf),
@@ -378,7 +423,13 @@ async fn read_line(reader: &mut Reader, line: &mut LineBuf) -> std::io::Result<L
                 line.buf.extend_from_slice(&chunk[..take]);
             }
         }
-        reader.consume(if found { take + 1 } else { take });
+        let consumed = if found { take + 1 } else { take };
+        reader.consume(consumed);
+        if let Some(stats) = stats {
+            stats
+                .input_bytes
+                .fetch_add(consumed as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         if found {
             line.done = true;
             return Ok(if line.too_long {

@@ -1,6 +1,7 @@
 //! The integration test binary: the real `fanout` binary and library against a real HTTP server
 //! on 127.0.0.1 port 0 and real SQLite files. Tests assert behaviour, never wall-clock speed.
 
+mod demo;
 mod fetch;
 mod files;
 mod harness;
@@ -8,6 +9,7 @@ mod http;
 mod library;
 mod pipeline;
 mod polite;
+mod progress;
 mod resume;
 mod secrets;
 mod sql;
