@@ -273,6 +273,8 @@ impl Source {
             kind: Kind::Items(Box::pin(items)),
             template: None,
             defaults: RequestDefaults::default(),
+            total_bytes: None,
+            stats: None,
         }
     }
 
