@@ -342,7 +342,12 @@ impl Source {
                     ))));
                 }
             }
-            let text = match std::str::from_utf8(&line.buf) {
+            // A UTF-8 byte-order mark (Windows editors write one) opens the input, not the line.
+            let bytes = match (*line_no, line.buf.strip_prefix(b"\xEF\xBB\xBF")) {
+                (1, Some(rest)) => rest,
+                _ => &line.buf[..],
+            };
+            let text = match std::str::from_utf8(bytes) {
                 Ok(t) => t,
                 Err(_) => {
                     let lossy = String::from_utf8_lossy(&line.buf).into_owned();
@@ -353,6 +358,14 @@ impl Source {
                     ))));
                 }
             };
+            if text.contains('\0') {
+                // A URL parser would percent-encode it and send a request no one wrote.
+                return Some(SourceItem::Invalid(Box::new(invalid(
+                    &origin,
+                    &text.trim().replace('\0', "\\0"),
+                    "line contains a NUL byte",
+                ))));
+            }
             match parse_line(text, &origin, self.template.as_deref(), &self.defaults) {
                 Ok(None) => continue,
                 Ok(Some(req)) => return Some(SourceItem::Request(Arc::new(req))),
