@@ -53,6 +53,7 @@ pub mod config;
 mod due;
 pub mod engine;
 pub mod outcome;
+pub mod pg;
 pub mod pipeline;
 pub mod request;
 #[cfg(feature = "serve")]
