@@ -488,9 +488,36 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectError::Setup(s) => f.write_str(s),
-            ConnectError::Pg(e) => f.write_str(&mask_secrets(&e.to_string())),
+            ConnectError::Pg(e) => f.write_str(&describe(e)),
         }
     }
+}
+
+/// What the server or driver said, for a message: the server's own words for a database error
+/// (tokio-postgres shows only "db error"), the cause for a connection error; passwords masked.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    let text = match e.as_db_error() {
+        Some(db) => format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                let cause = s.to_string();
+                if !text.contains(&cause) {
+                    text.push_str(": ");
+                    text.push_str(&cause);
+                }
+                source = s.source();
+            }
+            text
+        }
+    };
+    mask_secrets(&text)
 }
 
 async fn connect_with<T>(config: &tokio_postgres::Config, tls: T) -> Result<Client, ConnectError>

@@ -23,7 +23,7 @@ use tokio_postgres::{Client, Statement};
 use super::schema::{OUTCOME_COLUMNS, SCHEMA_VERSION, Source, Value, check_version};
 use super::{Batch, Journal, Opened, Prior, RunInfo, Sink, SinkError, SinkErrorKind};
 use crate::outcome::Outcome;
-use crate::pg::{ConnectError, PgUrl, Settings, connect, mask_secrets};
+use crate::pg::{ConnectError, PgUrl, Settings, connect, describe, mask_secrets};
 use crate::stats::Summary;
 
 /// The `runs` table, created when missing (the SQLite store's, in PostgreSQL types).
@@ -189,7 +189,7 @@ enum Failure {
 
 impl From<tokio_postgres::Error> for Failure {
     fn from(e: tokio_postgres::Error) -> Failure {
-        let text = mask_secrets(&e.to_string());
+        let text = describe(&e);
         if transient(&e) {
             Failure::Transient(text)
         } else {
@@ -357,7 +357,7 @@ pub(crate) async fn open(url: &PgUrl, timeout: Duration) -> Result<Opened, SinkE
             &[],
         )
         .await
-        .map_err(|e| open_err(mask_secrets(&e.to_string())))?
+        .map_err(|e| open_err(describe(&e)))?
         .get(0);
     drop(client);
     let conn = |role| Conn {
@@ -392,9 +392,7 @@ pub(crate) async fn open(url: &PgUrl, timeout: Duration) -> Result<Opened, SinkE
 /// Creates what is missing, checks the schema version and migrates an older store; returns the
 /// next run id.
 async fn prepare_schema(client: &Client, target: &str) -> Result<i64, SinkError> {
-    let err = |e: tokio_postgres::Error| {
-        SinkError::new(target, SinkErrorKind::Open, mask_secrets(&e.to_string()))
-    };
+    let err = |e: tokio_postgres::Error| SinkError::new(target, SinkErrorKind::Open, describe(&e));
     client.batch_execute("BEGIN").await.map_err(err)?;
     client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -476,14 +474,14 @@ pub(crate) async fn count_outcomes(url: &PgUrl) -> Result<Option<u64>, SinkError
     let row = client
         .query_one("SELECT to_regclass('outcomes') IS NOT NULL", &[])
         .await
-        .map_err(|e| io(mask_secrets(&e.to_string())))?;
+        .map_err(|e| io(describe(&e)))?;
     if !row.get::<_, bool>(0) {
         return Ok(None);
     }
     let n: i64 = client
         .query_one("SELECT count(*) FROM outcomes", &[])
         .await
-        .map_err(|e| io(mask_secrets(&e.to_string())))?
+        .map_err(|e| io(describe(&e)))?
         .get(0);
     Ok(Some(n as u64))
 }
