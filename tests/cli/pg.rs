@@ -138,13 +138,17 @@ impl PgServer {
 
     /// Starts `postgres` on the data directory and waits until it answers.
     pub fn run(&self) {
+        // A line on stdin stops the server (`stop`); end of file (this process exited, so the
+        // shared server's directory is never dropped) also removes its directory.
         let script = format!(
             "'{}' -D '{}' -p {} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c max_connections=200 & p=$!; read _; kill -QUIT $p; wait $p",
+             -c max_connections=200 & p=$!; if read _; then kill -QUIT $p; wait $p; \
+             else kill -QUIT $p; wait $p; rm -rf '{}'; fi",
             self.bindir.join("postgres").display(),
             self.data.display(),
             self.port,
-            self.sock.display()
+            self.sock.display(),
+            self._dir.path().display()
         );
         let child = self
             .as_server_user(Path::new("/bin/sh"))
