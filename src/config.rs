@@ -44,6 +44,9 @@ pub struct RunConfig {
     pub command: String,
     /// The process's open-file limit, if known: idle connections are kept within it.
     pub open_file_limit: Option<u64>,
+    /// How long a store that can reconnect (PostgreSQL) may stay unreachable before a write
+    /// fails and the run stops (default 60 s).
+    pub store_timeout: Duration,
 }
 
 impl Default for RunConfig {
@@ -61,6 +64,7 @@ impl Default for RunConfig {
             retry: engine.retry,
             command: String::new(),
             open_file_limit: None,
+            store_timeout: crate::sink::DEFAULT_STORE_TIMEOUT,
         }
     }
 }
@@ -160,6 +164,7 @@ impl RunConfig {
         if let Some(d) = self.deadline {
             positive("deadline", d)?;
         }
+        positive("store-timeout", self.store_timeout)?;
         if self.client.out_dir.is_some() && self.client.body == BodyMode::Store {
             return Err(ConfigError::new(
                 "out-dir",
@@ -479,6 +484,12 @@ impl RunConfigBuilder {
         self
     }
 
+    /// How long a reconnecting store may stay unreachable (default 60 s).
+    pub fn store_timeout(mut self, d: Duration) -> Self {
+        self.config.store_timeout = d;
+        self
+    }
+
     /// The command recorded in the `runs` table.
     pub fn command(mut self, command: impl Into<String>) -> Self {
         self.config.command = command.into();
@@ -519,6 +530,10 @@ mod tests {
             "connect-timeout"
         );
         assert_eq!(field(b().deadline(Duration::ZERO).build()), "deadline");
+        assert_eq!(
+            field(b().store_timeout(Duration::ZERO).build()),
+            "store-timeout"
+        );
         assert_eq!(field(b().max_body(0).build()), "max-body");
         assert_eq!(
             field(

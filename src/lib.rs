@@ -54,6 +54,7 @@ pub mod config;
 mod due;
 pub mod engine;
 pub mod outcome;
+pub mod pg;
 pub mod pipeline;
 pub mod request;
 pub mod secrets;

@@ -75,7 +75,7 @@ pub async fn run_source(
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, RunError> {
-    let sinks = sink::open_all(&config.stores)
+    let sinks = sink::open_all_with_timeout(&config.stores, config.store_timeout)
         .await
         .map_err(RunError::SinkOpen)?;
     run_with_sinks(source, config, sinks, stats, shutdown).await
@@ -252,7 +252,7 @@ where
         let stats = stats.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let mut sinks = sink::open_all(&config.stores)
+            let mut sinks = sink::open_all_with_timeout(&config.stores, config.store_timeout)
                 .await
                 .map_err(RunError::SinkOpen)?;
             sinks.push(Opened {

@@ -90,31 +90,79 @@ pub fn mask_spec_line(line: &str) -> Cow<'_, str> {
     }
 }
 
-/// Every `scheme://user:password@` in free text (an error message, a line) with the password masked.
+/// Every `scheme://user:password@` in free text (an error message, a line, an argument) and every
+/// `password=value` parameter with the password masked. A password may hold spaces, so the user
+/// information of a URL may run past whitespace to its `@`.
 pub fn mask_url_in_text(text: &str) -> Cow<'_, str> {
-    if !text.contains("://") || !text.contains('@') {
+    if !text.contains("://") && !text.to_ascii_lowercase().contains("password=") {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len());
-    let mut changed = false;
-    for word in text.split_inclusive(char::is_whitespace) {
-        // Quotes around a URL in a message stay where they are.
-        let trimmed = word.trim_start_matches(['\'', '"', '(', '<']);
-        let lead = &word[..word.len() - trimmed.len()];
-        match mask_url(trimmed) {
-            Cow::Owned(m) => {
-                changed = true;
-                out.push_str(lead);
-                out.push_str(&m);
-            }
-            Cow::Borrowed(_) => out.push_str(word),
-        }
-    }
-    if changed {
-        Cow::Owned(out)
-    } else {
+    let masked = mask_all(text);
+    if masked == text {
         Cow::Borrowed(text)
+    } else {
+        Cow::Owned(masked)
     }
+}
+
+fn mask_all(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends at the path, query, fragment, or where the text around it resumes;
+        // a password may hold spaces, so the user information may run past whitespace to an '@'.
+        let stop = |c: char| "/?#'\"<>".contains(c);
+        let narrow = tail
+            .find(|c: char| stop(c) || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let wide = tail.find(stop).unwrap_or(tail.len());
+        let end = if tail[..narrow].contains('@') || !tail[..wide].contains('@') {
+            narrow
+        } else {
+            wide
+        };
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    mask_password_params(&out)
+}
+
+/// Replaces the value of every `password=` parameter (any case) with `***`.
+fn mask_password_params(text: &str) -> String {
+    const KEY: &str = "password=";
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(i) = lower[from..].find(KEY) {
+        let value = from + i + KEY.len();
+        out.push_str(&text[from..value]);
+        let end = text[value..]
+            .find(|c: char| c == '&' || c == '#' || c.is_whitespace() || "'\"".contains(c))
+            .map_or(text.len(), |e| value + e);
+        if end > value {
+            out.push_str("***");
+        }
+        from = end;
+    }
+    out.push_str(&text[from..]);
+    out
 }
 
 /// A command line for the `runs` table and messages: each argument shell-quoted by `quote`, URL

@@ -18,6 +18,7 @@ use fanout::engine::hosts::{HostLimits, Rate};
 use fanout::engine::resume::{ResumePolicy, StatusRange};
 use fanout::engine::retry::{RetryOn, RetryPolicy};
 use fanout::engine::{BodyMode, ClientConfig};
+use fanout::pg::PgUrl;
 use fanout::sink::StoreConfig;
 use fanout::source::sql::SourceDb;
 use fanout::source::{Input, RequestDefaults, SourceConfig};
@@ -135,9 +136,17 @@ pub struct FetchArgs {
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 
-    /// SQLite database for outcomes [default: ./fanout.db unless --jsonl is given].
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// Database for outcomes: an SQLite file, or a PostgreSQL URL (postgres://user@host:port/db;
+    /// PGPASSWORD, ~/.pgpass and PGHOST/PGPORT/PGUSER/PGDATABASE apply). Repeatable: every one is
+    /// written, and a request recorded in any of them is skipped on resume
+    /// [default: ./fanout.db unless --jsonl is given].
+    #[arg(long, value_name = "PATH|URL")]
+    pub db: Vec<String>,
+
+    /// How long a PostgreSQL store may stay unreachable (reconnecting with backoff) before the
+    /// run stops with exit 1 (rerun to resume).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
+    pub store_timeout: Duration,
 
     /// Also (or, without --db, only) write outcomes as JSON lines to PATH ('-' for stdout; appends).
     #[arg(long, value_name = "PATH")]
@@ -403,11 +412,17 @@ impl FetchArgs {
             },
         };
         let mut stores = Vec::new();
-        match (&self.db, &self.jsonl) {
-            (None, None) => stores.push(StoreConfig::Sqlite("fanout.db".into())),
-            (db, jsonl) => {
-                if let Some(db) = db {
-                    stores.push(StoreConfig::Sqlite(db.clone()));
+        match (self.db.as_slice(), &self.jsonl) {
+            ([], None) => stores.push(StoreConfig::Sqlite("fanout.db".into())),
+            (dbs, jsonl) => {
+                for db in dbs {
+                    stores.push(if PgUrl::is_pg_url(db) {
+                        StoreConfig::Postgres(
+                            PgUrl::parse(db).map_err(|e| usage(format!("--db {e}")))?,
+                        )
+                    } else {
+                        StoreConfig::Sqlite(PathBuf::from(db))
+                    });
                 }
                 match jsonl.as_deref() {
                     Some("-") => stores.push(StoreConfig::JsonlStdout),
@@ -498,6 +513,7 @@ impl FetchArgs {
                 shell_quote,
             ),
             open_file_limit: None,
+            store_timeout: self.store_timeout,
         };
         // The library checks the whole configuration; its error names the field, which is the
         // flag's long name (inputs: the positional arguments).

@@ -185,7 +185,7 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     // Idle connections are kept within what the limit leaves (the engine sizes its pool).
     config.open_file_limit = fd_limit;
     if !quiet && !config.resume.fresh {
-        announce_resume(&config);
+        announce_resume(&config).await;
     }
     let stats = Stats::new();
     let shutdown = shutdown_signal(quiet);
@@ -206,7 +206,11 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
         }
         Err(RunError::Sink(e)) if e.is_broken_pipe() => exit::OK,
         Err(e) => {
-            eprintln!("fanout: error: {e}");
+            // Store errors name their store without its password already; this is a second net.
+            eprintln!(
+                "fanout: error: {}",
+                fanout::pg::mask_secrets(&e.to_string())
+            );
             match e {
                 RunError::Input(_) | RunError::SinkOpen(_) | RunError::Client(_) => exit::USAGE,
                 _ => {
@@ -222,20 +226,22 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     }
 }
 
-/// Says on stderr how much of the job an earlier run already recorded.
-fn announce_resume(config: &fanout::RunConfig) {
-    let db = config.stores.iter().find_map(|s| match s {
-        fanout::sink::StoreConfig::Sqlite(p) => Some(p),
-        _ => None,
-    });
-    if let Some(db) = db
-        && let Ok(Some(n)) = fanout::sink::sqlite_outcome_count(db)
-        && n > 0
-    {
-        eprintln!(
-            "fanout: resuming: {n} outcomes already recorded in {}; their requests are skipped (--fresh fetches all)",
-            db.display()
-        );
+/// Says on stderr how much of the job an earlier run already recorded, for each database store.
+async fn announce_resume(config: &fanout::RunConfig) {
+    use fanout::sink::StoreConfig;
+    for store in &config.stores {
+        let name = match store {
+            StoreConfig::Sqlite(p) => p.display().to_string(),
+            StoreConfig::Postgres(url) => url.masked().to_owned(),
+            _ => continue,
+        };
+        if let Ok(Some(n)) = fanout::sink::outcome_count(store).await
+            && n > 0
+        {
+            eprintln!(
+                "fanout: resuming: {n} outcomes already recorded in {name}; their requests are skipped (--fresh fetches all)"
+            );
+        }
     }
 }
 

@@ -149,6 +149,23 @@ pub fn check_ca_file(path: &Path) -> Result<usize, String> {
         .map_err(|e| e.0)
 }
 
+/// The certificates of a PEM CA file, read as `--cacert` does (for the PostgreSQL store's
+/// `sslrootcert`).
+pub(crate) fn load_ca_certs(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    tls::load_ca_file(path).map_err(|e| e.0)
+}
+
+/// `builder` finished with `--insecure`'s verifier (any certificate; handshake signatures still
+/// checked): the PostgreSQL store's `sslmode=prefer|require`, which check no certificate (libpq).
+pub(crate) fn insecure_tls(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>,
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+) -> rustls::ClientConfig {
+    tls::insecure(builder, provider)
+}
+
 /// Idle connections (HTTP/2 ones: unused for) longer than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// HTTP/2 keep-alive pings on connections with no traffic, and how long a ping may go unanswered.

@@ -1,11 +1,12 @@
 //! Sinks: where outcomes land. One async, object-safe trait ([`Sink`]) that every backend
 //! implements: SQLite and JSON lines (blocking, each on a thread of its own behind the trait), and
-//! an in-memory [`channel`] for programs that embed fanout. A sink may also be a resume
+//! an in-memory [`channel`] for programs that embed fanout; PostgreSQL natively async. A sink may also be a resume
 //! [`Journal`]. Owns store files and their formats; knows nothing of HTTP or admission. The
 //! crate-private recorder batches outcomes and writes every sink of a run concurrently.
 
 pub mod channel;
 mod jsonl;
+mod postgres;
 pub(crate) mod recorder;
 pub mod schema;
 mod sqlite;
@@ -41,7 +42,12 @@ pub enum StoreConfig {
     Jsonl(PathBuf),
     /// JSON lines on standard output.
     JsonlStdout,
+    /// A PostgreSQL database (tables created when missing).
+    Postgres(crate::pg::PgUrl),
 }
+
+/// How long a store may stay unreachable before its write fails (`--store-timeout`).
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a sink knows about the run it records.
 #[derive(Debug, Clone)]
@@ -193,6 +199,14 @@ pub(crate) enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The store cannot be used by this fanout (a newer version wrote it).
+    #[error("store {path}: {reason}")]
+    Refused {
+        /// The database path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The database exists but is not a fanout store.
     #[error("store {path}: not a fanout store ({reason})")]
     Foreign {
@@ -215,6 +229,9 @@ impl StoreError {
                     kind
                 };
                 SinkError::new(path, kind, source.to_string())
+            }
+            StoreError::Refused { path, reason } => {
+                SinkError::new(path, SinkErrorKind::Open, reason)
             }
             StoreError::Foreign { path, reason } => SinkError::new(
                 path,
@@ -251,9 +268,21 @@ pub(crate) trait BlockingJournal: Send + 'static {
     fn lookup(&mut self, keys: &[String]) -> Result<Vec<Option<Prior>>, StoreError>;
 }
 
-/// Opens a sink named on the command line (and its journal). Blocking work runs off the async
-/// threads.
+/// Opens a sink named on the command line (and its journal), with the default store timeout.
+/// Blocking work runs off the async threads.
 pub async fn open(config: &StoreConfig) -> Result<Opened, SinkError> {
+    open_with_timeout(config, DEFAULT_STORE_TIMEOUT).await
+}
+
+/// Like [`open`]; a store that can reconnect (PostgreSQL) keeps trying for `store_timeout`
+/// before a write fails.
+pub async fn open_with_timeout(
+    config: &StoreConfig,
+    store_timeout: Duration,
+) -> Result<Opened, SinkError> {
+    if let StoreConfig::Postgres(url) = config {
+        return postgres::open(url, store_timeout).await;
+    }
     let config = config.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         Ok(match &config {
@@ -276,6 +305,7 @@ pub async fn open(config: &StoreConfig) -> Result<Opened, SinkError> {
                 None,
                 "<stdout>".to_string(),
             ),
+            StoreConfig::Postgres(_) => unreachable!("opened above"),
         })
     })
     .await
@@ -291,11 +321,29 @@ pub async fn open(config: &StoreConfig) -> Result<Opened, SinkError> {
 
 /// Opens every sink named, in order.
 pub async fn open_all(configs: &[StoreConfig]) -> Result<Vec<Opened>, SinkError> {
+    open_all_with_timeout(configs, DEFAULT_STORE_TIMEOUT).await
+}
+
+/// Like [`open_all`], with [`open_with_timeout`].
+pub async fn open_all_with_timeout(
+    configs: &[StoreConfig],
+    store_timeout: Duration,
+) -> Result<Vec<Opened>, SinkError> {
     let mut opened = Vec::with_capacity(configs.len());
     for c in configs {
-        opened.push(open(c).await?);
+        opened.push(open_with_timeout(c, store_timeout).await?);
     }
     Ok(opened)
+}
+
+/// Outcomes recorded in a database store (SQLite or PostgreSQL); `Ok(None)` when it holds no
+/// outcomes table yet or is not a database.
+pub async fn outcome_count(config: &StoreConfig) -> Result<Option<u64>, SinkError> {
+    match config {
+        StoreConfig::Sqlite(p) => sqlite_outcome_count(p),
+        StoreConfig::Postgres(url) => postgres::count_outcomes(url).await,
+        _ => Ok(None),
+    }
 }
 
 /// Outcomes recorded in the SQLite store at `path`; `Ok(None)` when there is no such store yet.

@@ -33,6 +33,35 @@ impl Type {
             Type::Blob => "BLOB",
         }
     }
+
+    /// The PostgreSQL column type.
+    pub fn postgres_type(self) -> &'static str {
+        match self {
+            Type::Text => "text",
+            Type::Integer => "bigint",
+            Type::Real => "double precision",
+            Type::Blob => "bytea",
+            Type::Timestamp => "timestamptz",
+        }
+    }
+}
+
+/// The schema version this fanout writes, kept in each store's `schema_version` table (one row).
+/// A store of an older version (or none: made before the table existed) is brought up to it by
+/// adding the nullable columns it lacks; a newer one is refused. Raise it with every change of the
+/// stored tables.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Why a store whose `schema_version` is `found` cannot be used, if it cannot.
+pub fn check_version(found: i64) -> Result<(), String> {
+    if found > SCHEMA_VERSION {
+        Err(format!(
+            "written by a newer fanout (schema version {found}; this fanout knows up to \
+             {SCHEMA_VERSION}): use that version or a newer one, or another store"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// One column's value for one outcome, borrowed from it: reading a row allocates nothing.
@@ -110,6 +139,11 @@ impl Column {
     /// The SQLite type of this column.
     pub fn sqlite_type(&self) -> &'static str {
         self.ty.sqlite_type()
+    }
+
+    /// The PostgreSQL type of this column.
+    pub fn postgres_type(&self) -> &'static str {
+        self.ty.postgres_type()
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use super::schema::{Column, OUTCOME_COLUMNS, Source, Value};
+use super::schema::{Column, OUTCOME_COLUMNS, SCHEMA_VERSION, Source, Value, check_version};
 use super::{BlockingJournal, Prior, RunInfo, Store, StoreError};
 use crate::outcome::{Outcome, Rfc3339Millis};
 use crate::stats::Summary;
@@ -29,12 +29,16 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 ";
 
-/// The whole schema, created when missing: [`RUNS_SCHEMA`] and the `outcomes` table generated from
-/// [`OUTCOME_COLUMNS`].
+/// The `schema_version` table (one row: [`SCHEMA_VERSION`] of the fanout that last opened it).
+const VERSION_SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);\n";
+
+/// The whole schema, created when missing: [`RUNS_SCHEMA`], `schema_version`, and the `outcomes`
+/// table generated from [`OUTCOME_COLUMNS`].
 pub fn schema() -> String {
     let columns: Vec<String> = OUTCOME_COLUMNS.iter().map(column_def).collect();
     format!(
-        "{RUNS_SCHEMA}CREATE TABLE IF NOT EXISTS outcomes (\n    {}\n);\n",
+        "{RUNS_SCHEMA}{VERSION_SCHEMA}CREATE TABLE IF NOT EXISTS outcomes (\n    {}\n);\n",
         columns.join(",\n    ")
     )
 }
@@ -197,6 +201,16 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.execute_batch(&schema()).map_err(err)?;
+        // A newer fanout's store is left as it is; an older one is migrated below.
+        let version: Option<i64> = conn
+            .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if let Some(v) = version {
+            check_version(v).map_err(|reason| StoreError::Refused {
+                path: name.clone(),
+                reason,
+            })?;
+        }
         add_missing_columns(&mut conn).map_err(err)?;
         // A same-named table from another program would take our rows silently; check the columns.
         conn.prepare(&format!("SELECT {} FROM outcomes LIMIT 0", column_list()))
@@ -204,6 +218,14 @@ impl SqliteStore {
                 path: name.clone(),
                 reason: e.to_string(),
             })?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; \
+             INSERT INTO schema_version (version) SELECT {SCHEMA_VERSION} \
+             WHERE NOT EXISTS (SELECT 1 FROM schema_version); \
+             UPDATE schema_version SET version = {SCHEMA_VERSION} WHERE version < {SCHEMA_VERSION}; \
+             COMMIT;"
+        ))
+        .map_err(err)?;
         Ok(SqliteStore {
             path: name,
             conn,

@@ -19,7 +19,7 @@ fn boms_crlf_nuls_bad_utf8_and_huge_lines_have_defined_outcomes() {
     input.extend(vec![b'a'; 10 << 20]); // line 5: 10 MB
     input.push(b'\n');
     input.extend(format!("\u{FEFF}{}\n", srv.url("/item/6")).as_bytes()); // line 6: BOM mid-file
-    input.extend(format!("{}", srv.url("/item/7")).as_bytes()); // line 7: no final newline
+    input.extend(srv.url("/item/7").as_bytes()); // line 7: no final newline
     std::fs::write(dir.path("in.txt"), &input).unwrap();
     dir.cmd()
         .args(["fetch", "in.txt", "--db", "in.db", "-q"])

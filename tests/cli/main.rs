@@ -1,5 +1,6 @@
 //! The integration test binary: the real `fanout` binary and library against a real HTTP server
-//! on 127.0.0.1 port 0 and real SQLite files. Tests assert behaviour, never wall-clock speed.
+//! on 127.0.0.1 port 0, real SQLite files and a real PostgreSQL server (pg.rs). Tests assert
+//! behaviour, never wall-clock speed.
 
 mod demo;
 mod fetch;
@@ -8,8 +9,10 @@ mod harness;
 mod http;
 mod input;
 mod library;
+mod pg;
 mod pipeline;
 mod polite;
+mod postgres;
 mod progress;
 mod props;
 mod resume;

@@ -302,6 +302,17 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
+/// `builder` with [`AcceptAnyCertificate`] as its verifier, and no client certificate.
+pub(super) fn insecure(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> rustls::ClientConfig {
+    builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth()
+}
+
 /// `--insecure`: any certificate chain and name is accepted. The handshake's signatures are still
 /// verified, so the peer must hold the key of the certificate it shows.
 #[derive(Debug)]
