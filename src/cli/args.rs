@@ -45,6 +45,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Compare fetching one at a time with fetching concurrently, against a built-in local server.
     Bench(BenchArgs),
+    /// Report on a store: counts, latency, throughput, hosts, runs; --json, --html FILE with charts.
+    Report(super::report::ReportArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -218,6 +220,11 @@ pub struct FetchArgs {
     /// No progress bar and no summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+
+    /// At the end, write the report of the run (`fanout report --json`) to FILE. Needs an SQLite
+    /// store (the default, or --db).
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +328,12 @@ impl FetchArgs {
                 None => Some(Bytes::from(d.clone())),
             },
         };
+        if self.summary_json.is_some() && self.db.is_none() && self.jsonl.is_some() {
+            return Err(usage(
+                "--summary-json needs an SQLite store (--db PATH): the report is computed from it"
+                    .into(),
+            ));
+        }
         let mut stores = Vec::new();
         match (&self.db, &self.jsonl) {
             (None, None) => stores.push(StoreConfig::Sqlite("fanout.db".into())),

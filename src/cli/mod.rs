@@ -5,6 +5,7 @@
 mod args;
 mod fds;
 mod progress;
+mod report;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ pub fn main() -> ExitCode {
         Command::Fetch(a) => fanout::engine::open_files_wanted(a.concurrency as usize),
         Command::Bench(a) => 4 * u64::from(a.concurrency) + 64,
         Command::Serve(_) => SERVE_FDS,
+        Command::Report(_) => 64,
     };
     let fds = fds::prepare(wanted);
     if let (Command::Fetch(a), Some(limit)) = (&cli.command, fds.limit)
@@ -67,6 +69,7 @@ pub fn main() -> ExitCode {
             Command::Fetch(a) => fetch(*a, fds.limit).await,
             Command::Serve(a) => serve_cmd(a).await,
             Command::Bench(a) => bench_cmd(a).await,
+            Command::Report(a) => report::report_cmd(a),
         }
     });
     // Everything the run owed is written (stores closed, report printed). Exit without tearing
@@ -116,6 +119,7 @@ async fn wait_signal() {
 
 async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     let quiet = a.quiet;
+    let summary_json = a.summary_json.clone();
     let mut config = match a.into_config() {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -125,6 +129,10 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     if !quiet && !config.resume.fresh {
         announce_resume(&config);
     }
+    let report_store = config.stores.iter().find_map(|s| match s {
+        fanout::sink::StoreConfig::Sqlite(p) => Some(p.clone()),
+        _ => None,
+    });
     let stats = Stats::new();
     let shutdown = shutdown_signal(quiet);
     let show = !quiet && std::io::stderr().is_terminal();
@@ -135,6 +143,12 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
         Ok(summary) => {
             if !quiet {
                 eprint!("{summary}");
+            }
+            if let (Some(file), Some(store)) = (&summary_json, &report_store)
+                && let Err(e) = report::write_summary_json(store, summary.run_id, file)
+            {
+                eprintln!("fanout: error: --summary-json: {e}");
+                return exit::FAILED;
             }
             match summary.end {
                 RunEnd::Completed => exit::OK,
