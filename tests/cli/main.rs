@@ -8,4 +8,5 @@ mod http;
 mod library;
 mod pipeline;
 mod polite;
+mod report;
 mod resume;
