@@ -170,9 +170,9 @@ impl Plot {
 
     fn empty(&self, s: &mut String, id: &str) -> std::fmt::Result {
         self.open(s, id, "no data")?;
-        write!(
+        writeln!(
             s,
-            "<text x=\"{}\" y=\"{}\" class=\"none\">no data</text></svg>\n",
+            "<text x=\"{}\" y=\"{}\" class=\"none\">no data</text></svg>",
             W / 2.0,
             H / 2.0
         )
@@ -299,8 +299,11 @@ fn rps_chart(s: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 /// The series of the stacked chart: status classes and error kinds that occur, with colours.
-fn series(r: &Report) -> Vec<(String, &'static str, Box<dyn Fn(&TimeBucket) -> u64 + '_>)> {
-    let mut out: Vec<(String, &'static str, Box<dyn Fn(&TimeBucket) -> u64>)> = Vec::new();
+/// A series of the stacked chart: its name, colour and count in a bucket.
+type Series = (String, &'static str, Box<dyn Fn(&TimeBucket) -> u64>);
+
+fn series(r: &Report) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::new();
     let counts = r.status_classes.counts();
     for i in [1, 2, 3, 4, 0, 5] {
         if counts[i] > 0 {
@@ -507,18 +510,18 @@ fn histogram_chart(s: &mut String, r: &Report) -> std::fmt::Result {
             tick_ms(v)
         )?;
     }
-    write!(
+    writeln!(
         s,
-        "<text class=\"ax\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">latency</text></svg>\n",
+        "<text class=\"ax\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">latency</text></svg>",
         p.x1,
         H - 2.0
     )
 }
 
 fn host_table(s: &mut String, r: &Report) -> std::fmt::Result {
-    write!(
+    writeln!(
         s,
-        "<h2>Hosts <span class=\"sub\">{} of {} · click a header to sort</span></h2>\n",
+        "<h2>Hosts <span class=\"sub\">{} of {} · click a header to sort</span></h2>",
         r.hosts.table.len(),
         r.hosts.count
     )?;
@@ -591,10 +594,10 @@ fn runs_table(s: &mut String, r: &Report) -> std::fmt::Result {
     );
     for run in &r.runs {
         let current = Some(run.id) == r.run_id;
-        write!(
+        writeln!(
             s,
             "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td class=\"cmd\">{}</td></tr>\n",
+             <td class=\"cmd\">{}</td></tr>",
             if current { " class=\"current\"" } else { "" },
             run.id,
             esc(&run.started_at),
@@ -631,7 +634,7 @@ fn num(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

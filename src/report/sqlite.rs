@@ -17,6 +17,7 @@ use super::{
     ReportError, ReportErrorKind as Kind, RunRow, Scope, StatusCount, TABLE_HOSTS, TOP_HOSTS,
     TimeBucket, Timeline, bucket_ms, coarse_histogram, fine_percentiles, rank,
 };
+use crate::outcome::Rfc3339Millis;
 
 /// The outcome columns the report reads; each must be in the column table
 /// ([`crate::sink::schema::OUTCOME_COLUMNS`]; a test checks it, and opening checks the store has them).
@@ -35,9 +36,13 @@ const T_MS: &str = "CAST(round((julianday(started_at) - 2440587.5) * 86400000.0)
 
 /// The fine log-histogram key of `total_ms` (see `super::fine_bounds`): microseconds rounded down
 /// to 3 significant digits, as number of digits × 1000 + the first three digits. Text functions
-/// only: the bundled SQLite has no math functions.
-const FINE_KEY: &str = "(length(CAST(CAST(total_ms * 1000 AS INTEGER) AS TEXT)) * 1000 \
-     + CAST(substr(CAST(CAST(total_ms * 1000 AS INTEGER) AS TEXT), 1, 3) AS INTEGER))";
+/// only: the bundled SQLite has no math functions. At most 16383 (14 bits; 115 days and more share
+/// the last key).
+const FINE_KEY: &str = "min(length(CAST(CAST(total_ms * 1000 AS INTEGER) AS TEXT)) * 1000 \
+     + CAST(substr(CAST(CAST(total_ms * 1000 AS INTEGER) AS TEXT), 1, 3) AS INTEGER), 16383)";
+
+/// The code of an outcome without a status in the main query's packed group.
+const NO_STATUS: i64 = 1000;
 
 /// The percentiles the report gives exactly.
 const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
@@ -47,8 +52,31 @@ pub(super) fn report(path: &Path, scope: Scope) -> Result<Report, ReportError> {
     if !path.exists() {
         return Err(ReportError::new(store, Kind::NotFound, "no such file"));
     }
-    let q = Queries::open(path, store)?;
-    q.report(scope)
+    let q = Queries::open(path, store.clone())?;
+    let run_id = q.run_id(scope)?;
+    // Integers only go into the text: nothing from outside is spliced into SQL.
+    let filter = match (scope, run_id) {
+        (Scope::All, _) => "1".to_owned(),
+        (_, Some(id)) => format!("run_id = {id}"),
+        (_, None) => "0".to_owned(),
+    };
+    let host_run = if scope == Scope::All { None } else { run_id };
+    // The host pass is the other long scan: on a connection and a thread of its own, it runs
+    // beside the main pass (each sorts in its own bounded memory).
+    std::thread::scope(|threads| {
+        let hosts = threads.spawn(|| Queries::open(path, store.clone())?.hosts(&filter, host_run));
+        let report = q.report(scope, run_id, &filter);
+        let hosts = hosts.join().unwrap_or_else(|_| {
+            Err(ReportError::new(
+                &store,
+                Kind::Io,
+                "the host query panicked",
+            ))
+        });
+        let mut report = report?;
+        report.hosts = hosts?;
+        Ok(report)
+    })
 }
 
 struct Queries {
@@ -123,14 +151,13 @@ impl Queries {
         )
     }
 
-    fn report(&self, scope: Scope) -> Result<Report, ReportError> {
-        let run_id = self.run_id(scope)?;
-        // Integers only go into the text: nothing from outside is spliced into SQL.
-        let filter = match (scope, run_id) {
-            (Scope::All, _) => "1".to_owned(),
-            (_, Some(id)) => format!("run_id = {id}"),
-            (_, None) => "0".to_owned(),
-        };
+    /// Everything but the hosts.
+    fn report(
+        &self,
+        scope: Scope,
+        run_id: Option<i64>,
+        filter: &str,
+    ) -> Result<Report, ReportError> {
         let (first_started_at, t0, t1): (Option<String>, Option<i64>, Option<i64>) = self
             .conn
             .query_row(
@@ -175,32 +202,36 @@ impl Queries {
             timeline: Timeline::default(),
         };
 
-        // Counts, bytes, retries, the latency histogram and the time series: one pass.
+        // Counts, bytes, retries, the latency histogram and the time series: one pass. The
+        // group is one packed integer (time bucket, status or 1000 for an error, fine latency
+        // key) and the error kind: sorting one integer costs about half of sorting four columns.
         let sql = format!(
-            "SELECT ({T_MS} - {t0}) / {bucket}, status, \
+            "SELECT (({T_MS} - {t0}) / {bucket}) * {TB} + CASE WHEN status IS NULL \
+                    THEN {NO_STATUS} * {CODE} ELSE (status % 1000) * {CODE} + {FINE_KEY} END, \
                     CASE WHEN status IS NULL THEN coalesce(error, 'io') END, \
-                    CASE WHEN status IS NULL THEN NULL ELSE {FINE_KEY} END, \
                     count(*), sum(bytes), sum(attempts), sum(max(attempts - 1, 0)), \
-                    max(total_ms), sum(total_ms), CAST(max({T_MS} + total_ms) AS INTEGER) \
-             FROM outcomes WHERE {filter} GROUP BY 1, 2, 3, 4"
+                    max(total_ms), sum(total_ms) \
+             FROM outcomes WHERE {filter} GROUP BY 1, 2",
+            TB = 1i64 << 24,
+            CODE = 1i64 << 14,
         );
         let mut statuses: BTreeMap<i64, u64> = BTreeMap::new();
         let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
         let mut fine = Fine::new();
         let mut buckets: Vec<BucketAcc> = Vec::new();
-        let (mut sum_ms, mut max_ms, mut end_ms) = (0.0f64, 0.0f64, t0);
+        let (mut sum_ms, mut max_ms, mut max_any_ms) = (0.0f64, 0.0f64, 0.0f64);
         self.each(&sql, |row| {
-            let tb: i64 = row.get(0)?;
-            let status: Option<i64> = row.get(1)?;
-            let kind: Option<String> = row.get(2)?;
-            let key: Option<i64> = row.get(3)?;
-            let n = row.get::<_, i64>(4)? as u64;
+            let packed: i64 = row.get(0)?;
+            let (tb, code, key) = (packed >> 24, (packed >> 14) & 1023, packed & 16383);
+            let status = (code != NO_STATUS).then_some(code);
+            let kind: Option<String> = row.get(1)?;
+            let n = row.get::<_, i64>(2)? as u64;
             r.outcomes += n;
-            r.bytes += row.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64;
-            r.attempts += row.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64;
-            r.retries += row.get::<_, Option<i64>>(7)?.unwrap_or(0) as u64;
-            let max: f64 = row.get(8)?;
-            end_ms = end_ms.max(row.get::<_, Option<i64>>(10)?.unwrap_or(t0));
+            r.bytes += row.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64;
+            r.attempts += row.get::<_, Option<i64>>(4)?.unwrap_or(0) as u64;
+            r.retries += row.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64;
+            let max: f64 = row.get(6)?;
+            max_any_ms = max_any_ms.max(max);
             let i = usize::try_from(tb).unwrap_or(0).min(MAX_BUCKETS - 1);
             if buckets.len() <= i {
                 buckets.resize_with(i + 1, BucketAcc::default);
@@ -213,9 +244,8 @@ impl Queries {
                     r.status_classes.add(s, n);
                     b.classes.add(s, n);
                     *statuses.entry(s).or_default() += n;
-                    sum_ms += row.get::<_, f64>(9)?;
+                    sum_ms += row.get::<_, f64>(7)?;
                     max_ms = max_ms.max(max);
-                    let key = key.unwrap_or(0);
                     for f in [&mut fine, &mut b.fine] {
                         let e = f.entry(key).or_insert((0, 0.0));
                         e.0 += n;
@@ -279,12 +309,32 @@ impl Queries {
                 .find(|run| run.id == id)
                 .and_then(|run| elapsed(&run.started_at, run.finished_at.as_deref()?)),
         };
+        let end_ms = match t1 {
+            Some(t1) => self.last_end(&filter, t1, max_any_ms)?.unwrap_or(t1),
+            None => t0,
+        };
         r.elapsed_s = run_elapsed.unwrap_or((end_ms - t0) as f64 / 1000.0);
         if r.elapsed_s > 0.0 {
             r.throughput_rps = r.outcomes as f64 / r.elapsed_s;
         }
-        r.hosts = self.hosts(&filter, if scope == Scope::All { None } else { run_id })?;
         Ok(r)
+    }
+
+    /// When the last outcome ended (ms since the epoch): only outcomes started within the longest
+    /// latency of the last start can, so only their start times are parsed.
+    fn last_end(&self, filter: &str, t1: i64, max_ms: f64) -> Result<Option<i64>, ReportError> {
+        let from_ms = u64::try_from(t1 - max_ms.ceil() as i64 - 1).unwrap_or(0);
+        let from = Rfc3339Millis::new(UNIX_EPOCH + Duration::from_millis(from_ms));
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT CAST(max({T_MS} + total_ms) AS INTEGER) FROM outcomes \
+                     WHERE {filter} AND started_at >= ?1"
+                ),
+                [from.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.io(e))
     }
 
     /// Runs `sql` and hands each row to `f`.
@@ -359,9 +409,23 @@ impl Queries {
             }
         }
         let keys: Vec<String> = wanted.iter().map(|w| w.0.to_string()).collect();
+        // A range test on total_ms first (a little wider than the buckets), so that the key is
+        // computed only for rows near the three buckets.
+        let ranges: Vec<String> = wanted
+            .iter()
+            .map(|w| {
+                let (lo, hi) = super::fine_bounds(w.0);
+                format!(
+                    "total_ms BETWEEN {:?} AND {:?}",
+                    lo * 0.999 - 1e-6,
+                    hi * 1.001 + 1e-6
+                )
+            })
+            .collect();
         let sql = format!(
             "SELECT {FINE_KEY} AS k, total_ms FROM outcomes \
-             WHERE {filter} AND status IS NOT NULL AND k IN ({}) ORDER BY k, total_ms",
+             WHERE {filter} AND status IS NOT NULL AND ({}) AND k IN ({}) ORDER BY k, total_ms",
+            ranges.join(" OR "),
             keys.join(", ")
         );
         let mut out = [f64::NAN; 3];
