@@ -97,7 +97,12 @@ fn cards(s: &mut String, r: &Report) -> std::fmt::Result {
         if r.errors > 0 { "bad" } else { "" },
     );
     card(s, "req/s", format!("{:.0}", r.throughput_rps), "");
-    card(s, "elapsed", format!("{:.2}s", r.elapsed_s), "");
+    let elapsed = if r.elapsed_s >= 60.0 {
+        secs(r.elapsed_s.round())
+    } else {
+        format!("{:.2}s", r.elapsed_s)
+    };
+    card(s, "elapsed", elapsed, "");
     if let Some(l) = r.latency_ms {
         card(s, "p50", ms(l.p50), "");
         card(s, "p90", ms(l.p90), "");
@@ -202,7 +207,7 @@ impl Plot {
     /// Time labels under the plot for `n` buckets of `bucket_s` seconds.
     fn time_axis(&self, s: &mut String, n: usize, bucket_s: f64) -> std::fmt::Result {
         let span = n as f64 * bucket_s;
-        for t in nice_ticks(span, 8) {
+        for t in time_ticks(span) {
             let x = self.x0 + (self.x1 - self.x0) * t / span.max(f64::MIN_POSITIVE);
             write!(
                 s,
@@ -257,6 +262,42 @@ fn nice_ticks(max: f64, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Ticks of a time axis over `span` seconds: steps people count in (1, 2, 5, 10, 15, 30 s, 1, 2,
+/// 5, 10, 15, 30 min, 1, 2, 3, 6, 12 h, days), about 6 to 10 of them.
+fn time_ticks(span: f64) -> Vec<f64> {
+    const STEPS: [f64; 19] = [
+        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+        600.0, 900.0, 1800.0, 3600.0,
+    ];
+    let step = STEPS
+        .iter()
+        .copied()
+        .chain([7200.0, 10800.0, 21600.0, 43200.0, 86400.0])
+        .find(|s| span / s <= 10.0)
+        .unwrap_or_else(|| (span / 10.0 / 86400.0).ceil() * 86400.0);
+    (0..)
+        .map(|i| i as f64 * step)
+        .take_while(|v| *v <= span * (1.0 + 1e-9))
+        .collect()
+}
+
+/// A count, short: 950, 1.5k, 150k, 2M.
+fn short(v: f64) -> String {
+    let trim = |x: f64| {
+        let t = format!("{x:.1}");
+        t.trim_end_matches('0').trim_end_matches('.').to_owned()
+    };
+    if v >= 1e9 {
+        format!("{}G", trim(v / 1e9))
+    } else if v >= 1e6 {
+        format!("{}M", trim(v / 1e6))
+    } else if v >= 1e3 {
+        format!("{}k", trim(v / 1e3))
+    } else {
+        trim(v)
+    }
+}
+
 fn legend(s: &mut String, items: &[(String, &str)]) {
     s.push_str("<div class=\"legend\">");
     for (name, colour) in items {
@@ -276,7 +317,7 @@ fn rps_chart(s: &mut String, r: &Report) -> std::fmt::Result {
         return p.empty(s, "chart-rps");
     }
     let max = buckets.iter().map(|b| b.rps).fold(0.0, f64::max);
-    let (top, ticks) = linear_ticks(&p, max, |v| format!("{v:.0}"));
+    let (top, ticks) = linear_ticks(&p, max, short);
     p.open(s, "chart-rps", "requests per second over time")?;
     p.y_axis(s, &ticks)?;
     let bw = (p.x1 - p.x0) / buckets.len() as f64;
@@ -340,7 +381,7 @@ fn stacked_chart(s: &mut String, r: &Report) -> std::fmt::Result {
             .collect::<Vec<_>>(),
     );
     let max = buckets.iter().map(|b| b.outcomes).max().unwrap_or(0) as f64;
-    let (top, ticks) = linear_ticks(&p, max, |v| format!("{v:.0}"));
+    let (top, ticks) = linear_ticks(&p, max, short);
     p.open(
         s,
         "chart-status",
@@ -478,7 +519,7 @@ fn histogram_chart(s: &mut String, r: &Report) -> std::fmt::Result {
         return p.empty(s, "chart-hist");
     }
     let max = h.iter().map(|b| b.count).max().unwrap_or(0) as f64;
-    let (top, ticks) = linear_ticks(&p, max, |v| format!("{v:.0}"));
+    let (top, ticks) = linear_ticks(&p, max, short);
     p.open(s, "chart-hist", "latency histogram, log scale")?;
     p.y_axis(s, &ticks)?;
     let (lo, hi) = (h[0].lo_ms, h[h.len() - 1].hi_ms);
@@ -788,6 +829,11 @@ mod tests {
         assert_eq!(num(12), "12");
         assert_eq!(bytes(1500), "1.5 KB");
         assert_eq!(tick_ms(0.2), "0.2ms");
+        assert_eq!(short(150_000.0), "150k");
+        assert_eq!(short(1_500_000.0), "1.5M");
+        assert_eq!(short(40.0), "40");
+        assert_eq!(time_ticks(3650.0).get(1), Some(&600.0));
+        assert_eq!(time_ticks(4.6).get(1), Some(&0.5));
         assert_eq!(tick_ms(100.0), "100ms");
         assert_eq!(tick_ms(2000.0), "2s");
         assert_eq!(
