@@ -270,7 +270,7 @@ impl Queries {
             .map(|(kind, count)| KindCount { kind, count })
             .collect();
         if r.responses > 0 {
-            let [p50, p90, p99] = self.exact_percentiles(&filter, &fine)?;
+            let [p50, p90, p99] = self.exact_percentiles(filter, &fine)?;
             r.latency_ms = Some(Latency {
                 p50,
                 p90,
@@ -310,7 +310,7 @@ impl Queries {
                 .and_then(|run| elapsed(&run.started_at, run.finished_at.as_deref()?)),
         };
         let end_ms = match t1 {
-            Some(t1) => self.last_end(&filter, t1, max_any_ms)?.unwrap_or(t1),
+            Some(t1) => self.last_end(filter, t1, max_any_ms)?.unwrap_or(t1),
             None => t0,
         };
         r.elapsed_s = run_elapsed.unwrap_or((end_ms - t0) as f64 / 1000.0);
