@@ -720,10 +720,9 @@ fn secs(t: f64) -> String {
         )
     } else if t >= 60.0 {
         format!("{}m{:02}s", (t / 60.0) as u64, (t % 60.0) as u64)
-    } else if t == t.trunc() {
-        format!("{t:.0}s")
     } else {
-        format!("{t:.1}s")
+        let t = format!("{t:.2}");
+        format!("{}s", t.trim_end_matches('0').trim_end_matches('.'))
     }
 }
 
@@ -832,6 +831,10 @@ mod tests {
         assert_eq!(short(150_000.0), "150k");
         assert_eq!(short(1_500_000.0), "1.5M");
         assert_eq!(short(40.0), "40");
+        assert_eq!(secs(0.05), "0.05s");
+        assert_eq!(secs(0.1), "0.1s");
+        assert_eq!(secs(20.0), "20s");
+        assert_eq!(secs(600.0), "10m00s");
         assert_eq!(time_ticks(3650.0).get(1), Some(&600.0));
         assert_eq!(time_ticks(4.6).get(1), Some(&0.5));
         assert_eq!(tick_ms(100.0), "100ms");
