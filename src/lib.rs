@@ -38,6 +38,7 @@
 //! - [`sink`]: where outcomes land: one async trait; SQLite and JSONL (each on a thread of its
 //!   own), and an in-memory channel; the recorder that batches outcomes for them.
 //! - [`stats`]: live counters for progress and the final [`Summary`].
+//! - [`report`]: the report of a store (`fanout report`), computed by SQL; text, JSON and HTML.
 //! - `serve`: a small local HTTP API used by examples, tests and benchmarks (feature `serve`).
 //! - `bench`: the sequential-vs-concurrent comparison behind `fanout bench` (feature `serve`).
 //! - [`units`]: parsing of durations and sizes as written on the command line.
@@ -56,6 +57,7 @@ pub mod engine;
 pub mod outcome;
 pub mod pg;
 pub mod pipeline;
+pub mod report;
 pub mod request;
 pub mod secrets;
 #[cfg(feature = "serve")]

@@ -180,6 +180,7 @@ pub async fn run_with_sinks(
     summary.skipped = stats.skipped.load(Relaxed);
     summary.retries = stats.retries.load(Relaxed);
     summary.hosts = hosts;
+    summary.run_id = info.id;
     let mut sinks = sinks;
     // Record how the run ended even when a write failed; the first error wins.
     let ended = join_all(sinks.iter_mut().map(|s| s.end_run(&summary))).await;

@@ -183,6 +183,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// How the run ended.
     pub end: RunEnd,
+    /// The run's id in its stores (`runs.id`); 0 before the run is begun.
+    pub run_id: i64,
 }
 
 impl Default for Summary {
@@ -199,6 +201,7 @@ impl Default for Summary {
             bytes: 0,
             elapsed: Duration::ZERO,
             end: RunEnd::Completed,
+            run_id: 0,
         }
     }
 }

@@ -49,6 +49,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Compare fetching one at a time with fetching concurrently, against a built-in local server.
     Bench(BenchArgs),
+    /// Report on a store: counts, latency, throughput, hosts, runs; --json, --html FILE with charts.
+    Report(super::report::ReportArgs),
     /// A first run to look at, offline: 100,000 requests to built-in local servers (fast, slow,
     /// failing, rate-limited) into demo.db, then the summary.
     Demo(DemoArgs),
@@ -299,6 +301,11 @@ pub struct FetchArgs {
     /// No progress and no summary (implies --progress never).
     #[arg(short = 'q', long)]
     pub quiet: bool,
+
+    /// At the end, write the report of the run (`fanout report --json`) to FILE. Needs an SQLite
+    /// store (the default, or --db).
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -411,6 +418,14 @@ impl FetchArgs {
                 None => Some(Bytes::from(d.clone())),
             },
         };
+        let sqlite_store = (self.db.is_empty() && self.jsonl.is_none())
+            || self.db.iter().any(|d| !PgUrl::is_pg_url(d));
+        if self.summary_json.is_some() && !sqlite_store {
+            return Err(usage(
+                "--summary-json needs an SQLite store (--db PATH): the report is computed from it"
+                    .into(),
+            ));
+        }
         let mut stores = Vec::new();
         match (self.db.as_slice(), &self.jsonl) {
             ([], None) => stores.push(StoreConfig::Sqlite("fanout.db".into())),

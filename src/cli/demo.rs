@@ -114,11 +114,12 @@ impl Hosts {
 
 /// Writes the HTML report of `db` to `html`, and says where; `None` while there is no report.
 ///
-/// LEAD: connect `fanout report --html` here when merging: render the latest run of `db` into
-/// `html` and return `Ok(Some(html.to_path_buf()))`.
+/// The latest run of `db` as an HTML report (what `fanout report --html` writes) at `html`.
 pub fn write_demo_report(db: &Path, html: &Path) -> anyhow::Result<Option<PathBuf>> {
-    let _ = (db, html);
-    Ok(None)
+    let r = fanout::report::open_sqlite(db, fanout::report::Scope::Latest)?;
+    std::fs::write(html, fanout::report::html(&r))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", html.display()))?;
+    Ok(Some(html.to_path_buf()))
 }
 
 /// Removes the store and its WAL files, so each demo starts from nothing.

@@ -6,6 +6,7 @@ mod args;
 mod demo;
 mod fds;
 mod progress;
+mod report;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Fetch(a) => fanout::engine::open_files_wanted(a.concurrency as usize),
         Command::Bench(a) => 4 * u64::from(a.concurrency) + 64,
         Command::Serve(_) => SERVE_FDS,
+        Command::Report(_) => 64,
         // Five servers and the client at -c 256, in one process.
         Command::Demo(_) => SERVE_FDS,
         Command::Completions(a) => {
@@ -88,6 +90,7 @@ pub fn main() -> ExitCode {
             Command::Fetch(a) => fetch(*a, fds.limit).await,
             Command::Serve(a) => serve_cmd(a).await,
             Command::Bench(a) => bench_cmd(a).await,
+            Command::Report(a) => report::report_cmd(a),
             Command::Demo(a) => demo::run(a).await,
             Command::Completions(_) | Command::Man => unreachable!("handled before the runtime"),
         }
@@ -178,6 +181,7 @@ async fn wait_signal() {
 async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     let quiet = a.quiet;
     let when = a.progress;
+    let summary_json = a.summary_json.clone();
     let mut config = match a.into_config() {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -187,6 +191,10 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     if !quiet && !config.resume.fresh {
         announce_resume(&config).await;
     }
+    let report_store = config.stores.iter().find_map(|s| match s {
+        fanout::sink::StoreConfig::Sqlite(p) => Some(p.clone()),
+        _ => None,
+    });
     let stats = Stats::new();
     let shutdown = shutdown_signal(quiet);
     let bar = progress::Progress::start(stats.clone(), when, quiet, None);
@@ -196,6 +204,12 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
         Ok(summary) => {
             if !quiet {
                 eprint!("{summary}");
+            }
+            if let (Some(file), Some(store)) = (&summary_json, &report_store)
+                && let Err(e) = report::write_summary_json(store, summary.run_id, file)
+            {
+                eprintln!("fanout: error: --summary-json: {e}");
+                return exit::FAILED;
             }
             match summary.end {
                 RunEnd::Completed => exit::OK,

@@ -29,16 +29,29 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 ";
 
+/// The `run_hosts` table, created when missing: the engine's per-host figures of each run (the
+/// summary's host list), written at the end of the run. Documented in README.md.
+pub const RUN_HOSTS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS run_hosts (
+    run_id      INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    final_limit INTEGER NOT NULL,
+    overloads   INTEGER NOT NULL,
+    PRIMARY KEY (run_id, host)
+);
+";
+
 /// The `schema_version` table (one row: [`SCHEMA_VERSION`] of the fanout that last opened it).
 const VERSION_SCHEMA: &str =
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);\n";
 
-/// The whole schema, created when missing: [`RUNS_SCHEMA`], `schema_version`, and the `outcomes`
-/// table generated from [`OUTCOME_COLUMNS`].
+/// The whole schema, created when missing: [`RUNS_SCHEMA`], [`RUN_HOSTS_SCHEMA`],
+/// `schema_version`, and the `outcomes` table generated from [`OUTCOME_COLUMNS`].
 pub fn schema() -> String {
     let columns: Vec<String> = OUTCOME_COLUMNS.iter().map(column_def).collect();
     format!(
-        "{RUNS_SCHEMA}{VERSION_SCHEMA}CREATE TABLE IF NOT EXISTS outcomes (\n    {}\n);\n",
+        "{RUNS_SCHEMA}{RUN_HOSTS_SCHEMA}{VERSION_SCHEMA}CREATE TABLE IF NOT EXISTS outcomes (\n    {}\n);\n",
         columns.join(",\n    ")
     )
 }
@@ -390,8 +403,11 @@ impl Store for SqliteStore {
 
     fn end_run(&mut self, summary: &Summary) -> Result<(), StoreError> {
         let finished = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        self.conn
-            .execute(
+        let run_id = self.run_id;
+        // The run's row and its hosts in one transaction: a report never sees one without the other.
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            tx.execute(
                 "UPDATE runs SET finished_at = ?1, status = ?2, outcomes = ?3, responses = ?4, \
                  errors = ?5, skipped = ?7 WHERE id = ?6",
                 params![
@@ -400,12 +416,28 @@ impl Store for SqliteStore {
                     summary.total as i64,
                     summary.responses() as i64,
                     summary.errors() as i64,
-                    self.run_id,
+                    run_id,
                     summary.skipped as i64
                 ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            )?;
+            {
+                let mut host = tx.prepare(
+                    "INSERT OR REPLACE INTO run_hosts (run_id, host, attempts, final_limit, \
+                     overloads) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for h in &summary.hosts {
+                    host.execute(params![
+                        run_id,
+                        h.host,
+                        i64::try_from(h.attempts).unwrap_or(i64::MAX),
+                        i64::try_from(h.limit).unwrap_or(i64::MAX),
+                        i64::try_from(h.overloads).unwrap_or(i64::MAX)
+                    ])?;
+                }
+            }
+            tx.commit()
+        })();
+        result.map_err(|e| self.err(e))
     }
 }
 

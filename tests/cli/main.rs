@@ -15,6 +15,7 @@ mod polite;
 mod postgres;
 mod progress;
 mod props;
+mod report;
 mod resume;
 mod secrets;
 mod sql;
