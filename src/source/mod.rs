@@ -614,6 +614,13 @@ pub fn parse_line(
         )
     };
     if let Some(t) = template {
+        if matches!(line, "." | "..") {
+            // URL parsing removes dot segments (even encoded), so the request would silently go
+            // to another path than the template says.
+            return Err(format!(
+                "template value '{line}' is a dot segment, which URL normalization removes"
+            ));
+        }
         let url = t.replace(
             "{}",
             &utf8_percent_encode(line, TEMPLATE_ENCODE).to_string(),

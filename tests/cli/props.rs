@@ -65,12 +65,20 @@ proptest! {
     #[test]
     fn a_template_value_always_lands_encoded_in_the_url(value in "[^\\r\\n#]{1,40}") {
         prop_assume!(!value.trim().is_empty() && !value.trim().starts_with('#'));
+        // "." and ".." are refused: URL normalization would remove them (found by this test).
+        prop_assume!(!matches!(value.trim(), "." | ".."));
         let r = parse_line(&value, &origin(), Some("http://h.test/item/{}"), &RequestDefaults::default())
             .unwrap()
             .unwrap();
         let seg = r.url.path().strip_prefix("/item/").unwrap();
         let decoded = percent_encoding::percent_decode_str(seg).decode_utf8().unwrap();
         prop_assert_eq!(decoded, value.trim());
+    }
+
+    #[test]
+    fn dot_segment_template_values_are_refused(dots in prop_oneof![Just("."), Just("..")]) {
+        let r = parse_line(dots, &origin(), Some("http://h.test/item/{}"), &RequestDefaults::default());
+        prop_assert!(r.unwrap_err().contains("dot segment"));
     }
 
     #[test]
