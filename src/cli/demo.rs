@@ -4,7 +4,7 @@
 //! settings (`--adaptive`, `--per-host`, retries), prints the summary and says where the store
 //! (and, once `fanout report` exists, the HTML report) is. Owns only its servers and its files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use http::Method;
 
@@ -112,14 +112,11 @@ impl Hosts {
     }
 }
 
-/// Writes the HTML report of `db` to `html`, and says where; `None` while there is no report.
-///
 /// The latest run of `db` as an HTML report (what `fanout report --html` writes) at `html`.
-pub fn write_demo_report(db: &Path, html: &Path) -> anyhow::Result<Option<PathBuf>> {
+pub fn write_demo_report(db: &Path, html: &Path) -> anyhow::Result<()> {
     let r = fanout::report::open_sqlite(db, fanout::report::Scope::Latest)?;
     std::fs::write(html, fanout::report::html(&r))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", html.display()))?;
-    Ok(Some(html.to_path_buf()))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", html.display()))
 }
 
 /// Removes the store and its WAL files, so each demo starts from nothing.
@@ -221,11 +218,10 @@ pub async fn run(a: DemoArgs) -> u8 {
         a.db.display()
     );
     match write_demo_report(&a.db, &a.html) {
-        Ok(Some(html)) => eprintln!(
+        Ok(()) => eprintln!(
             "fanout demo: report in {} (open it in a browser)",
-            html.display()
+            a.html.display()
         ),
-        Ok(None) => eprintln!("fanout demo: no HTML report yet (`fanout report` is not built)"),
         Err(e) => {
             eprintln!(
                 "fanout demo: cannot write the report {}: {e}",

@@ -19,6 +19,12 @@ fn demo_records_every_request_with_a_mix_of_statuses_and_errors() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("3000 outcomes"), "{err}");
     assert!(err.contains("demo.db"), "says where the store is: {err}");
+    assert!(err.contains("demo.html"), "says where the report is: {err}");
+    let html = std::fs::read_to_string(dir.path("demo.html")).unwrap();
+    assert!(
+        html.contains("<svg") && (html.contains("3000") || html.contains("3,000")),
+        "a report of the run"
+    );
     let db = dir.path("demo.db");
     assert_eq!(scalar(&db, "SELECT count(*) FROM outcomes"), 3000);
     assert_eq!(text(&db, "SELECT status FROM runs"), "completed");
