@@ -243,11 +243,9 @@ impl RunConfig {
                     return Err(ConfigError::new("from-sql", "the query is empty"));
                 }
                 match db {
-                    SourceDb::Postgres(_) => {
-                        return Err(ConfigError::new(
-                            "source-db",
-                            "PostgreSQL sources are not built yet (give an SQLite file)",
-                        ));
+                    SourceDb::Postgres(url) => {
+                        crate::pg::PgUrl::parse(url)
+                            .map_err(|e| ConfigError::new("source-db", e))?;
                     }
                     // Outside WAL mode, the query's read lock keeps the store from writing the
                     // file (or from switching it to WAL): the run would stop "database is locked".
@@ -555,8 +553,13 @@ mod tests {
             field(b().from_sql(sql, db()).template("h/{}").build()),
             "template"
         );
+        // A PostgreSQL source is checked like a store's URL.
+        let pg = SourceDb::parse("postgres://u:secret@127.0.0.1/db?bogus=1");
+        let e = b().from_sql(sql, pg).build().unwrap_err();
+        assert_eq!(e.field(), "source-db");
+        assert!(!e.to_string().contains("secret"), "{e}");
         let pg = SourceDb::parse("postgres://u@127.0.0.1/db");
-        assert_eq!(field(b().from_sql(sql, pg).build()), "source-db");
+        assert!(b().from_sql(sql, pg).build().is_ok());
         let store = StoreConfig::Sqlite("t.db".into());
         assert_eq!(
             field(b().from_sql(sql, db()).store(store).build()),

@@ -2,10 +2,9 @@
 //! thread of their own into a bounded channel (never loaded whole), as [`SourceItem`]s. Columns
 //! map by name onto a [`RequestSpec`], and every row becomes a request through
 //! [`RequestSpec::into_request`], or an `invalid-input` outcome named `query:ROW` (1-based).
-//! The mapping reads driver-neutral values, so each database only steps its rows: SQLite now;
-//! PostgreSQL is a [`SourceDb`] variant still to be built (a server-side cursor feeding the same
-//! channel). Owns its read-only connection to the source database; never touches the network or
-//! the stores.
+//! The mapping reads driver-neutral values, so each database only steps its rows: SQLite here,
+//! PostgreSQL (a server-side cursor feeding the same channel) in `postgres`. Owns its read-only
+//! connection to the source database; never touches the stores or HTTP.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -19,6 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{OpenError, RequestDefaults, RequestSpec, SourceItem, invalid};
 use crate::request::Origin;
+
+mod postgres;
 
 /// The input name of every row: keys are `invalid:query:ROW`, details `query:ROW: reason`.
 pub const QUERY_INPUT: &str = "query";
@@ -34,14 +35,15 @@ const COLUMNS: [&str; 5] = ["url", "id", "method", "headers", "body"];
 pub enum SourceDb {
     /// An SQLite file, opened read-only.
     Sqlite(PathBuf),
-    /// A `postgres://` or `postgresql://` URL: not built yet (opening it is an error).
+    /// A `postgres://` or `postgresql://` URL (libpq conventions, see [`crate::pg`]), read
+    /// through a server-side cursor in a read-only transaction.
     Postgres(String),
 }
 
 impl SourceDb {
     /// `postgres://` and `postgresql://` URLs are PostgreSQL; anything else is an SQLite file.
     pub fn parse(arg: &str) -> SourceDb {
-        if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
+        if crate::pg::PgUrl::is_pg_url(arg) {
             SourceDb::Postgres(arg.to_owned())
         } else {
             SourceDb::Sqlite(arg.into())
@@ -52,15 +54,8 @@ impl SourceDb {
     pub fn name(&self) -> String {
         match self {
             SourceDb::Sqlite(p) => p.display().to_string(),
-            SourceDb::Postgres(u) => match url::Url::parse(u) {
-                Ok(mut url) => {
-                    if url.password().is_some() {
-                        let _ = url.set_password(Some("***"));
-                    }
-                    url.to_string()
-                }
-                Err(_) => "<a PostgreSQL URL>".into(),
-            },
+            // The store's masking: a `password=` parameter too, not only `user:password@`.
+            SourceDb::Postgres(u) => crate::pg::mask_secrets(u),
         }
     }
 }
@@ -248,6 +243,8 @@ impl Columns {
 pub struct SqlRows {
     rx: mpsc::Receiver<SourceItem>,
     interrupt: Option<InterruptHandle>,
+    /// The PostgreSQL reader's task: aborting it closes its connection.
+    abort: Option<tokio::task::AbortHandle>,
 }
 
 impl fmt::Debug for SqlRows {
@@ -271,6 +268,9 @@ impl Drop for SqlRows {
         if let Some(h) = &self.interrupt {
             h.interrupt();
         }
+        if let Some(h) = &self.abort {
+            h.abort();
+        }
     }
 }
 
@@ -286,13 +286,20 @@ pub async fn open(
         path: db.name(),
         source: std::io::Error::other(msg),
     };
+    let (tx, rx) = mpsc::channel(ROWS_AHEAD);
     let path = match db {
         SourceDb::Sqlite(p) => p.clone(),
-        SourceDb::Postgres(_) => {
-            return Err(fail("PostgreSQL sources are not built yet".into()));
+        SourceDb::Postgres(url) => {
+            let abort = postgres::open(url, query, defaults, tx)
+                .await
+                .map_err(fail)?;
+            return Ok(SqlRows {
+                rx,
+                interrupt: None,
+                abort: Some(abort),
+            });
         }
     };
-    let (tx, rx) = mpsc::channel(ROWS_AHEAD);
     let (ready_tx, ready_rx) = oneshot::channel();
     let query = query.to_owned();
     let defaults = defaults.clone();
@@ -304,6 +311,7 @@ pub async fn open(
         Ok(Ok(interrupt)) => Ok(SqlRows {
             rx,
             interrupt: Some(interrupt),
+            abort: None,
         }),
         Ok(Err(msg)) => Err(fail(msg)),
         Err(_) => Err(fail("the query thread ended unexpectedly".into())),
@@ -469,6 +477,8 @@ mod tests {
     fn a_password_is_never_named() {
         let db = SourceDb::parse("postgres://u:secret@127.0.0.1:5432/db");
         assert!(!db.name().contains("secret") && !format!("{db:?}").contains("secret"));
+        let db = SourceDb::parse("POSTGRESQL://h/db?user=u&password=secret");
+        assert!(matches!(db, SourceDb::Postgres(_)) && !db.name().contains("secret"));
         assert_eq!(SourceDb::parse("t.db"), SourceDb::Sqlite("t.db".into()));
     }
 }

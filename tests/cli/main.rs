@@ -10,6 +10,7 @@ mod http;
 mod input;
 mod library;
 mod pg;
+mod pgsource;
 mod pipeline;
 mod polite;
 mod postgres;

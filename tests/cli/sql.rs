@@ -149,7 +149,7 @@ fn unknown_or_missing_columns_exit_2_naming_them_and_fetch_nothing() {
         .arg("postgres://me:hunter2@127.0.0.1:1/db")
         .assert()
         .code(2)
-        .stderr(contains("PostgreSQL sources are not built yet"))
+        .stderr(contains("postgres://me:***@127.0.0.1:1/db"))
         .stderr(contains("hunter2").not());
     assert_eq!(srv.stats().requests(), 0);
     assert!(
