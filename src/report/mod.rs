@@ -14,6 +14,7 @@
 //! 1% wide): each is the largest latency in the bucket that holds the rank, so it is at least the
 //! exact value and less than 1% above it.
 
+mod fold;
 mod html;
 mod sqlite;
 mod text;
