@@ -713,7 +713,6 @@ fn postgres_report_numbers_equal_sql_and_the_sqlite_report_of_the_same_run() {
         by_volume[1]["outcomes"],
         count("count(*) FILTER (WHERE url LIKE 'http://b.test:%')")
     );
-    assert_eq!(r["hosts"]["by_p99"][0]["host"], b_host.as_str());
     let stored = pg.scalar(
         &db,
         &format!("SELECT attempts FROM run_hosts WHERE run_id = 1 AND host = '{main_host}'"),
