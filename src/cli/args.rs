@@ -302,8 +302,8 @@ pub struct FetchArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// At the end, write the report of the run (`fanout report --json`) to FILE. Needs an SQLite
-    /// store (the default, or --db).
+    /// At the end, write the report of the run (`fanout report --json`) to FILE. Needs a store
+    /// (the default, or --db: the first SQLite one, else the first PostgreSQL one).
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
 }
@@ -418,11 +418,10 @@ impl FetchArgs {
                 None => Some(Bytes::from(d.clone())),
             },
         };
-        let sqlite_store = (self.db.is_empty() && self.jsonl.is_none())
-            || self.db.iter().any(|d| !PgUrl::is_pg_url(d));
-        if self.summary_json.is_some() && !sqlite_store {
+        let has_store = (self.db.is_empty() && self.jsonl.is_none()) || !self.db.is_empty();
+        if self.summary_json.is_some() && !has_store {
             return Err(usage(
-                "--summary-json needs an SQLite store (--db PATH): the report is computed from it"
+                "--summary-json needs a store (--db PATH or URL): the report is computed from it"
                     .into(),
             ));
         }

@@ -90,7 +90,7 @@ pub fn main() -> ExitCode {
             Command::Fetch(a) => fetch(*a, fds.limit).await,
             Command::Serve(a) => serve_cmd(a).await,
             Command::Bench(a) => bench_cmd(a).await,
-            Command::Report(a) => report::report_cmd(a),
+            Command::Report(a) => report::report_cmd(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Completions(_) | Command::Man => unreachable!("handled before the runtime"),
         }
@@ -191,10 +191,22 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     if !quiet && !config.resume.fresh {
         announce_resume(&config).await;
     }
-    let report_store = config.stores.iter().find_map(|s| match s {
-        fanout::sink::StoreConfig::Sqlite(p) => Some(p.clone()),
-        _ => None,
-    });
+    // The report of --summary-json comes from the first SQLite store, else the first PostgreSQL one.
+    let report_store = config
+        .stores
+        .iter()
+        .find_map(|s| match s {
+            fanout::sink::StoreConfig::Sqlite(p) => Some(report::SummaryStore::Sqlite(p.clone())),
+            _ => None,
+        })
+        .or_else(|| {
+            config.stores.iter().find_map(|s| match s {
+                fanout::sink::StoreConfig::Postgres(u) => {
+                    Some(report::SummaryStore::Postgres(u.clone()))
+                }
+                _ => None,
+            })
+        });
     let stats = Stats::new();
     let shutdown = shutdown_signal(quiet);
     let bar = progress::Progress::start(stats.clone(), when, quiet, None);
@@ -206,7 +218,7 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
                 eprint!("{summary}");
             }
             if let (Some(file), Some(store)) = (&summary_json, &report_store)
-                && let Err(e) = report::write_summary_json(store, summary.run_id, file)
+                && let Err(e) = report::write_summary_json(store, summary.run_id, file).await
             {
                 eprintln!("fanout: error: --summary-json: {e}");
                 return exit::FAILED;

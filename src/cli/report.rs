@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use fanout::pg::PgUrl;
 use fanout::report::{self, Report, ReportError, Scope};
 
 use super::exit;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The store: an SQLite file (a PostgreSQL URL once that store exists).
+    /// The store: an SQLite file or a PostgreSQL URL (postgres://...).
     #[arg(value_name = "STORE", default_value = "fanout.db")]
     pub store: String,
 
@@ -34,23 +35,31 @@ pub struct ReportArgs {
     pub html: Option<PathBuf>,
 }
 
-pub fn report_cmd(a: ReportArgs) -> u8 {
-    if is_postgres(&a.store) {
-        eprintln!(
-            "fanout: error: store {}: PostgreSQL stores are not built yet",
-            redacted(&a.store)
-        );
-        return exit::USAGE;
-    }
+pub async fn report_cmd(a: ReportArgs) -> u8 {
     let scope = match (a.run, a.all) {
         (Some(id), _) => Scope::Run(id),
         (None, true) => Scope::All,
         (None, false) => Scope::Latest,
     };
-    let r = match report::open_sqlite(Path::new(&a.store), scope) {
+    let r = if PgUrl::is_pg_url(&a.store) {
+        match PgUrl::parse(&a.store) {
+            Ok(url) => report::open_postgres(&url, scope).await,
+            Err(e) => {
+                eprintln!("fanout: error: store {}: {e}", redacted(&a.store));
+                return exit::USAGE;
+            }
+        }
+    } else {
+        report::open_sqlite(Path::new(&a.store), scope)
+    };
+    let r = match r {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("fanout: error: {e}");
+            // The store is named without its password already; this is a second net.
+            eprintln!(
+                "fanout: error: {}",
+                fanout::pg::mask_secrets(&e.to_string())
+            );
             return exit::USAGE;
         }
     };
@@ -79,16 +88,26 @@ fn json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_else(|_| "null".into())
 }
 
-/// `fanout fetch --summary-json FILE`: the report of the run just finished, from its SQLite
-/// store, written to `file`.
-pub fn write_summary_json(store: &Path, run_id: i64, file: &Path) -> Result<(), String> {
-    let r =
-        report::open_sqlite(store, Scope::Run(run_id)).map_err(|e: ReportError| e.to_string())?;
-    std::fs::write(file, json(&r) + "\n").map_err(|e| format!("{}: {e}", file.display()))
+/// The store `fanout fetch --summary-json` computes its report from.
+pub enum SummaryStore {
+    Sqlite(PathBuf),
+    Postgres(PgUrl),
 }
 
-fn is_postgres(store: &str) -> bool {
-    fanout::pg::PgUrl::is_pg_url(store)
+/// `fanout fetch --summary-json FILE`: the report of the run just finished, from its store,
+/// written to `file`.
+pub async fn write_summary_json(
+    store: &SummaryStore,
+    run_id: i64,
+    file: &Path,
+) -> Result<(), String> {
+    let scope = Scope::Run(run_id);
+    let r = match store {
+        SummaryStore::Sqlite(path) => report::open_sqlite(path, scope),
+        SummaryStore::Postgres(url) => report::open_postgres(url, scope).await,
+    }
+    .map_err(|e: ReportError| e.to_string())?;
+    std::fs::write(file, json(&r) + "\n").map_err(|e| format!("{}: {e}", file.display()))
 }
 
 /// A store URL with its password removed, for messages.

@@ -1,5 +1,5 @@
-//! Reports of a store: the [`Report`] model, computed by SQL from an SQLite store ([`open_sqlite`]),
-//! and its renderers: [`text`] (the terminal), JSON (serde: the model's field names are the stable
+//! Reports of a store: the [`Report`] model, computed by SQL from an SQLite store ([`open_sqlite`])
+//! or a PostgreSQL one ([`open_postgres`]), and its renderers: [`text`] (the terminal), JSON (serde: the model's field names are the stable
 //! JSON names, documented in README.md) and [`html`] (one self-contained page with charts). Owns the
 //! aggregation queries and the report formats; writes nothing to a store, prints nothing.
 //!
@@ -14,7 +14,9 @@
 //! 1% wide): each is the largest latency in the bucket that holds the rank, so it is at least the
 //! exact value and less than 1% above it.
 
+mod fold;
 mod html;
+mod postgres;
 mod sqlite;
 mod text;
 
@@ -101,7 +103,7 @@ impl ReportError {
 pub struct Report {
     /// [`FORMAT`].
     pub format: &'static str,
-    /// The store reported on (a path).
+    /// The store reported on (a path, or a PostgreSQL URL without its password).
     pub store: String,
     /// `latest`, `run` or `all`.
     pub scope: &'static str,
@@ -354,6 +356,14 @@ impl Report {
 /// threads (`spawn_blocking`) when in a runtime.
 pub fn open_sqlite(path: &Path, scope: Scope) -> Result<Report, ReportError> {
     sqlite::report(path, scope)
+}
+
+/// Reports on the PostgreSQL store at `url` (completed from the environment as [`crate::pg`]
+/// says), on read-only connections. Call it within a Tokio runtime (the
+/// connections' tasks run on it). The report's `store` and errors show the URL without its
+/// password.
+pub async fn open_postgres(url: &crate::pg::PgUrl, scope: Scope) -> Result<Report, ReportError> {
+    postgres::report(url, scope).await
 }
 
 /// The first bucket width of 1, 2 or 5 × 10^k milliseconds (at least 10 ms) that fits `span_ms`

@@ -4,7 +4,7 @@
 //! no query returns the outcomes themselves, except the rows of the three log buckets that hold
 //! the exact percentiles, streamed in order and dropped as they are read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -12,10 +12,12 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
+use super::fold::{
+    HostFold, HostGroup, MainFold, MainRow, NO_HOST, NO_STATUS, empty_report, set_elapsed,
+    wanted_ranks,
+};
 use super::{
-    Classes, Fine, HostRow, Hosts, KindCount, Latency, MAX_BUCKETS, RUNS_SHOWN, Report,
-    ReportError, ReportErrorKind as Kind, RunRow, Scope, StatusCount, TABLE_HOSTS, TOP_HOSTS,
-    TimeBucket, Timeline, bucket_ms, coarse_histogram, fine_percentiles, rank,
+    Fine, Hosts, RUNS_SHOWN, Report, ReportError, ReportErrorKind as Kind, RunRow, Scope, bucket_ms,
 };
 use crate::outcome::Rfc3339Millis;
 
@@ -40,12 +42,6 @@ const T_MS: &str = "CAST(round((julianday(started_at) - 2440587.5) * 86400000.0)
 /// the last key).
 const FINE_KEY: &str = "min(length(CAST(CAST(total_ms * 1000 AS INTEGER) AS TEXT)) * 1000 \
      + CAST(substr(CAST(CAST(total_ms * 1000 AS INTEGER) AS TEXT), 1, 3) AS INTEGER), 16383)";
-
-/// The code of an outcome without a status in the main query's packed group.
-const NO_STATUS: i64 = 1000;
-
-/// The percentiles the report gives exactly.
-const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
 pub(super) fn report(path: &Path, scope: Scope) -> Result<Report, ReportError> {
     let store = path.display().to_string();
@@ -82,15 +78,6 @@ pub(super) fn report(path: &Path, scope: Scope) -> Result<Report, ReportError> {
 struct Queries {
     store: String,
     conn: Connection,
-}
-
-/// What the main query folds into, per time bucket.
-#[derive(Default)]
-struct BucketAcc {
-    outcomes: u64,
-    classes: Classes,
-    errors: BTreeMap<String, u64>,
-    fine: Fine,
 }
 
 impl Queries {
@@ -174,33 +161,7 @@ impl Queries {
         let t0 = t0.unwrap_or(0);
         let bucket = bucket_ms(t1.unwrap_or(t0) - t0);
 
-        let mut r = Report {
-            format: super::FORMAT,
-            store: self.store.clone(),
-            scope: match scope {
-                Scope::Latest => "latest",
-                Scope::Run(_) => "run",
-                Scope::All => "all",
-            },
-            run_id: if scope == Scope::All { None } else { run_id },
-            outcomes: 0,
-            responses: 0,
-            errors: 0,
-            status_classes: Classes::default(),
-            statuses: Vec::new(),
-            error_kinds: Vec::new(),
-            latency_ms: None,
-            first_started_at,
-            elapsed_s: 0.0,
-            throughput_rps: 0.0,
-            bytes: 0,
-            attempts: 0,
-            retries: 0,
-            runs: Vec::new(),
-            hosts: Hosts::default(),
-            latency_histogram: Vec::new(),
-            timeline: Timeline::default(),
-        };
+        let mut r = empty_report(self.store.clone(), scope, run_id, first_started_at);
 
         // Counts, bytes, retries, the latency histogram and the time series: one pass. The
         // group is one packed integer (time bucket, status or 1000 for an error, fine latency
@@ -215,108 +176,34 @@ impl Queries {
             TB = 1i64 << 24,
             CODE = 1i64 << 14,
         );
-        let mut statuses: BTreeMap<i64, u64> = BTreeMap::new();
-        let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
-        let mut fine = Fine::new();
-        let mut buckets: Vec<BucketAcc> = Vec::new();
-        let (mut sum_ms, mut max_ms, mut max_any_ms) = (0.0f64, 0.0f64, 0.0f64);
+        let mut fold = MainFold::default();
         self.each(&sql, |row| {
-            let packed: i64 = row.get(0)?;
-            let (tb, code, key) = (packed >> 24, (packed >> 14) & 1023, packed & 16383);
-            let status = (code != NO_STATUS).then_some(code);
-            let kind: Option<String> = row.get(1)?;
-            let n = row.get::<_, i64>(2)? as u64;
-            r.outcomes += n;
-            r.bytes += row.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64;
-            r.attempts += row.get::<_, Option<i64>>(4)?.unwrap_or(0) as u64;
-            r.retries += row.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64;
-            let max: f64 = row.get(6)?;
-            max_any_ms = max_any_ms.max(max);
-            let i = usize::try_from(tb).unwrap_or(0).min(MAX_BUCKETS - 1);
-            if buckets.len() <= i {
-                buckets.resize_with(i + 1, BucketAcc::default);
-            }
-            let b = &mut buckets[i];
-            b.outcomes += n;
-            match (status, kind) {
-                (Some(s), _) => {
-                    r.responses += n;
-                    r.status_classes.add(s, n);
-                    b.classes.add(s, n);
-                    *statuses.entry(s).or_default() += n;
-                    sum_ms += row.get::<_, f64>(7)?;
-                    max_ms = max_ms.max(max);
-                    for f in [&mut fine, &mut b.fine] {
-                        let e = f.entry(key).or_insert((0, 0.0));
-                        e.0 += n;
-                        e.1 = e.1.max(max);
-                    }
-                }
-                (None, kind) => {
-                    r.errors += n;
-                    let kind = kind.unwrap_or_else(|| "io".into());
-                    *b.errors.entry(kind.clone()).or_default() += n;
-                    *kinds.entry(kind).or_default() += n;
-                }
-            }
+            let row = MainRow {
+                packed: row.get(0)?,
+                kind: row.get(1)?,
+                n: row.get::<_, i64>(2)? as u64,
+                bytes: row.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+                attempts: row.get::<_, Option<i64>>(4)?.unwrap_or(0) as u64,
+                retries: row.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
+                max_ms: row.get(6)?,
+                sum_ms: row.get(7)?,
+            };
+            fold.add(&mut r, row);
             Ok(())
         })?;
-        r.statuses = statuses
-            .into_iter()
-            .map(|(status, count)| StatusCount { status, count })
-            .collect();
-        r.error_kinds = kinds
-            .into_iter()
-            .map(|(kind, count)| KindCount { kind, count })
-            .collect();
-        if r.responses > 0 {
-            let [p50, p90, p99] = self.exact_percentiles(filter, &fine)?;
-            r.latency_ms = Some(Latency {
-                p50,
-                p90,
-                p99,
-                max: max_ms,
-                mean: sum_ms / r.responses as f64,
-            });
-        }
-        r.latency_histogram = coarse_histogram(&fine);
-        r.timeline = Timeline {
-            bucket_s: bucket as f64 / 1000.0,
-            buckets: buckets
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    let [p50_ms, p90_ms, p99_ms] = fine_percentiles(&b.fine, QUANTILES);
-                    TimeBucket {
-                        t_s: (i as i64 * bucket) as f64 / 1000.0,
-                        outcomes: b.outcomes,
-                        rps: b.outcomes as f64 * 1000.0 / bucket as f64,
-                        status_classes: b.classes,
-                        errors: b.errors,
-                        p50_ms,
-                        p90_ms,
-                        p99_ms,
-                    }
-                })
-                .collect(),
+        let exact = if r.responses > 0 {
+            Some(self.exact_percentiles(filter, &fold.fine)?)
+        } else {
+            None
         };
+        let max_any_ms = fold.max_any_ms;
+        fold.finish(&mut r, bucket, exact);
         r.runs = self.runs()?;
-        let run_elapsed = match (scope, run_id) {
-            (Scope::All, _) | (_, None) => None,
-            (_, Some(id)) => r
-                .runs
-                .iter()
-                .find(|run| run.id == id)
-                .and_then(|run| elapsed(&run.started_at, run.finished_at.as_deref()?)),
-        };
         let end_ms = match t1 {
             Some(t1) => self.last_end(filter, t1, max_any_ms)?.unwrap_or(t1),
             None => t0,
         };
-        r.elapsed_s = run_elapsed.unwrap_or((end_ms - t0) as f64 / 1000.0);
-        if r.elapsed_s > 0.0 {
-            r.throughput_rps = r.outcomes as f64 / r.elapsed_s;
-        }
+        set_elapsed(&mut r, scope, run_id, t0, end_ms);
         Ok(r)
     }
 
@@ -394,20 +281,8 @@ impl Queries {
     /// p50, p90 and p99 exactly: the fine histogram says which bucket holds each rank and how
     /// many smaller values precede it; the rows of those buckets are read in order.
     fn exact_percentiles(&self, filter: &str, fine: &Fine) -> Result<[f64; 3], ReportError> {
-        let n: u64 = fine.values().map(|v| v.0).sum();
         // (bucket key, index within the bucket), per quantile.
-        let mut wanted = [(0i64, 0u64); 3];
-        for (w, q) in wanted.iter_mut().zip(QUANTILES) {
-            let rank = rank(&q, n);
-            let mut below = 0;
-            for (&key, &(count, _)) in fine {
-                if below + count >= rank {
-                    *w = (key, rank - below - 1);
-                    break;
-                }
-                below += count;
-            }
-        }
+        let wanted = wanted_ranks(fine);
         let keys: Vec<String> = wanted.iter().map(|w| w.0.to_string()).collect();
         // A range test on total_ms first (a little wider than the buckets), so that the key is
         // computed only for rows near the three buckets.
@@ -483,75 +358,23 @@ impl Queries {
                     sum(coalesce(status >= 400, 0)), sum(bytes), max(total_ms) \
              FROM outcomes WHERE {filter} GROUP BY 1, 2 ORDER BY 1, 2"
         );
-        let mut hosts = Hosts::default();
-        let mut busiest = Top::new(TABLE_HOSTS, |h: &HostRow| (h.outcomes, 0.0));
-        let mut failing = Top::new(TOP_HOSTS, |h: &HostRow| (h.failures(), 0.0));
-        let mut slowest = Top::new(TOP_HOSTS, |h: &HostRow| (0, h.p99_ms.unwrap_or(0.0)));
-        let mut current: Option<(HostRow, Fine)> = None;
-        let mut finish = |row: HostRow, fine: Fine, hosts: &mut Hosts| {
-            let [p50, p99] = fine_percentiles(&fine, [0.5, 0.99]);
-            let row = HostRow {
-                p50_ms: p50,
-                p99_ms: p99,
-                max_ms: fine.values().map(|v| v.1).reduce(f64::max),
-                ..row
-            };
-            hosts.count += 1;
-            if row.failures() > 0 {
-                failing.offer(&row);
-            }
-            if row.p99_ms.is_some() {
-                slowest.offer(&row);
-            }
-            busiest.offer(&row);
-        };
+        let mut fold = HostFold::new();
         self.each(&sql, |r| {
-            let host: String = r.get(0)?;
-            if current.as_ref().is_some_and(|c| c.0.host != host)
-                && let Some((row, fine)) = current.take()
-            {
-                finish(row, fine, &mut hosts);
-            }
-            let (row, fine) = current.get_or_insert_with(|| (empty_host(host), Fine::new()));
             let n = r.get::<_, i64>(2)? as u64;
-            row.outcomes += n;
-            row.responses += r.get::<_, i64>(3)? as u64;
-            row.errors += r.get::<_, i64>(4)? as u64;
-            row.http_errors += r.get::<_, i64>(5)? as u64;
-            row.bytes += r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64;
-            if let Some(key) = r.get::<_, Option<i64>>(1)? {
-                fine.insert(key, (n, r.get(7)?));
-            }
+            let key = r.get::<_, Option<i64>>(1)?;
+            fold.add(HostGroup {
+                host: r.get(0)?,
+                key,
+                n,
+                responses: r.get::<_, i64>(3)? as u64,
+                errors: r.get::<_, i64>(4)? as u64,
+                http_errors: r.get::<_, i64>(5)? as u64,
+                bytes: r.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
+                max_ms: if key.is_some() { r.get(7)? } else { 0.0 },
+            });
             Ok(())
         })?;
-        if let Some((row, fine)) = current.take() {
-            finish(row, fine, &mut hosts);
-        }
-        let (busiest, failing, slowest) = (busiest.done(), failing.done(), slowest.done());
-
-        let engine = self.run_hosts(run_id)?;
-        let with_engine = |mut rows: Vec<HostRow>| {
-            for row in &mut rows {
-                if let Some(&(attempts, limit, overloads)) = engine.get(&row.host) {
-                    row.attempts = Some(attempts);
-                    row.limit = Some(limit);
-                    row.overloads = Some(overloads);
-                }
-            }
-            rows
-        };
-        let mut table = busiest.clone();
-        for h in failing.iter().chain(&slowest) {
-            if !table.iter().any(|t| t.host == h.host) {
-                table.push(h.clone());
-            }
-        }
-        table.sort_by(|a, b| b.outcomes.cmp(&a.outcomes).then(a.host.cmp(&b.host)));
-        hosts.by_volume = with_engine(busiest.into_iter().take(TOP_HOSTS).collect());
-        hosts.by_errors = with_engine(failing);
-        hosts.by_p99 = with_engine(slowest);
-        hosts.table = with_engine(table);
-        Ok(hosts)
+        Ok(fold.finish(&self.run_hosts(run_id)?))
     }
 
     /// The engine's per-host figures (`run_hosts`) for one run, or summed over every run (the
@@ -597,66 +420,6 @@ impl Queries {
     }
 }
 
-fn empty_host(host: String) -> HostRow {
-    HostRow {
-        host,
-        outcomes: 0,
-        responses: 0,
-        errors: 0,
-        http_errors: 0,
-        bytes: 0,
-        p50_ms: None,
-        p99_ms: None,
-        max_ms: None,
-        attempts: None,
-        limit: None,
-        overloads: None,
-    }
-}
-
-/// The `n` largest rows by a key, in memory bounded by 2n rows.
-struct Top<F> {
-    n: usize,
-    key: F,
-    rows: Vec<HostRow>,
-}
-
-impl<F: Fn(&HostRow) -> (u64, f64)> Top<F> {
-    fn new(n: usize, key: F) -> Self {
-        Top {
-            n,
-            key,
-            rows: Vec::new(),
-        }
-    }
-
-    fn offer(&mut self, row: &HostRow) {
-        self.rows.push(row.clone());
-        if self.rows.len() >= 2 * self.n {
-            self.trim();
-        }
-    }
-
-    fn trim(&mut self) {
-        let key = &self.key;
-        self.rows.sort_by(|a, b| {
-            let (ka, kb) = (key(a), key(b));
-            kb.0.cmp(&ka.0)
-                .then(kb.1.total_cmp(&ka.1))
-                .then(a.host.cmp(&b.host))
-        });
-        self.rows.truncate(self.n);
-    }
-
-    fn done(mut self) -> Vec<HostRow> {
-        self.trim();
-        self.rows
-    }
-}
-
-/// Host of input that is not a URL.
-const NO_HOST: &str = "(none)";
-
 /// `host:port` of a stored URL, with the scheme's default port filled in, as the engine's host
 /// key (stored URLs are normalized: lowercase host, no default port written). User information
 /// is dropped: a password never reaches a report.
@@ -683,17 +446,6 @@ fn host_of(url: &str) -> String {
         });
     }
     key
-}
-
-/// Seconds between two RFC 3339 instants.
-fn elapsed(started: &str, finished: &str) -> Option<f64> {
-    let ms = |s: &str| {
-        humantime::parse_rfc3339_weak(s)
-            .ok()?
-            .duration_since(UNIX_EPOCH)
-            .ok()
-    };
-    Some(ms(finished)?.checked_sub(ms(started)?)?.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -742,7 +494,7 @@ mod tests {
     #[test]
     fn elapsed_between_rfc3339_instants() {
         assert_eq!(
-            elapsed("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:01.500Z"),
+            super::super::fold::elapsed("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:01.500Z"),
             Some(1.5)
         );
     }

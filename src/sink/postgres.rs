@@ -26,7 +26,8 @@ use crate::outcome::Outcome;
 use crate::pg::{ConnectError, PgUrl, Settings, connect, describe, mask_secrets};
 use crate::stats::Summary;
 
-/// The `runs` table, created when missing (the SQLite store's, in PostgreSQL types).
+/// The `runs`, `schema_version` and `run_hosts` tables, created when missing (the SQLite store's,
+/// in PostgreSQL types).
 const RUNS_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id          bigint PRIMARY KEY,
@@ -41,6 +42,14 @@ CREATE TABLE IF NOT EXISTS runs (
     errors      bigint NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS schema_version (version bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS run_hosts (
+    run_id      bigint NOT NULL,
+    host        text NOT NULL,
+    attempts    bigint NOT NULL,
+    final_limit bigint NOT NULL,
+    overloads   bigint NOT NULL,
+    PRIMARY KEY (run_id, host)
+);
 ";
 
 /// Serializes fanouts creating or migrating the same database's tables (CREATE TABLE IF NOT
@@ -563,14 +572,25 @@ impl Sink for PgSink {
         Box::pin(async move {
             self.ended = true;
             let run_id = self.run_id;
+            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            let hosts: Vec<&str> = summary.hosts.iter().map(|h| h.host.as_str()).collect();
+            let attempts: Vec<i64> = summary.hosts.iter().map(|h| int(h.attempts)).collect();
+            let limits: Vec<i64> = summary.hosts.iter().map(|h| int(h.limit as u64)).collect();
+            let overloads: Vec<i64> = summary.hosts.iter().map(|h| int(h.overloads)).collect();
+            let finished = SystemTime::now();
+            // The run's row and its hosts in one transaction: a report never sees one without the
+            // other. Written again after a lost commit: the same rows.
             self.conn
-                .retry("end the run", |live| async move {
-                    live.client
-                        .execute(
+                .retry("end the run", |live| {
+                    let (hosts, attempts, limits, overloads) = (&hosts, &attempts, &limits, &overloads);
+                    async move {
+                        let c = &live.client;
+                        c.batch_execute("BEGIN").await?;
+                        c.execute(
                             "UPDATE runs SET finished_at = $1, status = $2, outcomes = $3, \
                              responses = $4, errors = $5, skipped = $6 WHERE id = $7",
                             &[
-                                &SystemTime::now(),
+                                &finished,
                                 &summary.end.as_str(),
                                 &(summary.total as i64),
                                 &(summary.responses() as i64),
@@ -579,7 +599,18 @@ impl Sink for PgSink {
                                 &run_id,
                             ],
                         )
-                        .await
+                        .await?;
+                        c.execute(
+                            "INSERT INTO run_hosts (run_id, host, attempts, final_limit, overloads) \
+                             SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], \
+                             $5::bigint[]) ON CONFLICT (run_id, host) DO UPDATE SET \
+                             attempts = EXCLUDED.attempts, final_limit = EXCLUDED.final_limit, \
+                             overloads = EXCLUDED.overloads",
+                            &[&run_id, hosts, attempts, limits, overloads],
+                        )
+                        .await?;
+                        c.batch_execute("COMMIT").await
+                    }
                 })
                 .await?;
             Ok(())

@@ -1,4 +1,5 @@
-//! `fanout report`: its numbers against SQL on a known run, its scopes and errors, `fetch
+//! `fanout report`: its numbers against SQL on a known run (SQLite, and PostgreSQL on the tests'
+//! private server, against the SQLite report of the same run too), its scopes and errors, `fetch
 //! --summary-json`, and the HTML page opened in a real headless Chromium (console, network,
 //! charts, sorting, a screenshot kept under target/test-artifacts/).
 
@@ -9,12 +10,18 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{Dir, TestServer, scalar};
+use crate::pg::{PW_USER, PgServer};
 use predicates::prelude::*;
 use predicates::str::contains;
 
 /// The known mix: 300 × 200, 50 × 404, 20 × 500 on 127.0.0.1, 10 timeouts (each tried twice),
 /// and 40 × 200 on a second host name (`b.test`, pinned to the same server).
 fn known_run(srv: &TestServer, dir: &Dir) -> (String, String) {
+    known_run_into(srv, dir, &["t.db"])
+}
+
+/// [`known_run`] into the stores `dbs` (each a `--db`).
+fn known_run_into(srv: &TestServer, dir: &Dir, dbs: &[&str]) -> (String, String) {
     let port = srv.server.addr().port();
     let mut list = String::new();
     for (path, n) in [
@@ -29,11 +36,19 @@ fn known_run(srv: &TestServer, dir: &Dir) -> (String, String) {
         }
     }
     for i in 0..40 {
-        list.push_str(&format!("http://b.test:{port}/delay/{}?i={i}\n", i % 20));
+        // 50-69 ms: slower than anything the main host answers, even on a loaded machine.
+        list.push_str(&format!(
+            "http://b.test:{port}/delay/{}?i={i}\n",
+            50 + i % 20
+        ));
     }
     dir.write("urls.txt", &list);
-    dir.cmd()
-        .args(["fetch", "urls.txt", "--db", "t.db", "-q", "-c", "50"])
+    let mut fetch = dir.cmd();
+    fetch.args(["fetch", "urls.txt", "-q", "-c", "50"]);
+    for db in dbs {
+        fetch.args(["--db", db]);
+    }
+    fetch
         .args([
             "--timeout",
             "300ms",
@@ -323,10 +338,10 @@ fn report_errors_name_the_store_and_exit_2() {
         .stderr(contains("store junk.db"));
     let out = dir
         .cmd()
-        .args(["report", "postgres://me:s3cret@127.0.0.1/db"])
+        .args(["report", "postgres://me:s3cret@127.0.0.1:1/db"])
         .assert()
         .code(2)
-        .stderr(contains("not built yet"))
+        .stderr(contains("store postgres://me:***@127.0.0.1:1/db"))
         .get_output()
         .clone();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
@@ -552,4 +567,333 @@ fn fastrand_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     N.fetch_add(1, Ordering::Relaxed).to_string()
+}
+
+/// Real numbers of `psql` output, one a line.
+fn pg_reals(pg: &PgServer, db: &str, sql: &str) -> Vec<f64> {
+    pg.psql(db, sql)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+/// `(value, count)` pairs of `psql` output, the value as the report's JSON has it.
+fn pg_pairs(pg: &PgServer, db: &str, sql: &str) -> Vec<(Value, u64)> {
+    pg.psql(db, sql)
+        .lines()
+        .map(|l| {
+            let (v, n) = l.split_once('|').unwrap();
+            let v = v
+                .parse::<i64>()
+                .map_or_else(|_| Value::from(v), Value::from);
+            (v, n.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The report with what differs between two stores of one run taken out: the store's name, when
+/// each store ended the run (and so the run's wall time), and the mean (a sum in another order).
+fn store_independent(r: &Value) -> Value {
+    let mut r = r.clone();
+    let o = r.as_object_mut().unwrap();
+    for k in ["store", "elapsed_s", "throughput_rps"] {
+        o.remove(k);
+    }
+    o["latency_ms"].as_object_mut().unwrap().remove("mean");
+    for run in o["runs"].as_array_mut().unwrap() {
+        run.as_object_mut().unwrap().remove("finished_at");
+    }
+    r
+}
+
+#[test]
+fn postgres_report_numbers_equal_sql_and_the_sqlite_report_of_the_same_run() {
+    let pg = PgServer::shared();
+    let db = pg.create_db();
+    let url = pg.url(&db);
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    // One run into both stores.
+    let (main_host, b_host) = known_run_into(&srv, &dir, &["t.db", &url]);
+    let r = report_json(&dir, &[&url]);
+    let w = "run_id = 1";
+
+    assert_eq!(r["format"], "fanout-report/1");
+    assert_eq!(r["store"], url.as_str());
+    assert_eq!(r["scope"], "latest");
+    assert_eq!(r["run_id"], 1);
+    let count = |sql: &str| pg.scalar(&db, &format!("SELECT {sql} FROM outcomes WHERE {w}")) as u64;
+    assert_eq!(r["outcomes"], 420);
+    assert_eq!(r["outcomes"], count("count(*)"));
+    assert_eq!(r["responses"], count("count(status)"));
+    assert_eq!(r["errors"], count("count(*) - count(status)"));
+    assert_eq!(r["bytes"], count("sum(bytes)"));
+    assert_eq!(r["attempts"], count("sum(attempts)"));
+    assert_eq!(r["retries"], count("sum(greatest(attempts - 1, 0))"));
+    assert_eq!(r["retries"], 10, "each timeout tried twice");
+
+    let listed = |field: &str, name: &str| -> Vec<(Value, u64)> {
+        r[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s[name].clone(), s["count"].as_u64().unwrap()))
+            .collect()
+    };
+    let statuses = listed("statuses", "status");
+    assert_eq!(
+        statuses,
+        vec![(200.into(), 340), (404.into(), 50), (500.into(), 20)]
+    );
+    assert_eq!(
+        statuses,
+        pg_pairs(
+            pg,
+            &db,
+            &format!(
+                "SELECT status, count(*) FROM outcomes WHERE {w} AND status IS NOT NULL \
+                 GROUP BY 1 ORDER BY 1"
+            )
+        )
+    );
+    let kinds = listed("error_kinds", "kind");
+    assert_eq!(kinds, vec![("timeout".into(), 10)]);
+    assert_eq!(
+        kinds,
+        pg_pairs(
+            pg,
+            &db,
+            &format!(
+                "SELECT error, count(*) FROM outcomes WHERE {w} AND status IS NULL \
+                 GROUP BY 1 ORDER BY 1"
+            )
+        )
+    );
+    assert_eq!(
+        r["status_classes"],
+        serde_json::json!({"1xx": 0, "2xx": 340, "3xx": 0, "4xx": 50, "5xx": 20, "other": 0})
+    );
+
+    // Percentiles by nearest rank, exactly as ORDER BY ... OFFSET finds them.
+    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        let offset = (q * 410.0_f64).ceil() as u64 - 1;
+        let exact = pg_reals(
+            pg,
+            &db,
+            &format!(
+                "SELECT total_ms FROM outcomes WHERE {w} AND status IS NOT NULL \
+                 ORDER BY total_ms LIMIT 1 OFFSET {offset}"
+            ),
+        )[0];
+        assert_eq!(r["latency_ms"][name].as_f64().unwrap(), exact, "{name}");
+    }
+    let stat = |f: &str| {
+        pg_reals(
+            pg,
+            &db,
+            &format!("SELECT {f}(total_ms) FROM outcomes WHERE {w} AND status IS NOT NULL"),
+        )[0]
+    };
+    assert_eq!(r["latency_ms"]["max"].as_f64().unwrap(), stat("max"));
+    assert!(close(
+        r["latency_ms"]["mean"].as_f64().unwrap(),
+        stat("avg")
+    ));
+
+    // Hosts: counts by SQL on the URL, the engine's figures from run_hosts.
+    assert_eq!(r["hosts"]["count"], 2);
+    let by_volume = r["hosts"]["by_volume"].as_array().unwrap();
+    assert_eq!(by_volume[0]["host"], main_host.as_str());
+    assert_eq!(
+        by_volume[0]["outcomes"],
+        count(&format!(
+            "count(*) FILTER (WHERE url LIKE 'http://{main_host}/%')"
+        ))
+    );
+    assert_eq!(by_volume[0]["errors"], 10);
+    assert_eq!(by_volume[0]["http_errors"], 70);
+    assert_eq!(by_volume[1]["host"], b_host.as_str());
+    assert_eq!(
+        by_volume[1]["outcomes"],
+        count("count(*) FILTER (WHERE url LIKE 'http://b.test:%')")
+    );
+    let stored = pg.scalar(
+        &db,
+        &format!("SELECT attempts FROM run_hosts WHERE run_id = 1 AND host = '{main_host}'"),
+    );
+    assert_eq!(by_volume[0]["attempts"], stored);
+    assert_eq!(
+        by_volume[0]["attempts"],
+        count(&format!(
+            "sum(attempts) FILTER (WHERE url LIKE 'http://{main_host}/%')"
+        ))
+    );
+    assert_eq!(by_volume[0]["overloads"], 20, "10 timeouts, each twice");
+    // Both stores hold the same run_hosts rows (the run's one summary).
+    let sqlite_hosts: Vec<String> = {
+        let conn = rusqlite::Connection::open(dir.path("t.db")).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT run_id, host, attempts, final_limit, overloads FROM run_hosts \
+                 ORDER BY host",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok(format!(
+                "{}|{}|{}|{}|{}",
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    let pg_hosts: Vec<String> = pg
+        .psql(
+            &db,
+            "SELECT run_id, host, attempts, final_limit, overloads FROM run_hosts \
+             ORDER BY host COLLATE \"C\"",
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(!pg_hosts.is_empty());
+    assert_eq!(pg_hosts, sqlite_hosts);
+
+    // The time series adds up.
+    let buckets = r["timeline"]["buckets"].as_array().unwrap();
+    assert!(!buckets.is_empty() && buckets.len() <= 120);
+    let sum = |f: &dyn Fn(&Value) -> u64| buckets.iter().map(f).sum::<u64>();
+    assert_eq!(sum(&|b| b["outcomes"].as_u64().unwrap()), 420);
+    assert_eq!(sum(&|b| b["errors"]["timeout"].as_u64().unwrap_or(0)), 10);
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "completed");
+    let rps = r["throughput_rps"].as_f64().unwrap();
+    assert!(close(rps, 420.0 / r["elapsed_s"].as_f64().unwrap()));
+
+    // The SQLite report of the same run says the same, to the last bucket and host.
+    let s = report_json(&dir, &["t.db"]);
+    assert_eq!(store_independent(&r), store_independent(&s));
+    assert!(close(
+        r["latency_ms"]["mean"].as_f64().unwrap(),
+        s["latency_ms"]["mean"].as_f64().unwrap()
+    ));
+    let elapsed = |r: &Value| r["elapsed_s"].as_f64().unwrap();
+    assert!((elapsed(&r) - elapsed(&s)).abs() < 1.0, "{r} {s}");
+
+    // Scopes, text and HTML.
+    let mut run1 = r.clone();
+    run1["scope"] = "run".into();
+    assert_eq!(
+        store_independent(&report_json(&dir, &[&url, "--run", "1"])),
+        store_independent(&run1)
+    );
+    let all = report_json(&dir, &[&url, "--all"]);
+    assert_eq!(all["scope"], "all");
+    assert_eq!(all["outcomes"], 420);
+    dir.cmd().args(["report", &url]).assert().success().stdout(
+        contains("420 (410 responses, 10 errors)")
+            .and(contains("200 ×340, 404 ×50, 500 ×20"))
+            .and(contains(main_host.as_str())),
+    );
+    dir.cmd()
+        .args(["report", &url, "--html", "pg.html"])
+        .assert()
+        .success()
+        .stderr(contains("wrote pg.html"));
+    let page = std::fs::read_to_string(dir.path("pg.html")).unwrap();
+    assert!(page.contains("chart-rps") && page.contains(main_host.as_str()));
+    dir.cmd()
+        .args(["report", &url, "--run", "99"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!("store {url}: --run 99: no such run")));
+
+    // fetch --summary-json with a PostgreSQL store only: the report of its run, by its id.
+    let db2 = pg.create_db();
+    let url2 = pg.url(&db2);
+    dir.write("one.txt", &format!("{}\n", srv.url("/item/1")));
+    dir.cmd()
+        .args(["fetch", "one.txt", "-q", "--db", &url2])
+        .args(["--summary-json", "pg-summary.json"])
+        .assert()
+        .success();
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("pg-summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(file, report_json(&dir, &[&url2, "--run", "1"]));
+    assert_eq!(file["outcomes"], 1);
+
+    // The host key in PostgreSQL SQL is the engine's, as the SQLite side's function makes it:
+    // copies of that outcome under other URLs.
+    let cases = [
+        ("http://A.test/x", "a.test:80"),
+        ("https://a.test", "a.test:443"),
+        ("http://A.test:8080?q", "a.test:8080"),
+        ("http://u:secret@a.test/", "a.test:80"),
+        ("HTTP://u@B.test#f", "b.test:80"),
+        ("http://[::1]:9/", "[::1]:9"),
+        ("http://[::1]/", "[::1]:80"),
+        ("ftp://c.test/", "c.test:0"),
+        ("not a url", "(none)"),
+    ];
+    for (i, (u, _)) in cases.iter().enumerate() {
+        pg.psql(
+            &db2,
+            &format!(
+                "INSERT INTO outcomes SELECT (jsonb_populate_record(NULL::outcomes, to_jsonb(o) \
+                 || jsonb_build_object('key', 'case{i}', 'url', '{u}'))).* \
+                 FROM outcomes o WHERE key = (SELECT min(key) FROM outcomes)"
+            ),
+        );
+    }
+    let all = report_json(&dir, &[&url2, "--all"]);
+    let mut hosts: Vec<&str> = all["hosts"]["table"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    hosts.sort();
+    let mut want: Vec<&str> = cases.iter().map(|c| c.1).collect();
+    want.push(&main_host);
+    want.sort();
+    want.dedup();
+    assert_eq!(hosts, want);
+    assert!(!all.to_string().contains("secret"));
+}
+
+#[test]
+fn postgres_report_errors_name_the_store_without_its_password() {
+    let pg = PgServer::shared();
+    let dir = Dir::new();
+    // A refused password.
+    let url = format!(
+        "postgres://{PW_USER}:Rep0rt-s3cret@127.0.0.1:{}/postgres?sslmode=disable",
+        pg.port
+    );
+    let out = dir
+        .cmd()
+        .args(["report", &url])
+        .assert()
+        .code(2)
+        .stderr(contains(format!(
+            "store postgres://{PW_USER}:***@127.0.0.1:{}/postgres",
+            pg.port
+        )))
+        .get_output()
+        .clone();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Rep0rt-s3cret"));
+    // A database that is not a store.
+    let empty = pg.url(&pg.create_db());
+    dir.cmd()
+        .args(["report", &empty])
+        .assert()
+        .code(2)
+        .stderr(contains(format!("store {empty}: not a fanout store")));
 }
