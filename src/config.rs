@@ -172,6 +172,12 @@ impl RunConfig {
                  memory (use --body hash or --body discard)",
             ));
         }
+        if self.client.max_head < crate::engine::client::MIN_HEAD {
+            return Err(ConfigError::new(
+                "max-head",
+                format!("must be at least {} bytes", crate::engine::client::MIN_HEAD),
+            ));
+        }
         if self.client.max_body == 0 {
             return Err(ConfigError::new("max-body", "must be greater than 0"));
         }

@@ -133,6 +133,14 @@ pub struct FetchArgs {
     #[arg(long, default_value = "10MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_body: u64,
 
+    /// Largest response head (status line and headers) accepted; a larger one is 'protocol'.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_head: u64,
+
+    /// Most content codings stacked on one body (Content-Encoding: gzip, br, ...); more is 'decode'.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_codings: usize,
+
     /// Write each response body to a file under DIR (created if missing), streamed as it arrives:
     /// DIR/ab/cd/NAME, NAME from the request key. The path is recorded as 'body_path'.
     #[arg(long, value_name = "DIR")]
@@ -455,6 +463,8 @@ impl FetchArgs {
                 BodyArg::Discard => BodyMode::Discard,
             },
             max_body: self.max_body,
+            max_head: usize::try_from(self.max_head).unwrap_or(usize::MAX),
+            max_codings: self.max_codings,
             raw: self.raw,
             http_version: match (self.http1, self.http2) {
                 (true, _) => HttpVersion::Http1,

@@ -81,6 +81,12 @@ pub struct ClientConfig {
     pub body: BodyMode,
     /// Largest body accepted before `body-too-large`.
     pub max_body: u64,
+    /// Largest response head (status line and headers) accepted; more is `protocol`. At least
+    /// 8 KiB (hyper's smallest read buffer).
+    pub max_head: usize,
+    /// Most content codings stacked on one body (`Content-Encoding: gzip, br, ...`); more is
+    /// `decode` (each layer multiplies the work a small body can cause).
+    pub max_codings: usize,
     /// Sent as User-Agent unless a request sets its own.
     pub user_agent: String,
     /// No `Accept-Encoding` is added and bodies are not decoded (`--raw`); otherwise gzip,
@@ -120,6 +126,8 @@ impl Default for ClientConfig {
             max_redirects: 10,
             body: BodyMode::Hash,
             max_body: 10 << 20,
+            max_head: 64 << 10,
+            max_codings: 4,
             user_agent: concat!("fanout/", env!("CARGO_PKG_VERSION")).into(),
             raw: false,
             http_version: HttpVersion::Auto,
@@ -210,6 +218,9 @@ impl Failure {
         }
     }
 }
+
+/// The smallest response head limit: hyper's HTTP/1.1 read buffer cannot be smaller.
+pub const MIN_HEAD: usize = 8192;
 
 /// One attempt's result, distinct from the request's final outcome: what the server answered (or
 /// why there is no answer), this attempt's timings, and what the server asked of the client. The
@@ -447,6 +458,7 @@ impl Client {
         let (failed_tx, failed) = tokio::sync::oneshot::channel();
         if h2 {
             let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .max_header_list_size(u32::try_from(self.config.max_head).unwrap_or(u32::MAX))
                 // Pings find connections that died silently (a NAT that forgot them).
                 .timer(hyper_util::rt::TokioTimer::new())
                 .keep_alive_interval(H2_PING_INTERVAL)
@@ -462,7 +474,12 @@ impl Client {
             self.pool.share_h2(origin, &tx);
             Ok((Conn::H2(tx), failed))
         } else {
-            let (tx, conn) = http1::handshake(io).await.map_err(|e| classify(&e, true))?;
+            let (tx, conn) = http1::Builder::new()
+                // The read buffer bounds the head: a larger one is a parse error (`protocol`).
+                .max_buf_size(self.config.max_head.max(MIN_HEAD))
+                .handshake(io)
+                .await
+                .map_err(|e| classify(&e, true))?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     let _ = failed_tx.send(e);
@@ -550,6 +567,23 @@ impl Client {
             }
             let (resp, conn) = self.send(&url, hreq).await?;
             let ttfb = t0.elapsed();
+            // hyper stops reading a head at about its buffer's size, which can be up to twice the
+            // limit; what it accepted is measured here (status line, and each "name: value\r\n").
+            let head: usize = 17
+                + resp
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                    .sum::<usize>();
+            if head > self.config.max_head {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "response head of about {head} bytes is over --max-head {}",
+                        self.config.max_head
+                    ),
+                ));
+            }
             let status = resp.status();
             let location = resp.headers().get(header::LOCATION).cloned();
             let retry_after = resp
@@ -623,6 +657,16 @@ impl Client {
             } else {
                 body::codings(resp.headers()).unwrap_or_default()
             };
+            if codings.len() > self.config.max_codings {
+                return Err(Failure::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "{} stacked content codings (more than --max-codings {})",
+                        codings.len(),
+                        self.config.max_codings
+                    ),
+                ));
+            }
             if codings.is_empty()
                 && content_length(resp.headers()).is_some_and(|len| len > self.config.max_body)
             {

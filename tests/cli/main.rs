@@ -9,6 +9,7 @@ mod harness;
 mod http;
 mod input;
 mod library;
+mod limits;
 mod pg;
 mod pgsource;
 mod pipeline;
