@@ -358,7 +358,8 @@ impl Source {
                     ))));
                 }
             };
-            if text.contains('\0') {
+            // (A byte search: `str::contains(char)` cost ~100 instructions per line.)
+            if text.as_bytes().contains(&0) {
                 // A URL parser would percent-encode it and send a request no one wrote.
                 return Some(SourceItem::Invalid(Box::new(invalid(
                     &origin,
