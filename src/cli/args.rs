@@ -237,6 +237,12 @@ pub struct FetchArgs {
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<Resolve>,
 
+    /// Ask these DNS servers for host names instead of those in /etc/resolv.conf, as curl does:
+    /// comma-separated ADDRESS[:PORT] (port 53 by default; IPv6 with a port in brackets), e.g.
+    /// '127.0.0.1:5353'. Answers are kept for their TTL either way.
+    #[arg(long, value_name = "ADDRESSES", value_parser = parse_dns_servers_arg)]
+    pub dns_servers: Option<DnsServers>,
+
     /// Open every connection through this proxy: 'http://[user:pass@]host:port' (CONNECT tunnel,
     /// for http and https URLs), 'socks5://host:port' (names resolved here) or 'socks5h://...'
     /// (names resolved by the proxy).
@@ -372,6 +378,14 @@ fn parse_pins(s: &str) -> Result<Pins, String> {
     parse_pinned_pubkey(s).map(Pins)
 }
 
+/// `--dns-servers`' addresses (a newtype, as `Pins`).
+#[derive(Debug, Clone)]
+pub struct DnsServers(Vec<std::net::SocketAddr>);
+
+fn parse_dns_servers_arg(s: &str) -> Result<DnsServers, String> {
+    fanout::engine::client::parse_dns_servers(s).map(DnsServers)
+}
+
 fn usage(msg: String) -> clap::Error {
     let msg = fanout::secrets::mask_url_in_text(&msg).into_owned();
     Cli::command().error(clap::error::ErrorKind::ValueValidation, msg)
@@ -477,6 +491,7 @@ impl FetchArgs {
             client_key: self.key.clone(),
             ca_files: self.cacert.clone(),
             resolve: self.resolve.clone(),
+            dns_servers: self.dns_servers.clone().map(|d| d.0).unwrap_or_default(),
             proxy: match &self.proxy {
                 Some(p) => ProxyRules::all(p.clone()),
                 // As curl: without --proxy, http_proxy, HTTPS_PROXY, ALL_PROXY and NO_PROXY.

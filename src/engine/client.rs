@@ -5,6 +5,7 @@
 //!
 //! - `pool`: idle HTTP/1.1 and shared HTTP/2 connections per origin.
 //! - `connector`: TCP connections, `--resolve` overrides and `--proxy` tunnels (CONNECT, SOCKS5).
+//! - `dns`: host names to addresses (async, cached for each answer's TTL, one query per name at once).
 //! - `tls`: the rustls configuration (webpki roots, `--cacert`, `--insecure`).
 //! - `body`: streaming body reads, decoding gzip, deflate, br and zstd under `--max-body`.
 //! - `files`: `--out-dir`: file names from keys, shard folders, temporary files renamed when complete.
@@ -14,6 +15,7 @@
 
 mod body;
 mod connector;
+mod dns;
 mod files;
 mod pool;
 mod tls;
@@ -41,6 +43,7 @@ use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
 
 pub use connector::{NoProxy, Proxy, ProxyProtocol, ProxyRules, Resolve};
+pub use dns::parse_dns_servers;
 pub use files::{body_file, check_out_dir};
 pub use tls::parse_pinned_pubkey;
 
@@ -106,6 +109,9 @@ pub struct ClientConfig {
     pub ca_files: Vec<PathBuf>,
     /// Fixed addresses for host and port pairs (`--resolve`).
     pub resolve: Vec<Resolve>,
+    /// DNS servers asked for host names (`--dns-servers`); empty: the system's
+    /// (`/etc/resolv.conf`). Answers are kept for their TTL either way.
+    pub dns_servers: Vec<std::net::SocketAddr>,
     /// The proxies connections go through (`--proxy`, or the environment), and those that go direct.
     pub proxy: ProxyRules,
     /// Idle connections kept for reuse, across all hosts; when full, the oldest is closed. 0 (the
@@ -137,6 +143,7 @@ impl Default for ClientConfig {
             client_key: None,
             ca_files: Vec::new(),
             resolve: Vec::new(),
+            dns_servers: Vec::new(),
             proxy: ProxyRules::default(),
             max_idle: 0,
             out_dir: None,
@@ -336,11 +343,12 @@ impl Client {
     /// Builds the client: connection pool, TLS (webpki roots plus `ca_files`, or any certificate
     /// when `insecure`), the HTTP versions asked for, `resolve` overrides and the proxy.
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
-        let mut http = HttpConnector::new();
+        let resolver = dns::Resolver::new(&config.dns_servers);
+        let mut http = HttpConnector::new_with_resolver(resolver.clone());
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let connector = connector::Connector::new(http, &config.resolve, &config.proxy);
+        let connector = connector::Connector::new(http, resolver, &config.resolve, &config.proxy);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = tls::client_config(&config, provider)?;
         let builder = hyper_rustls::HttpsConnectorBuilder::new()

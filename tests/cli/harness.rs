@@ -271,3 +271,113 @@ pub fn is_root() -> bool {
         .output()
         .is_ok_and(|o| o.stdout == b"0\n")
 }
+
+/// A DNS server on 127.0.0.1 (UDP, port 0, its own thread) that answers A queries for the names
+/// it is given with their address and `ttl`, AAAA queries for them with no records, and anything
+/// else with NXDOMAIN. It counts every query by name and type, so a test can tell how often a
+/// client asked. Stops when dropped.
+pub struct DnsServer {
+    addr: std::net::SocketAddr,
+    queries: Arc<std::sync::Mutex<std::collections::HashMap<(String, u16), u64>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DnsServer {
+    pub fn start(names: &[(&str, std::net::Ipv4Addr)], ttl: u32) -> DnsServer {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let names: std::collections::HashMap<String, std::net::Ipv4Addr> = names
+            .iter()
+            .map(|(n, ip)| (n.to_ascii_lowercase(), *ip))
+            .collect();
+        let queries = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (q, s) = (queries.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some((name, qtype, reply)) = dns_answer(&buf[..len], &names, ttl) {
+                    *q.lock().unwrap().entry((name, qtype)).or_insert(0) += 1;
+                    let _ = socket.send_to(&reply, peer);
+                }
+            }
+        });
+        DnsServer {
+            addr,
+            queries,
+            stop,
+        }
+    }
+
+    /// `127.0.0.1:PORT`, for `--dns-servers`.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// How many A (type 1) queries named `name`.
+    pub fn a_queries(&self, name: &str) -> u64 {
+        let q = self.queries.lock().unwrap();
+        q.get(&(name.to_ascii_lowercase(), 1)).copied().unwrap_or(0)
+    }
+
+    /// Every query, by name and type.
+    pub fn queries(&self) -> std::collections::HashMap<(String, u16), u64> {
+        self.queries.lock().unwrap().clone()
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The reply to one DNS query (RFC 1035 §4): its name (lower case, no final dot), its type, and
+/// the reply's bytes. `None` for what is not a standard query with one question.
+fn dns_answer(
+    q: &[u8],
+    names: &std::collections::HashMap<String, std::net::Ipv4Addr>,
+    ttl: u32,
+) -> Option<(String, u16, Vec<u8>)> {
+    if q.len() < 12 || q[2] & 0x80 != 0 || u16::from_be_bytes([q[4], q[5]]) != 1 {
+        return None;
+    }
+    let mut labels = Vec::new();
+    let mut i = 12;
+    loop {
+        let n = *q.get(i)? as usize;
+        i += 1;
+        if n == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(q.get(i..i + n)?).to_ascii_lowercase());
+        i += n;
+    }
+    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
+    let question = &q[12..i + 4];
+    let name = labels.join(".");
+    let found = names.get(&name);
+    let mut r = Vec::with_capacity(64);
+    r.extend_from_slice(&q[0..2]); // id
+    // QR, the query's RD, RA; NXDOMAIN (3) for a name not served.
+    r.push(0x80 | (q[2] & 0x01));
+    r.push(0x80 | if found.is_some() { 0 } else { 3 });
+    let answers: u16 = u16::from(found.is_some() && qtype == 1);
+    for n in [1u16, answers, 0, 0] {
+        r.extend_from_slice(&n.to_be_bytes());
+    }
+    r.extend_from_slice(question);
+    if let (Some(ip), 1) = (found, qtype) {
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]); // the question's name, A, IN
+        r.extend_from_slice(&ttl.to_be_bytes());
+        r.extend_from_slice(&[0, 4]);
+        r.extend_from_slice(&ip.octets());
+    }
+    Some((name, qtype, r))
+}

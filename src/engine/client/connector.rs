@@ -2,7 +2,8 @@
 //! falling back to the system resolver), and proxy tunnels (HTTP CONNECT, SOCKS5) chosen per URL
 //! scheme by [`ProxyRules`] (`--proxy`, or the environment as curl reads it, less `NO_PROXY`). TLS is
 //! layered on top by hyper-rustls, so certificates are checked against the URL's host, never the
-//! overriding address. Owns no pool; `pool` keeps the connections it opens.
+//! overriding address. Host names go to `dns` (cached, async). Owns no pool; `pool` keeps the
+//! connections it opens.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,6 +21,8 @@ use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
 use tokio::net::TcpStream;
 use tower_service::Service;
+
+use super::dns::Resolver;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
@@ -183,7 +186,8 @@ impl FromStr for Proxy {
 /// TCP connections with `--resolve` overrides applied.
 #[derive(Clone)]
 pub(super) struct Direct {
-    http: HttpConnector,
+    http: HttpConnector<Resolver>,
+    resolver: Resolver,
     overrides: Arc<HashMap<(String, u16), IpAddr>>,
 }
 
@@ -437,14 +441,21 @@ pub(super) struct Connector {
 }
 
 impl Connector {
-    /// Builds the connector over `http` (TCP settings) with `--resolve` entries and proxy rules.
-    pub(super) fn new(http: HttpConnector, resolve: &[Resolve], proxies: &ProxyRules) -> Self {
+    /// Builds the connector over `http` (TCP settings, and `resolver` for host names) with
+    /// `--resolve` entries and proxy rules.
+    pub(super) fn new(
+        http: HttpConnector<Resolver>,
+        resolver: Resolver,
+        resolve: &[Resolve],
+        proxies: &ProxyRules,
+    ) -> Self {
         let overrides = resolve
             .iter()
             .map(|r| ((r.host.to_ascii_lowercase(), r.port), r.addr))
             .collect();
         let direct = Direct {
             http,
+            resolver,
             overrides: Arc::new(overrides),
         };
         Connector {
@@ -488,7 +499,9 @@ impl Service<Uri> for Connector {
                     let target = match direct.overridden(&dst) {
                         Some(addr) => addr.to_string(),
                         None if remote_dns => authority_with_port(&dst),
-                        None => local_lookup(&dst, port).await?.to_string(),
+                        None => local_lookup(&direct.resolver, &dst, port)
+                            .await?
+                            .to_string(),
                     };
                     let dst = with_authority(&dst, &target)?;
                     Ok(socks.call(dst).await?)
@@ -499,15 +512,17 @@ impl Service<Uri> for Connector {
 }
 
 /// Resolves the destination's host here, for `socks5://`.
-async fn local_lookup(dst: &Uri, port: u16) -> Result<SocketAddr, BoxError> {
+async fn local_lookup(resolver: &Resolver, dst: &Uri, port: u16) -> Result<SocketAddr, BoxError> {
     let host = dst.host().ok_or("URL has no host")?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let mut addrs = tokio::net::lookup_host((host, port))
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let addrs = resolver
+        .lookup(host)
         .await
         .map_err(|e| format!("dns error: {e}"))?;
-    Ok(addrs
-        .next()
-        .ok_or_else(|| format!("dns error: no address for {host}"))?)
+    Ok(SocketAddr::new(addrs[0], port))
 }
 
 fn port_of(dst: &Uri) -> u16 {
