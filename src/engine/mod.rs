@@ -87,18 +87,26 @@ impl Default for EngineConfig {
 /// Descriptors a run needs besides its connections (stores, inputs, standard streams).
 const OTHER_FILES: u64 = 64;
 
-/// Idle connections worth keeping at concurrency `c`: enough for a list of many hosts to keep one
-/// open to each of a few hundred (with 64, a list over 300 hosts opened a connection for 99% of
-/// its requests).
+/// Idle connections worth keeping at concurrency `c` when the open-file limit is not known:
+/// enough for a list of many hosts to keep one open to each of a few hundred (with 64, a list over
+/// 300 hosts opened a connection for 99% of its requests).
 fn idle_wanted(c: u64) -> u64 {
     (2 * c).max(256)
 }
+
+/// Idle connections kept at most when the open-file limit is known and allows them: one to each of
+/// this many hosts. With 512, a list over 1,000 origins reconnected for most requests
+/// (docs/performance.md, issue 17). An idle HTTP/1.1 connection costs a descriptor and about
+/// 21 KB of memory (peak RSS of 8,000 origins × 2 URLs against 16,000 URLs to one origin, at
+/// `-c 256`: 205 MB against 38 MB), so this many cost up to ~170 MB, and only on a list over that
+/// many hosts: one host never has more idle than it had in use at once (at most `-c`).
+const MANY_HOSTS_IDLE: u64 = 8192;
 
 /// Open files a run at concurrency `c` would like: its connections in use and idle, and the rest.
 /// A program raises its limit to this before starting the run (`fanout fetch` does).
 pub fn open_files_wanted(c: usize) -> u64 {
     let c = c as u64;
-    c + idle_wanted(c) + OTHER_FILES
+    c + (2 * c).max(MANY_HOSTS_IDLE) + OTHER_FILES
 }
 
 /// Queue and pool sizes that follow from an [`EngineConfig`]; computed once, here.
@@ -123,7 +131,9 @@ impl EngineConfig {
         let concurrency = self.concurrency.max(1);
         let c = concurrency as u64;
         let idle = match (self.client.max_idle, self.open_file_limit) {
-            (0, Some(limit)) => idle_wanted(c).min(limit.saturating_sub(c + OTHER_FILES)),
+            (0, Some(limit)) => (2 * c)
+                .max(MANY_HOSTS_IDLE)
+                .min(limit.saturating_sub(c + OTHER_FILES)),
             (0, None) => idle_wanted(c),
             (n, _) => n as u64,
         };
@@ -784,11 +794,15 @@ mod tests {
             "at least a few hundred hosts' worth"
         );
         assert_eq!(sizes(1000, None).max_idle, 2000);
-        assert_eq!(open_files_wanted(1000), 1000 + 2000 + 64);
+        assert_eq!(open_files_wanted(1000), 1000 + 8192 + 64);
+        assert_eq!(open_files_wanted(10_000), 10_000 + 20_000 + 64);
+        // A known limit with room: idle connections for many hosts (8,192), or 2 × -c.
+        assert_eq!(sizes(64, Some(1 << 20)).max_idle, 8192);
+        assert_eq!(sizes(256, Some(20_000)).max_idle, 8192);
+        assert_eq!(sizes(10_000, Some(1 << 20)).max_idle, 20_000);
         // 1,024 descriptors at -c 500: 460 left for idle connections, but never below -c.
         assert_eq!(sizes(500, Some(1024)).max_idle, 500);
-        assert_eq!(sizes(100, Some(1024)).max_idle, 256);
-        assert_eq!(sizes(300, Some(1024)).max_idle, 600);
+        assert_eq!(sizes(100, Some(1024)).max_idle, 860, "the limit binds");
         assert_eq!(sizes(400, Some(1024)).max_idle, 560, "the limit binds");
         assert_eq!(sizes(0, None).concurrency, 1);
     }
