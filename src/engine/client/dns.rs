@@ -102,9 +102,11 @@ fn build(servers: &[SocketAddr]) -> Option<TokioResolver> {
         )
     };
     let opts: &mut ResolverOpts = builder.options_mut();
-    // A and AAAA asked together, IPv4 tried first: most hosts a list names answer on IPv4, and a
-    // machine without an IPv6 route fails those at once anyway (the connector tries the next).
-    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    // A first, AAAA only for a name with no IPv4 address: one query per name for the hosts most
+    // lists name, and IPv6-only hosts still resolve. Asking both at once doubled the queries, and
+    // more where a server answers "no AAAA" without an SOA record, which cannot be cached (dnsmasq
+    // does: ~6,000 AAAA queries for 2,000 names, issue 17). A dual-stack host is reached over IPv4.
+    opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
     builder.build().ok()
 }
 
