@@ -20,8 +20,12 @@
 #   N_A=100000        distinct URLs in workload (a); N_CURL=$N_A for curl's share of it
 #   WRK_SECS=5        wrk's fixed duration; WRK_THREADS=2
 #   NGINX_WORKERS=1   nginx worker_processes ("auto" = one per core)
-#   ONLY="a b c d"    workloads to run
-#   SKIP="oha ..."    peers to leave out (wrk curl aiohttp oha), e.g. to avoid an install
+#   ONLY="a b c d h i" workloads to run
+#   SKIP="oha ..."    peers to leave out (wrk curl aiohttp oha wget2 reqwest), e.g. to avoid an install
+#   H_ORIGINS=1000 H_PER=100 C_H=256     workload (h): URLs over many origins (nginx, one worker,
+#                     listening on that many loopback ports), shuffled; H_BIG=1 also runs 10,000 × 10
+#   I_NAMES=2000 I_PER=10 C_I=128        workload (i): URLs over many host names resolved by dnsmasq
+#                     in a network namespace (needs root and `ip netns`); its log counts DNS queries
 #   RUN_CAP=600       seconds any one run may take before it is killed (10M run: 4 × RUN_CAP)
 #   KEEP_TMP=1        keep the temp dir (logs, configs) for inspection
 set -uo pipefail
@@ -36,7 +40,14 @@ C_A=64
 WRK_SECS=${WRK_SECS:-5}
 WRK_THREADS=${WRK_THREADS:-2}
 NGINX_WORKERS=${NGINX_WORKERS:-1}
-ONLY=${ONLY:-a b c d}
+ONLY=${ONLY:-a b c d h i}
+H_ORIGINS=${H_ORIGINS:-1000}
+H_PER=${H_PER:-100}
+C_H=${C_H:-256}
+H_BIG=${H_BIG:-1}
+I_NAMES=${I_NAMES:-2000}
+I_PER=${I_PER:-10}
+C_I=${C_I:-128}
 SKIP=${SKIP:-}
 RUN_CAP=${RUN_CAP:-600}
 OUT_MD=$ROOT/target/bench-results.md
@@ -112,6 +123,23 @@ elif [ ! -x "$OHA" ]; then
     fi
 fi
 [ -x "$OHA" ] && HAVE_OHA=1
+
+# Peers of the many-host workloads (h) and (i): wget2 (Debian) and the hand-written Rust program of
+# bench/reqwest-peer (reqwest + buffer_unordered + SQLite inserts on a thread), built here.
+HAVE_WGET2=0; HAVE_REQWEST=0
+if wants h || wants i; then
+    if skipped wget2; then :; elif need wget2 wget2; then HAVE_WGET2=1; else warn "wget2 could not be installed: skipping it"; fi
+    PEER=$ROOT/target/bench-peer/release/reqwest-peer
+    if skipped reqwest; then :; else
+        log "cargo build --release bench/reqwest-peer"
+        if cargo build --release --quiet --locked --manifest-path "$ROOT/bench/reqwest-peer/Cargo.toml" \
+            --target-dir "$ROOT/target/bench-peer" >"$TMP/peer-build.log" 2>&1 && [ -x "$PEER" ]; then
+            HAVE_REQWEST=1
+        else
+            warn "bench/reqwest-peer did not build (see the log with KEEP_TMP=1): skipping it"
+        fi
+    fi
+fi
 
 if [ -n "${FANOUT_BIN:-}" ]; then
     FANOUT=$FANOUT_BIN
@@ -326,6 +354,145 @@ if wants d; then
     done
 fi
 
+# ------------------------------------------------------------------------- workloads (h) and (i)
+# free_ports_from N START: N ports from START up that nothing listens on or connects from.
+free_ports_from() {
+    local used p=$2 n=0
+    used=$(ss -tanH 2>/dev/null | awk '{ print $4; print $5 }' | grep -oE '[0-9]+$' | sort -u)
+    while [ "$n" -lt "$1" ] && [ "$p" -lt 32768 ]; do
+        if ! grep -qx "$p" <<<"$used"; then echo "$p"; n=$((n + 1)); fi
+        p=$((p + 1))
+    done
+}
+# nginx_on DIR PORTS_FILE [PREFIX...]: an nginx (worker_processes as elsewhere) listening on every
+# port of the file on 127.0.0.1, started with PREFIX (e.g. `ip netns exec NS`); waits for it.
+nginx_on() {
+    local dir=$1 ports=$2 last
+    shift 2
+    mkdir -p "$dir"
+    {
+        echo "worker_processes $NGINX_WORKERS; daemon off; pid $dir/nginx.pid; error_log $dir/error.log warn;"
+        echo "worker_rlimit_nofile 65536; events { worker_connections 30000; }"
+        echo "http { access_log off; keepalive_requests 100000; keepalive_timeout 65s;"
+        echo "  client_body_temp_path $dir/cb; proxy_temp_path $dir/px; fastcgi_temp_path $dir/fc;"
+        echo "  uwsgi_temp_path $dir/uw; scgi_temp_path $dir/sc;"
+        echo "  server {"
+        sed 's/.*/    listen 127.0.0.1:&;/' "$ports"
+        echo "    location / { default_type application/json; return 200 '{\"id\":1,\"name\":\"item\"}'; } } }"
+    } >"$dir/nginx.conf"
+    "$@" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" 2>>"$dir/error.log" &
+    PIDS+=($!)
+    last=$(tail -n 1 "$ports")
+    local i
+    for i in $(seq 1 100); do
+        "$@" bash -c "(exec 3<>/dev/tcp/127.0.0.1/$last) 2>/dev/null" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# many_hosts SHAPE LIST C QUERIES_LOG [PREFIX...]: one round of every tool over LIST at concurrency C.
+# With a dnsmasq log, the DNS queries each run made go into the record's extra column.
+many_hosts() {
+    local shape=$1 list=$2 c=$3 qlog=$4 n q0 ok
+    shift 4
+    n=$(wc -l <"$list")
+    queries() { if [ -f "$qlog" ]; then grep -c 'query\[' "$qlog"; else echo 0; fi; }
+    extra() { if [ -f "$qlog" ]; then echo $(( $(queries) - q0 )); else echo nan; fi; }
+    q0=$(queries)
+    rm -f "$TMP"/m.db*
+    measure "$shape-fanout" "$RUN_CAP" "$@" "$FANOUT" fetch "$list" -c "$c" --db "$TMP/m.db" -q
+    read -r got ok < <(fanout_counts "$TMP/m.db")
+    other=$(fanout_other "$TMP/m.db")
+    [ -n "$other" ] && warn "fanout ($shape) outcomes other than 200: $other"
+    record "$shape.fanout" "$got" "$ok" "$(extra)"
+    if [ -n "${FANOUT_BASE:-}" ]; then
+        q0=$(queries); rm -f "$TMP"/m.db*
+        measure "$shape-base" "$RUN_CAP" "$@" "$FANOUT_BASE" fetch "$list" -c "$c" --db "$TMP/m.db" -q
+        read -r got ok < <(fanout_counts "$TMP/m.db")
+        record "$shape.fanout-base" "$got" "$ok" "$(extra)"
+    fi
+    if [ "$HAVE_REQWEST" = 1 ]; then
+        q0=$(queries); rm -f "$TMP"/m.db*
+        measure "$shape-reqwest" "$RUN_CAP" "$@" "$PEER" "$list" "$c" "$TMP/m.db"
+        read -r got ok < <(sed -n 's/^\([0-9]*\) outcomes, \([0-9]*\) 200s$/\1 \2/p' "$TMP/$shape-reqwest.out")
+        record "$shape.reqwest" "${got:-nan}" "${ok:-nan}" "$(extra)"
+    fi
+    if [ "$HAVE_WGET2" = 1 ]; then
+        q0=$(queries); rm -f "$TMP/wget2.csv"
+        measure "$shape-wget2" "$RUN_CAP" "$@" wget2 -q --no-robots --max-threads="$c" -i "$list" \
+            -O /dev/null --stats-site="csv:$TMP/wget2.csv"
+        got=$(awk 'NR > 1' "$TMP/wget2.csv" 2>/dev/null | wc -l)
+        ok=$(awk -F, 'NR > 1 && $4 == 200' "$TMP/wget2.csv" 2>/dev/null | wc -l)
+        record "$shape.wget2" "$got" "$ok" "$(extra)"
+    fi
+    if [ "$HAVE_CURL" = 1 ]; then
+        awk '{ print "url = \"" $0 "\"\noutput = \"/dev/null\"" }' "$list" >"$TMP/m-curl.cfg"
+        q0=$(queries)
+        measure "$shape-curl" "$RUN_CAP" "$@" curl -s --no-progress-meter --parallel --parallel-max "$c" \
+            -m 30 -w '%{http_code}\n' -K "$TMP/m-curl.cfg"
+        record "$shape.curl" "$(wc -l <"$TMP/$shape-curl.out")" "$(grep -c '^200$' "$TMP/$shape-curl.out")" "$(extra)"
+    fi
+    rm -f "$TMP"/m.db*
+}
+
+if wants h; then
+    H_SHAPES="h"
+    [ "$H_BIG" = 1 ] && H_SHAPES="h h2"
+    for shape in $H_SHAPES; do
+        if [ "$shape" = h ]; then origins=$H_ORIGINS; per=$H_PER; else origins=10000; per=10; fi
+        free_ports_from "$origins" 11000 >"$TMP/$shape.ports"
+        if [ "$(wc -l <"$TMP/$shape.ports")" -lt "$origins" ]; then
+            warn "workload ($shape): fewer than $origins free ports below 32768: skipped"; continue
+        fi
+        nginx_on "$TMP/nginx-$shape" "$TMP/$shape.ports" ||
+            { warn "workload ($shape): nginx on $origins ports did not start (see $TMP/nginx-$shape/error.log)"; continue; }
+        for j in $(seq 1 "$per"); do sed "s|.*|http://127.0.0.1:&/item/$j|" "$TMP/$shape.ports"; done |
+            shuf --random-source=<(yes) >"$TMP/$shape.txt"
+        log "workload ($shape): $((origins * per)) URLs over $origins origins, shuffled, C=$C_H, $RUNS rounds"
+        for _ in $(seq 1 "$RUNS"); do many_hosts "$shape" "$TMP/$shape.txt" "$C_H" /nonexistent; done
+        kill "$(cat "$TMP/nginx-$shape/nginx.pid" 2>/dev/null)" 2>/dev/null
+        sleep 1
+    done
+fi
+
+if wants i; then
+    NS=fanout-bench-$$
+    if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
+        warn "workload (i) needs root and ip (iproute2) for a network namespace: skipped"
+    elif ! need dnsmasq dnsmasq-base; then
+        warn "workload (i): dnsmasq could not be installed: skipped"
+    elif ! ip netns add "$NS" 2>"$TMP/netns.log"; then
+        warn "workload (i): ip netns add failed: $(cat "$TMP/netns.log"): skipped"
+    else
+        # The namespace has only its own loopback; its resolv.conf names dnsmasq there, which
+        # answers every name under bench.test with 127.0.0.1 and a TTL of an hour, and logs each query.
+        ip netns exec "$NS" ip link set lo up
+        mkdir -p "/etc/netns/$NS"
+        echo "nameserver 127.0.0.1" >"/etc/netns/$NS/resolv.conf"
+        ip netns exec "$NS" dnsmasq --no-resolv --no-hosts --port=53 --listen-address=127.0.0.1 \
+            --bind-interfaces --log-queries --log-facility="$TMP/dnsmasq.log" \
+            --address=/bench.test/127.0.0.1 --local-ttl=3600 --cache-size=10000 \
+            --pid-file="$TMP/dnsmasq.pid" --user=root 2>"$TMP/dnsmasq.err"
+        echo 8080 >"$TMP/i.ports"
+        if ! nginx_on "$TMP/nginx-i" "$TMP/i.ports" ip netns exec "$NS"; then
+            warn "workload (i): nginx in the namespace did not start"
+        else
+            for j in $(seq 1 "$I_PER"); do
+                seq 0 $((I_NAMES - 1)) | sed "s|.*|http://h&.bench.test:8080/item/$j|"
+            done | shuf --random-source=<(yes) >"$TMP/i.txt"
+            log "workload (i): $((I_NAMES * I_PER)) URLs over $I_NAMES host names through dnsmasq, C=$C_I, $RUNS rounds"
+            for _ in $(seq 1 "$RUNS"); do
+                many_hosts i "$TMP/i.txt" "$C_I" "$TMP/dnsmasq.log" ip netns exec "$NS"
+            done
+        fi
+        kill "$(cat "$TMP/nginx-i/nginx.pid" 2>/dev/null)" 2>/dev/null
+        kill "$(cat "$TMP/dnsmasq.pid" 2>/dev/null)" 2>/dev/null
+        sleep 0.5
+        ip netns delete "$NS" 2>/dev/null
+        rm -rf "/etc/netns/$NS"
+    fi
+fi
+
 # ------------------------------------------------------------------------------------------- table
 LOAD_AFTER=$(cut -d ' ' -f 1-3 /proc/loadavg)
 fmt() { awk -v x="$1" -v f="$2" 'BEGIN { if (x == "nan" || x == "") print "–"; else printf f, x }'; }
@@ -393,6 +560,28 @@ rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
             row "c.$n" "(c) $n lines, nginx" "fanout fetch --body discard" "peak RSS target ≤ 50 MB: $verdict"
         done
     fi
+    for shape in h h2 i; do
+        [ -s "$RES/$shape.fanout" ] || continue
+        case $shape in
+            h) what="($shape) $((H_ORIGINS * H_PER)) URLs over $H_ORIGINS origins, C=$C_H" ;;
+            h2) what="(h) 100000 URLs over 10000 origins, C=$C_H" ;;
+            i) what="(i) $((I_NAMES * I_PER)) URLs over $I_NAMES names via DNS, C=$C_I" ;;
+        esac
+        F=$(rps_of "$shape.fanout")
+        for t in fanout fanout-base reqwest wget2 curl; do
+            [ -s "$RES/$shape.$t" ] || continue
+            case $t in
+                fanout) label="fanout fetch -c N --db (SQLite)"; note="—" ;;
+                fanout-base) label="FANOUT_BASE fetch -c N --db (SQLite)" ;;
+                reqwest) label="reqwest + buffer_unordered + SQLite (bench/reqwest-peer)" ;;
+                wget2) label="wget2 --max-threads N -i" ;;
+                curl) label="curl --parallel --parallel-max N" ;;
+            esac
+            [ "$t" = fanout ] || note="fanout $(fmt "$(div "$F" "$(rps_of "$shape.$t")")" '%.2f')× this"
+            [ "$shape" = i ] && note="$note; $(fmt "$(med "$shape.$t" 7)" '%d') DNS queries"
+            row "$shape.$t" "$what" "$label" "$note"
+        done
+    done
     if wants d; then
         sp=$(med d.bench 7)
         row d.bench "(d) fanout bench (10 × 1 s)" "fanout bench (sequential + concurrent)" \
