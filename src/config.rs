@@ -47,6 +47,9 @@ pub struct RunConfig {
     /// How long a store that can reconnect (PostgreSQL) may stay unreachable before a write
     /// fails and the run stops (default 60 s).
     pub store_timeout: Duration,
+    /// Obey each origin's robots.txt (RFC 9309, `--robots`): it is fetched once per run before
+    /// the origin's other requests, and requests it disallows end as `robots`, never fetched.
+    pub robots: bool,
 }
 
 impl Default for RunConfig {
@@ -65,6 +68,7 @@ impl Default for RunConfig {
             command: String::new(),
             open_file_limit: None,
             store_timeout: crate::sink::DEFAULT_STORE_TIMEOUT,
+            robots: engine.robots,
         }
     }
 }
@@ -305,6 +309,7 @@ impl RunConfig {
             limits: self.limits.clone(),
             retry: self.retry.clone(),
             open_file_limit: self.open_file_limit,
+            robots: self.robots,
         }
     }
 }
@@ -418,6 +423,12 @@ impl RunConfigBuilder {
     /// Learn each host's safe concurrency.
     pub fn adaptive(mut self, on: bool) -> Self {
         self.config.limits.adaptive = on;
+        self
+    }
+
+    /// Obey each origin's robots.txt (see [`RunConfig::robots`]).
+    pub fn robots(mut self, on: bool) -> Self {
+        self.config.robots = on;
         self
     }
 

@@ -268,6 +268,11 @@ pub struct FetchArgs {
     #[arg(long)]
     pub adaptive: bool,
 
+    /// Obey each origin's robots.txt (RFC 9309), fetched once per run with the run's User-Agent:
+    /// disallowed requests are recorded as 'robots', never fetched; Crawl-delay spaces requests.
+    #[arg(long)]
+    pub robots: bool,
+
     /// Retries after the first attempt, for retryable outcomes (see --retry-on).
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub retries: u32,
@@ -538,6 +543,7 @@ impl FetchArgs {
             ),
             open_file_limit: None,
             store_timeout: self.store_timeout,
+            robots: self.robots,
         };
         // The library checks the whole configuration; its error names the field, which is the
         // flag's long name (inputs: the positional arguments).

@@ -8,6 +8,7 @@
 //! - `tls`: the rustls configuration (webpki roots, `--cacert`, `--insecure`).
 //! - `body`: streaming body reads, decoding gzip, deflate, br and zstd under `--max-body`.
 //! - `files`: `--out-dir`: file names from keys, shard folders, temporary files renamed when complete.
+//! - `robots`: fetching an origin's `/robots.txt` for `--robots` (at most 500 KiB, 5 redirects).
 //!
 //! Redirects are followed to http and https only; a redirect to another scheme, host or port drops
 //! `Authorization` and `Cookie`; 303 (and 301/302 after POST) switch to GET without a body.
@@ -16,6 +17,7 @@ mod body;
 mod connector;
 mod files;
 mod pool;
+mod robots;
 mod tls;
 
 use std::error::Error as StdError;
@@ -42,6 +44,7 @@ use crate::request::Request;
 
 pub use connector::{NoProxy, Proxy, ProxyProtocol, ProxyRules, Resolve};
 pub use files::{body_file, check_out_dir};
+pub use robots::{ROBOTS_MAX_REDIRECTS, RobotsFetch};
 pub use tls::parse_pinned_pubkey;
 
 /// What to keep of a response body.

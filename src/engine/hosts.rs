@@ -354,6 +354,28 @@ impl<T> Hosts<T> {
         self.mark_ready(key);
     }
 
+    /// Makes `key` wait at least `interval` between the starts of its requests (a robots.txt
+    /// `Crawl-delay`), unless its `--per-host-rate` already spaces them as far apart. Applied
+    /// each time a job is queued, since an idle host is forgotten and made anew.
+    pub(crate) fn min_interval(&mut self, key: &Arc<str>, interval: Duration, now: Instant) {
+        // A day at most: a Bucket's rate must fit (and a longer delay is a day for a run).
+        let interval = interval.min(Duration::from_secs(86400));
+        if interval.is_zero() {
+            return;
+        }
+        let h = self.host(key, now);
+        if h.bucket.as_ref().is_some_and(|b| b.interval >= interval) {
+            return;
+        }
+        h.bucket = Some(Bucket {
+            interval,
+            // One at a time: a crawl delay is a spacing, not a rate with a burst.
+            tolerance: Duration::ZERO,
+            // What the old bucket already let through still counts.
+            tat: h.bucket.as_ref().map_or(now, |b| b.tat),
+        });
+    }
+
     /// Pauses every request to `key` for `pause` (a `Retry-After`).
     pub(crate) fn pause(&mut self, key: &Arc<str>, pause: Duration, now: Instant) {
         let h = self.host(key, now);
@@ -519,6 +541,38 @@ mod tests {
         assert_eq!(hosts.parked(), 1);
         hosts.fire_timers(t + Duration::from_secs(121));
         assert!(hosts.next_startable(t + Duration::from_secs(121)).is_some());
+    }
+
+    #[test]
+    fn a_crawl_delay_spaces_a_host_unless_its_rate_is_stricter() {
+        let t = Instant::now();
+        let mut hosts = Hosts::new(HostLimits::default(), 64);
+        for p in ["a", "b"] {
+            hosts.push(job(&format!("http://h:1/{p}")), t);
+        }
+        let key: Arc<str> = "h:1".into();
+        hosts.min_interval(&key, Duration::from_secs(2), t);
+        assert!(hosts.next_startable(t).is_some());
+        assert!(hosts.next_startable(t).is_none(), "one at a time");
+        hosts.fire_timers(t + Duration::from_millis(1999));
+        assert!(
+            hosts
+                .next_startable(t + Duration::from_millis(1999))
+                .is_none()
+        );
+        hosts.fire_timers(t + Duration::from_secs(2));
+        assert!(hosts.next_startable(t + Duration::from_secs(2)).is_some());
+
+        // A per-host rate of one every 5 s is stricter than a 2 s crawl delay: it stays.
+        let limits = HostLimits {
+            per_host_rate: Some(Rate { per_sec: 0.2 }),
+            ..HostLimits::default()
+        };
+        let mut hosts = Hosts::new(limits, 64);
+        hosts.push(job("http://h:1/a"), t);
+        hosts.min_interval(&key, Duration::from_secs(2), t);
+        let b = hosts.map[&key].bucket.as_ref().unwrap();
+        assert_eq!(b.interval, Duration::from_secs(5));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod progress;
 mod props;
 mod report;
 mod resume;
+mod robots;
 mod secrets;
 mod sql;
 mod tls;
