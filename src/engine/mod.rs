@@ -10,7 +10,9 @@
 //! item taken, over a bounded channel: a consumer that does not keep up slows admission.
 //!
 //! Shape: a single dispatcher task owns all admission state (global limit and rate,
-//! [per-host state](hosts), jobs waiting for a host or a retry), so none of it is locked. Attempts
+//! [per-host state](hosts), jobs waiting for a host, a retry or, with `--robots`, their origin's
+//! robots.txt: `robots.rs`, whose fetches run as tasks of their own, one per origin, each
+//! reporting once over a channel), so none of it is locked. Attempts
 //! run on worker tasks, at most one per unit of concurrency, each spawned the first time every
 //! limit allows one more attempt and no worker is idle (never ahead of time); the dispatcher hands
 //! an idle worker one job at a time, and the worker reports back over a channel whose capacity is
