@@ -197,6 +197,9 @@ impl RunConfig {
         for path in &self.client.ca_files {
             check_ca_file(path).map_err(|e| ConfigError::new("cacert", e))?;
         }
+        for path in &self.client.proxy.ca_files {
+            check_ca_file(path).map_err(|e| ConfigError::new("proxy-cacert", e))?;
+        }
         if let Some(t) = &self.source.template
             && !t.contains("{}")
         {

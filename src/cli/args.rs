@@ -238,10 +238,19 @@ pub struct FetchArgs {
     pub resolve: Vec<Resolve>,
 
     /// Open every connection through this proxy: 'http://[user:pass@]host:port' (CONNECT tunnel,
-    /// for http and https URLs), 'socks5://host:port' (names resolved here) or 'socks5h://...'
-    /// (names resolved by the proxy).
+    /// for http and https URLs), 'https://...' (TLS to the proxy; CONNECT for https URLs, absolute
+    /// form for http URLs), 'socks5://host:port' (names resolved here) or 'socks5h://...' (names
+    /// resolved by the proxy).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<Proxy>,
+
+    /// PEM file of CA certificates trusted for an https:// proxy, besides --cacert's (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub proxy_cacert: Vec<PathBuf>,
+
+    /// Accept any TLS certificate from an https:// proxy (-k does too).
+    #[arg(long)]
+    pub proxy_insecure: bool,
 
     /// Hosts reached without a proxy: comma-separated names (subdomains included), addresses,
     /// CIDR ranges, or '*'; replaces NO_PROXY from the environment.
@@ -494,6 +503,8 @@ impl FetchArgs {
             client.user_agent = ua;
         }
         client.out_dir = self.out_dir;
+        client.proxy.ca_files = self.proxy_cacert.clone();
+        client.proxy.insecure = self.proxy_insecure;
         if let Some(list) = &self.noproxy {
             let loopback = client.proxy.no_proxy.loopback_direct();
             client.proxy.no_proxy = NoProxy::parse(list).with_loopback_direct(loopback);

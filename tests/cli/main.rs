@@ -17,6 +17,7 @@ mod polite;
 mod postgres;
 mod progress;
 mod props;
+mod proxy;
 mod report;
 mod resume;
 mod robots;
