@@ -640,7 +640,10 @@ impl<T: Send + 'static> Dispatcher<T> {
                         }
                     }
                 }
-                Some((origin, fetched)) = self.robots_rx.recv() => self.on_robots(origin, fetched).await,
+                // Not polled without --robots: a poll per turn of the loop is not free.
+                Some((origin, fetched)) = self.robots_rx.recv(), if self.robots.is_some() => {
+                    self.on_robots(origin, fetched).await;
+                }
                 item = items.next(), if can_read => {
                     input_open = self.take_items(item, &mut items);
                     self.emit_denied().await;

@@ -327,3 +327,35 @@ fn https_proxy_credentials_never_appear_in_output_or_stores() {
         "the refused run was recorded: {text}"
     );
 }
+
+#[test]
+fn robots_txt_is_fetched_through_the_proxy_with_the_runs_tls_settings() {
+    let (_srv, tls_srv, proxy, dir) = setup();
+    let via = format!("https://{}", proxy.addr);
+    let url = format!(
+        "https://example.test:{}/item/4",
+        tls_srv.server.addr().port()
+    );
+    let args = [
+        "--robots",
+        "--proxy",
+        &via,
+        "--proxy-cacert",
+        "proxy.pem",
+        "--cacert",
+        "target.pem",
+    ];
+    // The test server has no robots.txt (404): everything is allowed.
+    let o = outcome(&run(&dir, &[], &args, &url));
+    assert_eq!(o["status"], 200, "{o}");
+    assert_eq!(tls_srv.stats().hits().get("/robots.txt"), Some(&1));
+    assert_eq!(tls_srv.stats().hits().get("/item/4"), Some(&1));
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .all(|h| h.starts_with("CONNECT example.test:")),
+        "{:?}",
+        proxy.seen()
+    );
+}

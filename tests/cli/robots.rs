@@ -199,9 +199,9 @@ fn a_missing_robots_txt_allows_everything() {
 
 #[test]
 fn an_unreachable_robots_txt_holds_requests_until_it_recovers() {
-    // 503 twice (the second with Retry-After: 1), then rules.
+    // 429, then 503 with Retry-After: 1, then rules.
     let srv = RobotsServer::start(|n| match n {
-        0 => (503, None, String::new()),
+        0 => (429, None, String::new()),
         1 => (503, Some(("retry-after", "1".into())), String::new()),
         _ => (200, None, "User-agent: *\nDisallow: /private\n".into()),
     });
