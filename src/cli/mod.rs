@@ -51,7 +51,7 @@ pub fn main() -> ExitCode {
     // Before the runtime's threads exist (see fds.rs): a descriptor per connection in use and
     // idle, plus stores and standard streams.
     let wanted = match &cli.command {
-        Command::Fetch(a) => fanout::engine::open_files_wanted(a.concurrency as usize),
+        Command::Fetch(a) => fanout::engine::open_files_wanted(a.engine.concurrency as usize),
         Command::Bench(a) => 4 * u64::from(a.concurrency) + 64,
         Command::Serve(_) => SERVE_FDS,
         Command::Report(_) => 64,
@@ -66,13 +66,13 @@ pub fn main() -> ExitCode {
     };
     let fds = fds::prepare(wanted);
     if let (Command::Fetch(a), Some(limit)) = (&cli.command, fds.limit)
-        && u64::from(a.concurrency) + 32 > limit
+        && u64::from(a.engine.concurrency) + 32 > limit
     {
         eprintln!(
             "fanout: warning: -c {} needs about {} open files, but the limit is {limit} \
              (ulimit -n); requests beyond it fail as 'connect' errors",
-            a.concurrency,
-            u64::from(a.concurrency) + 32
+            a.engine.concurrency,
+            u64::from(a.engine.concurrency) + 32
         );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -179,8 +179,8 @@ async fn wait_signal() {
 }
 
 async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
-    let quiet = a.quiet;
-    let when = a.progress;
+    let quiet = a.engine.quiet;
+    let when = a.engine.progress;
     let summary_json = a.summary_json.clone();
     let mut config = match a.into_config() {
         Ok(c) => c,
