@@ -32,6 +32,153 @@ Exit status:
   3    --deadline passed (unfinished requests are recorded as 'deadline')
   130  interrupted by Ctrl-C or SIGTERM (rerun to resume)";
 
+const WORK_EXIT_CODES: &str = "\
+Exit status:
+  0    the queue is drained: every job has its outcome (with --follow: stopped by Ctrl-C after
+       handing every unfinished job back)
+  1    the database stayed unreachable past --store-timeout (leases not completed run out and
+       other workers take their jobs)
+  2    usage error, or a database that cannot be opened
+  130  interrupted by Ctrl-C or SIGTERM: unfinished jobs were handed back";
+
+/// The database and queue of `enqueue`, `work` and `status`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The PostgreSQL database holding the queue (and its outcomes): postgres://user@host:port/db
+    /// (PGPASSWORD, ~/.pgpass and PGHOST/PGPORT/PGUSER/PGDATABASE apply).
+    #[arg(long, value_name = "URL", value_parser = parse_pg_url)]
+    pub db: PgUrl,
+    /// The queue's name (several queues may share a database).
+    #[arg(long, default_value = fanout::queue::DEFAULT_QUEUE, value_name = "NAME",
+          value_parser = parse_queue_name)]
+    pub queue: String,
+}
+
+fn parse_pg_url(s: &str) -> Result<PgUrl, String> {
+    if !PgUrl::is_pg_url(s) {
+        return Err(format!(
+            "'{}': a queue lives in PostgreSQL: give a postgres:// URL",
+            fanout::pg::mask_secrets(s)
+        ));
+    }
+    PgUrl::parse(s)
+}
+
+fn parse_queue_name(s: &str) -> Result<String, String> {
+    fanout::queue::check_queue_name(s).map(|()| s.to_owned())
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// Files of requests, as for fetch: one per line, a URL or a JSON object; '-' or none reads
+    /// stdin.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    /// Requests from the rows of this query instead of INPUT files (as for fetch).
+    #[arg(long, value_name = "QUERY")]
+    pub from_sql: Option<String>,
+
+    /// The database --from-sql runs on: an SQLite file (opened read-only).
+    #[arg(long, value_name = "FILE")]
+    pub source_db: Option<String>,
+
+    /// A header whose value is a credential, kept out of runs.command (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub secret_header: Vec<String>,
+
+    /// Print the counts as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    /// How long a claimed job stays this worker's without a renewal (renewed every third of
+    /// it); a worker that dies loses its jobs to the others after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    pub lease: Duration,
+
+    /// When the queue is drained, keep polling for new jobs until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+
+    /// How often an empty queue is looked at again.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    pub poll: Duration,
+
+    /// Header added to every job that does not set it, 'Name: value' (repeatable): credentials
+    /// given here stay out of the queue's tables.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    /// Print the status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EnqueueArgs {
+    /// Validates the flags into an enqueue configuration.
+    pub fn into_config(self) -> Result<fanout::queue::EnqueueConfig, clap::Error> {
+        let defaults = self.request.defaults()?;
+        let mut c = fanout::queue::EnqueueConfig::new(
+            self.queue.db,
+            self.queue.queue,
+            SourceConfig {
+                inputs: self.inputs.iter().map(|i| Input::from_arg(i)).collect(),
+                template: self.request.template.clone(),
+                defaults,
+                from_sql: self.from_sql,
+                source_db: self.source_db.as_deref().map(SourceDb::parse),
+            },
+        );
+        if c.source.from_sql.is_some() && c.source.source_db.is_none() {
+            return Err(usage("--from-sql needs --source-db FILE".into()));
+        }
+        c.command =
+            fanout::secrets::mask_command(std::env::args(), &self.secret_header, shell_quote);
+        Ok(c)
+    }
+}
+
+impl WorkArgs {
+    /// Validates the flags into a worker configuration.
+    pub fn into_config(self) -> Result<fanout::queue::WorkConfig, clap::Error> {
+        let mut c = fanout::queue::WorkConfig::new(self.queue.db, self.queue.queue);
+        if self.lease < Duration::from_secs(1) {
+            return Err(usage(format!(
+                "--lease {}: at least 1s (leases are renewed every third of it)",
+                humantime::format_duration(self.lease)
+            )));
+        }
+        c.lease = self.lease;
+        c.follow = self.follow;
+        c.poll = self.poll.max(Duration::from_millis(10));
+        c.headers = parse_headers(&self.headers)?;
+        self.engine.apply(&mut c.run)?;
+        validate(&c.run)?;
+        Ok(c)
+    }
+}
+
 /// Fetch very large lists of HTTP requests concurrently, politely, and record every outcome.
 #[derive(Debug, Parser)]
 #[command(name = "fanout", version, after_help = EXIT_CODES)]
@@ -45,6 +192,16 @@ pub enum Command {
     /// Fetch every request in the inputs and record each outcome (default store: ./fanout.db).
     #[command(after_help = EXIT_CODES)]
     Fetch(Box<FetchArgs>),
+    /// Load requests into a PostgreSQL work queue (keys already queued or done are skipped).
+    Enqueue(Box<EnqueueArgs>),
+    /// Work a PostgreSQL queue with any number of other workers: claim jobs under leases, fetch
+    /// them (every engine flag of fetch applies; --per-host-rate is the whole fleet's), record
+    /// each outcome once. Exits 0 when the queue is drained.
+    #[command(after_help = WORK_EXIT_CODES)]
+    Work(Box<WorkArgs>),
+    /// Where a PostgreSQL queue stands: queued, leased, done and failed jobs, the last minute's
+    /// rate, workers, the oldest lease, hosts paused by Retry-After.
+    Status(StatusArgs),
     /// Run a local test API on 127.0.0.1 (/item/{id}, /delay/{ms}, /status/{code}, /redirect/{n}, /echo).
     Serve(ServeArgs),
     /// Compare fetching one at a time with fetching concurrently, against a built-in local server.
@@ -508,6 +665,7 @@ impl EngineArgs {
             rate: self.rate,
             burst: self.burst,
             adaptive: self.adaptive,
+            gate: None,
         };
         config.retry = RetryPolicy {
             retries: self.retries,

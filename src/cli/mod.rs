@@ -6,6 +6,7 @@ mod args;
 mod demo;
 mod fds;
 mod progress;
+mod queue;
 mod report;
 
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => 4 * u64::from(a.concurrency) + 64,
         Command::Serve(_) => SERVE_FDS,
         Command::Report(_) => 64,
+        Command::Work(a) => fanout::engine::open_files_wanted(a.engine.concurrency as usize),
+        Command::Enqueue(_) | Command::Status(_) => 64,
         // Five servers and the client at -c 256, in one process.
         Command::Demo(_) => SERVE_FDS,
         Command::Completions(a) => {
@@ -91,6 +94,9 @@ pub fn main() -> ExitCode {
             Command::Serve(a) => serve_cmd(a).await,
             Command::Bench(a) => bench_cmd(a).await,
             Command::Report(a) => report::report_cmd(a).await,
+            Command::Enqueue(a) => queue::enqueue_cmd(*a).await,
+            Command::Work(a) => queue::work_cmd(*a).await,
+            Command::Status(a) => queue::status_cmd(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Completions(_) | Command::Man => unreachable!("handled before the runtime"),
         }

@@ -17,6 +17,7 @@ mod polite;
 mod postgres;
 mod progress;
 mod props;
+mod queue;
 mod report;
 mod resume;
 mod secrets;
