@@ -394,3 +394,49 @@ fn a_retry_after_seen_by_one_worker_pauses_the_host_for_every_worker() {
         "asked again after the pause"
     );
 }
+
+#[test]
+fn ctrl_c_hands_unfinished_jobs_back_at_once() {
+    const N: usize = 200;
+    let pg = PgServer::shared();
+    let name = pg.create_db();
+    let url = pg.url(&name);
+    let srv = TestServer::start(Duration::from_millis(400));
+    let dir = Dir::new();
+    dir.write("urls.txt", &urls(&srv, N, "/item/"));
+    enqueue(&dir, &url, &["urls.txt"]);
+    // A lease far longer than the test: jobs come back only if they are handed back.
+    let w = worker(&dir, &url, &["-c", "10", "--lease", "10m", "--grace", "0s"]);
+    assert!(wait_until(Duration::from_secs(30), || {
+        pg.try_scalar(
+            &name,
+            "SELECT count(*) FROM queue_jobs WHERE state = 'leased'",
+        )
+        .is_some_and(|n| n >= 10)
+    }));
+    signal(w.id(), "INT");
+    let (code, stderr) = finish(w);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("handed back"), "{stderr}");
+    assert_eq!(
+        pg.scalar(
+            &name,
+            "SELECT count(*) FROM queue_jobs WHERE state = 'leased'"
+        ),
+        0,
+        "nothing stays leased"
+    );
+    assert_eq!(
+        pg.scalar(
+            &name,
+            "SELECT count(*) FROM outcomes WHERE error = 'cancelled'"
+        ),
+        0,
+        "a queue records no 'cancelled': the job is fetched again"
+    );
+    let attempted = pg.scalar(&name, "SELECT coalesce(sum(attempts), 0) FROM queue_jobs");
+    assert!(attempted > 0, "attempts in flight are counted on the job");
+    let (code, stderr) = finish(worker(&dir, &url, &["-c", "50"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(tally(pg, &name), (N as i64, N as i64, N as i64, 0));
+}
