@@ -58,6 +58,7 @@ pub mod engine;
 pub mod outcome;
 pub mod pg;
 pub mod pipeline;
+pub mod queue;
 pub mod report;
 pub mod request;
 pub mod secrets;

@@ -18,6 +18,7 @@ mod postgres;
 mod progress;
 mod props;
 mod proxy;
+mod queue;
 mod report;
 mod resume;
 mod robots;
