@@ -2,7 +2,8 @@
 //! `/robots.txt` answers as each test says, and which records every request it sees (path, time,
 //! User-Agent): disallowed paths never reach it, robots.txt is fetched once per origin, 4xx allows
 //! all, 5xx holds requests until it recovers or its tries run out, Crawl-delay spaces requests, a
-//! group for the User-Agent's product token applies, and a deadline still ends the waiting.
+//! group for the User-Agent's product token applies, and a deadline or Ctrl-C still ends the
+//! waiting.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -383,4 +384,60 @@ fn a_deadline_ends_requests_waiting_for_robots_txt() {
         assert!(detail.contains("waiting for robots.txt"), "{detail}");
     }
     drop(silent);
+}
+
+#[test]
+fn ctrl_c_leaves_requests_waiting_for_robots_txt_to_the_rerun() {
+    // A server that accepts and never answers: the robots.txt fetch waits (--timeout 30 s).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+            a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let dir = Dir::new();
+    let list: String = (0..5)
+        .map(|i| format!("http://127.0.0.1:{port}/p/{i}\n"))
+        .collect();
+    dir.write("urls.txt", &list);
+    let child = dir
+        .fanout()
+        .args([
+            "fetch",
+            "-q",
+            "--robots",
+            "--db",
+            "out.db",
+            "--timeout",
+            "30s",
+            "urls.txt",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(crate::harness::wait_until(Duration::from_secs(20), || {
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    }));
+    crate::harness::signal(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    // Never attempted: no outcome, so a rerun fetches them (as for any request never sent).
+    let db = dir.path("out.db");
+    assert_eq!(
+        crate::harness::scalar(&db, "SELECT count(*) FROM outcomes"),
+        0
+    );
+    assert_eq!(
+        crate::harness::text(&db, "SELECT status FROM runs"),
+        "interrupted"
+    );
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only robots.txt was asked for"
+    );
 }
