@@ -305,6 +305,7 @@ impl RunConfig {
             limits: self.limits.clone(),
             retry: self.retry.clone(),
             open_file_limit: self.open_file_limit,
+            hand_back_after: None,
         }
     }
 }
