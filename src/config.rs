@@ -313,6 +313,7 @@ impl RunConfig {
             retry: self.retry.clone(),
             open_file_limit: self.open_file_limit,
             robots: self.robots,
+            hand_back_after: None,
         }
     }
 }

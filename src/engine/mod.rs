@@ -78,6 +78,10 @@ pub struct EngineConfig {
     /// Obey each origin's robots.txt (`--robots`): fetched once before its other requests;
     /// disallowed requests end as [`ErrorKind::Robots`], never fetched.
     pub robots: bool,
+    /// A retry due further off than this (a long `Retry-After`) is not waited for: the request
+    /// is handed back as [`Event::Deferred`] (a work queue returns the job with a not-before
+    /// instead of holding its lease). `None`: every retry is waited for.
+    pub hand_back_after: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +94,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             open_file_limit: None,
             robots: false,
+            hand_back_after: None,
         }
     }
 }
@@ -180,6 +185,34 @@ pub enum Event<T> {
     /// The run stopped before the request could finish; the caller decides what that means
     /// (a file run records `cancelled` or `deadline`, a work queue hands the job back).
     Released(T, Stopped),
+    /// Its next retry is due further off than [`EngineConfig::hand_back_after`]: the engine
+    /// lets it go (only when that is set).
+    Deferred(T, Deferred),
+}
+
+/// A request whose retry the engine did not wait for.
+#[derive(Debug)]
+pub struct Deferred {
+    request: Arc<Request>,
+    attempts: u32,
+    after: Duration,
+}
+
+impl Deferred {
+    /// The request.
+    pub fn request(&self) -> &Arc<Request> {
+        &self.request
+    }
+
+    /// Attempts made so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// How long from now it may be tried again.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
 }
 
 /// Why a run stops early. One reason, chosen by whoever drives the run.
@@ -373,6 +406,7 @@ impl Engine {
             robots_rx,
             robots_tasks: JoinSet::new(),
             denied: Vec::new(),
+            hand_back_after: self.config.hand_back_after,
         };
         let grace = self.config.grace;
         // The dispatcher runs as a task of its own: attempt tasks it spawns then start on the same
@@ -579,6 +613,8 @@ struct Dispatcher<T> {
     robots_tasks: JoinSet<()>,
     /// Jobs robots.txt disallows, to be recorded (emitted after the turn that decided them).
     denied: Vec<(Job<T>, String)>,
+    /// Retries due further off are handed back ([`Event::Deferred`]).
+    hand_back_after: Option<Duration>,
 }
 
 type ItemStream<T> = Pin<Box<dyn Stream<Item = Item<T>> + Send>>;
@@ -876,6 +912,16 @@ impl<T: Send + 'static> Dispatcher<T> {
             let (job, delay) = *retry;
             match self.stopping {
                 Some(reason) => stopped = Some(job.release(Phase::WaitingToRetry, reason)),
+                None if self.hand_back_after.is_some_and(|max| delay > max) => {
+                    stopped = Some(Event::Deferred(
+                        job.ticket,
+                        Deferred {
+                            request: job.req,
+                            attempts: job.attempts,
+                            after: delay,
+                        },
+                    ));
+                }
                 None => {
                     self.stats.retries.fetch_add(1, Relaxed);
                     self.hosts.push_delayed(job, now + delay);

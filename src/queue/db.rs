@@ -13,6 +13,11 @@ use super::QueueError;
 use crate::pg::{ConnectError, Settings, connect, describe};
 use crate::sink::postgres::{MAX_BACKOFF, transient};
 
+/// Every queue transaction lasts milliseconds; a worker frozen inside one (SIGSTOP, a VM paused)
+/// would hold its row locks and the sweep's advisory lock, and stall every other worker's sweep.
+/// The server ends such a session after five seconds, which rolls its transaction back.
+pub(crate) const SESSION: &str = "SET idle_in_transaction_session_timeout = '5s'";
+
 /// A connection that reconnects.
 pub(crate) struct Db {
     target: String,
@@ -68,6 +73,7 @@ impl Db {
             Err(ConnectError::Setup(s)) => return Err(Failure::Permanent(s)),
             Err(ConnectError::Pg(e)) => return Err(e.into()),
         };
+        client.batch_execute(SESSION).await?;
         if !self.setup.is_empty() {
             client.batch_execute(self.setup).await?;
         }

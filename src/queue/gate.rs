@@ -25,11 +25,16 @@ const ASK_AGAIN: Duration = Duration::from_millis(10);
 const ASKS: usize = 4096;
 /// Slots granted at once cover at most this long at the host's rate (at least one slot).
 const GRANT_SPAN: f64 = 0.05;
+/// A slot not used this long after it was granted is dropped: a slot kept for later would let
+/// this worker send on top of the slots the others are granted meanwhile.
+const SLOT_TTL: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 struct HostState {
     /// Slots granted and not yet used.
     credits: u32,
+    /// When they were granted.
+    granted_at: Option<Instant>,
     /// A reservation is on its way.
     asked: bool,
     /// The database said no slot before then.
@@ -103,6 +108,12 @@ impl HostGate for FleetGate {
         }
         if self.rate.is_none() {
             return Ok(());
+        }
+        if h.credits > 0
+            && h.granted_at
+                .is_some_and(|g| now.duration_since(g) > SLOT_TTL)
+        {
+            h.credits = 0;
         }
         if h.credits > 0 {
             h.credits -= 1;
@@ -203,7 +214,8 @@ impl GateTask {
                 let granted: i32 = row.get(0);
                 let wait: f64 = row.get(1);
                 if granted > 0 {
-                    h.credits += granted as u32;
+                    h.credits = granted as u32;
+                    h.granted_at = Some(Instant::now());
                 } else {
                     // Measured from when it was asked: the database's "wait this long" holds
                     // from its own reading of the clock, a round trip ago at most.

@@ -88,6 +88,21 @@ async fn open(url: &PgUrl) -> Result<(std::sync::Arc<Settings>, Client), QueueEr
         .await
         .map_err(|e| QueueError::Open(e.to_string()))?;
     let err = |e: tokio_postgres::Error| QueueError::Open(format!("{target}: {}", describe(&e)));
+    client.batch_execute(db::SESSION).await.map_err(err)?;
+    // Tables there already: no DDL, which would wait for a lock on `queue_jobs` behind any
+    // worker's open transaction.
+    let present: bool = client
+        .query_one(
+            "SELECT to_regclass('queue_hosts') IS NOT NULL AND to_regprocedure(\
+             'fanout_reserve(text,text,double precision,double precision,integer)') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(err)?
+        .get(0);
+    if present {
+        return Ok((settings, client));
+    }
     // One creator at a time: CREATE OR REPLACE FUNCTION races with itself otherwise.
     client.batch_execute("BEGIN").await.map_err(err)?;
     client

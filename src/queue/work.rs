@@ -144,6 +144,9 @@ pub async fn work(
     let db = |setup| Db::new(&target, settings.clone(), timeout, setup);
 
     let mut engine_config = config.run.engine();
+    // A retry further off than a third of the lease goes back to the queue with a not-before
+    // (any worker may take it then) instead of holding the lease while it waits.
+    engine_config.hand_back_after = Some(config.lease / 3);
     let fleet_rate = engine_config.limits.per_host_rate.take();
     let burst = fleet_rate.map_or(1, |r| engine_config.limits.burst_for(r));
     let (fleet_gate, gate_task) = gate::new(db(""), &config.queue, fleet_rate, burst);
@@ -233,6 +236,12 @@ pub async fn work(
                     token: t.token,
                     attempted: i32::from(stopped.attempted()),
                     delay: 0.0,
+                }),
+                Some(Event::Deferred(t, d)) => releases.push(Release {
+                    key: d.request().key.clone(),
+                    token: t.token,
+                    attempted: i32::try_from(d.attempts()).unwrap_or(i32::MAX),
+                    delay: d.after().as_secs_f64(),
                 }),
                 None => events_open = false,
             },

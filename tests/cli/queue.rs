@@ -308,7 +308,7 @@ fn arrivals(srv: &TestServer, prefix: &str) -> Vec<f64> {
 #[test]
 fn a_per_host_rate_holds_for_the_whole_fleet() {
     // More jobs than one worker holds (`in_hand`), so all three work the host at once.
-    const N: usize = 300;
+    const N: usize = 200;
     let pg = PgServer::shared();
     let name = pg.create_db();
     let url = pg.url(&name);
@@ -316,7 +316,7 @@ fn a_per_host_rate_holds_for_the_whole_fleet() {
     let dir = Dir::new();
     dir.write("urls.txt", &urls(&srv, N, "/item/"));
     enqueue(&dir, &url, &["urls.txt"]);
-    let args = ["-c", "8", "--per-host-rate", "40/s", "--burst", "2"];
+    let args = ["-c", "8", "--per-host-rate", "20/s", "--burst", "2"];
     let ws = [
         worker(&dir, &url, &args),
         worker(&dir, &url, &args),
@@ -329,21 +329,22 @@ fn a_per_host_rate_holds_for_the_whole_fleet() {
     assert_eq!(tally(pg, &name).0, N as i64);
     let t = arrivals(&srv, "/item/");
     assert_eq!(t.len(), N);
-    // Any window sees at most burst + rate × its length (two more for arrival jitter).
+    // Any window sees at most burst + rate × its length, give or take 100 ms of scheduling
+    // delay between a slot and the request's arrival (on a loaded 2-core machine), and one.
+    // (Three workers at 20/s each would put 60 into a second.)
     for i in 0..t.len() {
         for j in i + 1..t.len() {
             let n = (j - i + 1) as f64;
-            let allowed = 2.0 + 40.0 * (t[j] - t[i]) + 2.0;
+            let allowed = 2.0 + 20.0 * (t[j] - t[i] + 0.1) + 1.0;
             assert!(
                 n <= allowed,
-                "{n} requests within {:.3}s: the fleet's rate is 40/s with a burst of 2",
+                "{n} requests within {:.3}s: the fleet's rate is 20/s with a burst of 2",
                 t[j] - t[i]
             );
         }
     }
-    // Three workers at 40/s each would have taken about a third of the time.
     assert!(
-        t[N - 1] >= (N as f64 - 4.0) / 40.0 - 0.5,
+        t[N - 1] >= (N as f64 - 4.0) / 20.0 - 0.5,
         "{:.2}s",
         t[N - 1]
     );
@@ -439,4 +440,40 @@ fn ctrl_c_hands_unfinished_jobs_back_at_once() {
     let (code, stderr) = finish(worker(&dir, &url, &["-c", "50"]));
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(tally(pg, &name), (N as i64, N as i64, N as i64, 0));
+}
+
+#[test]
+fn a_retry_due_after_a_long_retry_after_goes_back_to_the_queue_instead_of_holding_the_lease() {
+    let pg = PgServer::shared();
+    let name = pg.create_db();
+    let url = pg.url(&name);
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    dir.write("urls.txt", &format!("{}\n", srv.url("/retry-after/3/x")));
+    enqueue(&dir, &url, &["urls.txt"]);
+    // Lease 3 s: retries due more than 1 s ahead are handed back.
+    let w = worker(&dir, &url, &["--lease", "3s", "--poll", "100ms"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            pg.try_scalar(
+                &name,
+                "SELECT count(*) FROM queue_jobs WHERE state = 'queued' \
+                 AND not_before > now() + interval '1 second' AND attempts = 1",
+            ) == Some(1)
+        }),
+        "handed back with a not-before"
+    );
+    let (code, stderr) = finish(w);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        pg.psql(&name, "SELECT status FROM outcomes"),
+        "200\n",
+        "fetched again when due"
+    );
+    assert_eq!(srv.stats().hits().get("/retry-after/3/x"), Some(&2));
+    assert_eq!(
+        pg.scalar(&name, "SELECT attempts FROM queue_jobs"),
+        2,
+        "the attempt before the hand-back counts"
+    );
 }
