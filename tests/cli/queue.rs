@@ -477,3 +477,55 @@ fn a_retry_due_after_a_long_retry_after_goes_back_to_the_queue_instead_of_holdin
         "the attempt before the hand-back counts"
     );
 }
+
+#[test]
+fn a_worker_whose_clock_reads_otherwise_changes_nothing() {
+    const N: usize = 3000;
+    let pg = PgServer::shared();
+    let name = pg.create_db();
+    let url = pg.url(&name);
+    let srv = TestServer::start(Duration::from_millis(1));
+    let dir = Dir::new();
+    dir.write("urls.txt", &urls(&srv, N, "/item/"));
+    enqueue(&dir, &url, &["urls.txt"]);
+    // A time namespace of its own: this worker's monotonic and boot clocks read ten days ahead
+    // of the other's. (Its wall clock cannot be moved this way; no lease, slot or pause is ever
+    // judged by a worker's wall clock either: every comparison is the database's now().)
+    let mut skewed = std::process::Command::new("unshare");
+    if !crate::harness::is_root() {
+        skewed.args(["--user", "--map-root-user"]);
+    }
+    skewed
+        .args(["--time", "--monotonic", "864000", "--boottime", "864000"])
+        .arg(env!("CARGO_BIN_EXE_fanout"))
+        .args([
+            "work",
+            "--db",
+            &url,
+            "--progress",
+            "never",
+            "-c",
+            "16",
+            "--lease",
+            "10s",
+        ])
+        .current_dir(dir.path(""))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let a = skewed.spawn().expect("unshare (util-linux) runs");
+    let b = worker(&dir, &url, &["-c", "16", "--lease", "10s"]);
+    for w in [a, b] {
+        let (code, stderr) = finish(w);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    assert_eq!(tally(pg, &name), (N as i64, N as i64, N as i64, 0));
+    assert_eq!(
+        pg.scalar(&name, "SELECT max(leases) FROM queue_jobs"),
+        1,
+        "no lease was judged expired"
+    );
+    assert_eq!(
+        pg.scalar(&name, "SELECT count(*) FROM queue_workers WHERE done > 0"),
+        2
+    );
+}
