@@ -47,6 +47,9 @@ pub struct RunConfig {
     /// How long a store that can reconnect (PostgreSQL) may stay unreachable before a write
     /// fails and the run stops (default 60 s).
     pub store_timeout: Duration,
+    /// Obey each origin's robots.txt (RFC 9309, `--robots`): it is fetched once per run before
+    /// the origin's other requests, and requests it disallows end as `robots`, never fetched.
+    pub robots: bool,
 }
 
 impl Default for RunConfig {
@@ -65,6 +68,7 @@ impl Default for RunConfig {
             command: String::new(),
             open_file_limit: None,
             store_timeout: crate::sink::DEFAULT_STORE_TIMEOUT,
+            robots: engine.robots,
         }
     }
 }
@@ -193,6 +197,9 @@ impl RunConfig {
         for path in &self.client.ca_files {
             check_ca_file(path).map_err(|e| ConfigError::new("cacert", e))?;
         }
+        for path in &self.client.proxy.ca_files {
+            check_ca_file(path).map_err(|e| ConfigError::new("proxy-cacert", e))?;
+        }
         if let Some(t) = &self.source.template
             && !t.contains("{}")
         {
@@ -305,6 +312,8 @@ impl RunConfig {
             limits: self.limits.clone(),
             retry: self.retry.clone(),
             open_file_limit: self.open_file_limit,
+            robots: self.robots,
+            hand_back_after: None,
         }
     }
 }
@@ -418,6 +427,12 @@ impl RunConfigBuilder {
     /// Learn each host's safe concurrency.
     pub fn adaptive(mut self, on: bool) -> Self {
         self.config.limits.adaptive = on;
+        self
+    }
+
+    /// Obey each origin's robots.txt (see [`RunConfig::robots`]).
+    pub fn robots(mut self, on: bool) -> Self {
+        self.config.robots = on;
         self
     }
 

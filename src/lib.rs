@@ -34,7 +34,8 @@
 //! - [`engine`]: the core: admission under the limits, attempts, retries, stopping; inside it the
 //!   HTTP [`client`](engine::client), [`resume`](engine::resume) (skip recorded keys),
 //!   [`hosts`](engine::hosts) (per-host limits, rates, pauses), [`retry`](engine::retry) and
-//!   adaptive concurrency (`engine/adaptive.rs`), and the worker tasks (`engine/worker.rs`), both private.
+//!   adaptive concurrency (`engine/adaptive.rs`), `--robots` (`engine/robots.rs`), and the worker
+//!   tasks (`engine/worker.rs`), all three private.
 //! - [`sink`]: where outcomes land: one async trait; SQLite and JSONL (each on a thread of its
 //!   own), and an in-memory channel; the recorder that batches outcomes for them.
 //! - [`stats`]: live counters for progress and the final [`Summary`].
@@ -57,6 +58,7 @@ pub mod engine;
 pub mod outcome;
 pub mod pg;
 pub mod pipeline;
+pub mod queue;
 pub mod report;
 pub mod request;
 pub mod secrets;

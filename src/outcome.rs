@@ -43,6 +43,9 @@ pub enum ErrorKind {
     Cancelled,
     /// Any other I/O failure.
     Io,
+    /// Not fetched: the origin's robots.txt disallows it for the run's User-Agent, or could not
+    /// be fetched after every try (`--robots`).
+    Robots,
 }
 
 impl ErrorKind {
@@ -63,13 +66,14 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Io => "io",
+            ErrorKind::Robots => "robots",
         }
     }
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::InvalidInput,
         ErrorKind::Dns,
         ErrorKind::Connect,
@@ -84,6 +88,7 @@ impl ErrorKind {
         ErrorKind::Protocol,
         ErrorKind::Cancelled,
         ErrorKind::Io,
+        ErrorKind::Robots,
     ];
 
     /// The kind stored under `name`, if any.

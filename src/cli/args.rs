@@ -32,6 +32,153 @@ Exit status:
   3    --deadline passed (unfinished requests are recorded as 'deadline')
   130  interrupted by Ctrl-C or SIGTERM (rerun to resume)";
 
+const WORK_EXIT_CODES: &str = "\
+Exit status:
+  0    the queue is drained: every job has its outcome (with --follow: stopped by Ctrl-C after
+       handing every unfinished job back)
+  1    the database stayed unreachable past --store-timeout (leases not completed run out and
+       other workers take their jobs)
+  2    usage error, or a database that cannot be opened
+  130  interrupted by Ctrl-C or SIGTERM: unfinished jobs were handed back";
+
+/// The database and queue of `enqueue`, `work` and `status`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The PostgreSQL database holding the queue (and its outcomes): postgres://user@host:port/db
+    /// (PGPASSWORD, ~/.pgpass and PGHOST/PGPORT/PGUSER/PGDATABASE apply).
+    #[arg(long, value_name = "URL", value_parser = parse_pg_url)]
+    pub db: PgUrl,
+    /// The queue's name (several queues may share a database).
+    #[arg(long, default_value = fanout::queue::DEFAULT_QUEUE, value_name = "NAME",
+          value_parser = parse_queue_name)]
+    pub queue: String,
+}
+
+fn parse_pg_url(s: &str) -> Result<PgUrl, String> {
+    if !PgUrl::is_pg_url(s) {
+        return Err(format!(
+            "'{}': a queue lives in PostgreSQL: give a postgres:// URL",
+            fanout::pg::mask_secrets(s)
+        ));
+    }
+    PgUrl::parse(s)
+}
+
+fn parse_queue_name(s: &str) -> Result<String, String> {
+    fanout::queue::check_queue_name(s).map(|()| s.to_owned())
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// Files of requests, as for fetch: one per line, a URL or a JSON object; '-' or none reads
+    /// stdin.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    /// Requests from the rows of this query instead of INPUT files (as for fetch).
+    #[arg(long, value_name = "QUERY")]
+    pub from_sql: Option<String>,
+
+    /// The database --from-sql runs on: an SQLite file (opened read-only).
+    #[arg(long, value_name = "FILE")]
+    pub source_db: Option<String>,
+
+    /// A header whose value is a credential, kept out of runs.command (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub secret_header: Vec<String>,
+
+    /// Print the counts as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    /// How long a claimed job stays this worker's without a renewal (renewed every third of
+    /// it); a worker that dies loses its jobs to the others after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    pub lease: Duration,
+
+    /// When the queue is drained, keep polling for new jobs until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+
+    /// How often an empty queue is looked at again.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    pub poll: Duration,
+
+    /// Header added to every job that does not set it, 'Name: value' (repeatable): credentials
+    /// given here stay out of the queue's tables.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    /// Print the status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EnqueueArgs {
+    /// Validates the flags into an enqueue configuration.
+    pub fn into_config(self) -> Result<fanout::queue::EnqueueConfig, clap::Error> {
+        let defaults = self.request.defaults()?;
+        let mut c = fanout::queue::EnqueueConfig::new(
+            self.queue.db,
+            self.queue.queue,
+            SourceConfig {
+                inputs: self.inputs.iter().map(|i| Input::from_arg(i)).collect(),
+                template: self.request.template.clone(),
+                defaults,
+                from_sql: self.from_sql,
+                source_db: self.source_db.as_deref().map(SourceDb::parse),
+            },
+        );
+        if c.source.from_sql.is_some() && c.source.source_db.is_none() {
+            return Err(usage("--from-sql needs --source-db FILE".into()));
+        }
+        c.command =
+            fanout::secrets::mask_command(std::env::args(), &self.secret_header, shell_quote);
+        Ok(c)
+    }
+}
+
+impl WorkArgs {
+    /// Validates the flags into a worker configuration.
+    pub fn into_config(self) -> Result<fanout::queue::WorkConfig, clap::Error> {
+        let mut c = fanout::queue::WorkConfig::new(self.queue.db, self.queue.queue);
+        if self.lease < Duration::from_secs(1) {
+            return Err(usage(format!(
+                "--lease {}: at least 1s (leases are renewed every third of it)",
+                humantime::format_duration(self.lease)
+            )));
+        }
+        c.lease = self.lease;
+        c.follow = self.follow;
+        c.poll = self.poll.max(Duration::from_millis(10));
+        c.headers = parse_headers(&self.headers)?;
+        self.engine.apply(&mut c.run)?;
+        validate(&c.run)?;
+        Ok(c)
+    }
+}
+
 /// Fetch very large lists of HTTP requests concurrently, politely, and record every outcome.
 #[derive(Debug, Parser)]
 #[command(name = "fanout", version, after_help = EXIT_CODES)]
@@ -45,6 +192,16 @@ pub enum Command {
     /// Fetch every request in the inputs and record each outcome (default store: ./fanout.db).
     #[command(after_help = EXIT_CODES)]
     Fetch(Box<FetchArgs>),
+    /// Load requests into a PostgreSQL work queue (keys already queued or done are skipped).
+    Enqueue(Box<EnqueueArgs>),
+    /// Work a PostgreSQL queue with any number of other workers: claim jobs under leases, fetch
+    /// them (every engine flag of fetch applies; --per-host-rate is the whole fleet's), record
+    /// each outcome once. Exits 0 when the queue is drained.
+    #[command(after_help = WORK_EXIT_CODES)]
+    Work(Box<WorkArgs>),
+    /// Where a PostgreSQL queue stands: queued, leased, done and failed jobs, the last minute's
+    /// rate, workers, the oldest lease, hosts paused by Retry-After.
+    Status(StatusArgs),
     /// Run a local test API on 127.0.0.1 (/item/{id}, /delay/{ms}, /status/{code}, /redirect/{n}, /echo).
     Serve(ServeArgs),
     /// Compare fetching one at a time with fetching concurrently, against a built-in local server.
@@ -101,6 +258,78 @@ pub struct FetchArgs {
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<String>,
 
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    /// Database for outcomes: an SQLite file, or a PostgreSQL URL (postgres://user@host:port/db;
+    /// PGPASSWORD, ~/.pgpass and PGHOST/PGPORT/PGUSER/PGDATABASE apply). Repeatable: every one is
+    /// written, and a request recorded in any of them is skipped on resume
+    /// [default: ./fanout.db unless --jsonl is given].
+    #[arg(long, value_name = "PATH|URL")]
+    pub db: Vec<String>,
+
+    /// Also (or, without --db, only) write outcomes as JSON lines to PATH ('-' for stdout; appends).
+    #[arg(long, value_name = "PATH")]
+    pub jsonl: Option<String>,
+
+    /// Requests from the rows of this query instead of INPUT files: columns url (required), id,
+    /// method, headers (a JSON object of strings), body (text or blob); rows stream as fetched.
+    #[arg(long, value_name = "QUERY")]
+    pub from_sql: Option<String>,
+
+    /// The database --from-sql runs on: an SQLite file (opened read-only).
+    #[arg(long, value_name = "FILE")]
+    pub source_db: Option<String>,
+
+    /// Time limit for the whole run; then unfinished requests are recorded as 'deadline' (exit 3).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub deadline: Option<Duration>,
+
+    /// Ignore outcomes recorded by earlier runs and fetch every request again.
+    #[arg(long)]
+    pub fresh: bool,
+
+    /// On resume, also fetch again keys whose recorded outcome is an error kind (timeout, connect, ...).
+    #[arg(long, conflicts_with = "fresh")]
+    pub retry_errors: bool,
+
+    /// On resume, also fetch again keys whose recorded status matches: e.g. '5xx,429' or '500-504'.
+    #[arg(long, value_delimiter = ',', value_parser = StatusRange::parse, value_name = "LIST", conflicts_with = "fresh")]
+    pub retry_status: Vec<StatusRange>,
+
+    /// At the end, write the report of the run (`fanout report --json`) to FILE. Needs a store
+    /// (the default, or --db: the first SQLite one, else the first PostgreSQL one).
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// What a request is made of when its line does not say: fetch and enqueue.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// URL template: each input line's value (URL-encoded) replaces '{}'.
+    #[arg(long, value_name = "URL")]
+    pub template: Option<String>,
+
+    /// Method for requests that do not set one [default: GET, or POST with a body].
+    #[arg(short = 'X', long = "method", value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// Header for every request, 'Name: value' (repeatable); a spec's own headers win.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Body for requests that do not set one; '@FILE' reads it from a file.
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    pub data: Option<String>,
+}
+
+/// How requests are fetched: limits, timeouts, TLS, proxies, retries, progress. Shared by fetch
+/// and work.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
     /// Requests in flight at most.
     #[arg(short = 'c', long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub concurrency: u32,
@@ -112,10 +341,6 @@ pub struct FetchArgs {
     /// Time limit for opening a TCP connection (TLS and proxy handshakes count against --timeout).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub connect_timeout: Duration,
-
-    /// Time limit for the whole run; then unfinished requests are recorded as 'deadline' (exit 3).
-    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
-    pub deadline: Option<Duration>,
 
     /// After Ctrl-C, how long in-flight requests may finish before they are recorded as 'cancelled'.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DUR")]
@@ -146,46 +371,10 @@ pub struct FetchArgs {
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 
-    /// Database for outcomes: an SQLite file, or a PostgreSQL URL (postgres://user@host:port/db;
-    /// PGPASSWORD, ~/.pgpass and PGHOST/PGPORT/PGUSER/PGDATABASE apply). Repeatable: every one is
-    /// written, and a request recorded in any of them is skipped on resume
-    /// [default: ./fanout.db unless --jsonl is given].
-    #[arg(long, value_name = "PATH|URL")]
-    pub db: Vec<String>,
-
     /// How long a PostgreSQL store may stay unreachable (reconnecting with backoff) before the
     /// run stops with exit 1 (rerun to resume).
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub store_timeout: Duration,
-
-    /// Also (or, without --db, only) write outcomes as JSON lines to PATH ('-' for stdout; appends).
-    #[arg(long, value_name = "PATH")]
-    pub jsonl: Option<String>,
-
-    /// Requests from the rows of this query instead of INPUT files: columns url (required), id,
-    /// method, headers (a JSON object of strings), body (text or blob); rows stream as fetched.
-    #[arg(long, value_name = "QUERY")]
-    pub from_sql: Option<String>,
-
-    /// The database --from-sql runs on: an SQLite file (opened read-only).
-    #[arg(long, value_name = "FILE")]
-    pub source_db: Option<String>,
-
-    /// URL template: each input line's value (URL-encoded) replaces '{}'.
-    #[arg(long, value_name = "URL")]
-    pub template: Option<String>,
-
-    /// Method for requests that do not set one [default: GET, or POST with a body].
-    #[arg(short = 'X', long = "method", value_name = "METHOD")]
-    pub method: Option<String>,
-
-    /// Header for every request, 'Name: value' (repeatable); a spec's own headers win.
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    pub headers: Vec<String>,
-
-    /// Body for requests that do not set one; '@FILE' reads it from a file.
-    #[arg(short = 'd', long = "data", value_name = "DATA")]
-    pub data: Option<String>,
 
     /// User-Agent for requests that do not set one.
     #[arg(short = 'A', long, value_name = "NAME")]
@@ -244,10 +433,19 @@ pub struct FetchArgs {
     pub dns_servers: Option<DnsServers>,
 
     /// Open every connection through this proxy: 'http://[user:pass@]host:port' (CONNECT tunnel,
-    /// for http and https URLs), 'socks5://host:port' (names resolved here) or 'socks5h://...'
-    /// (names resolved by the proxy).
+    /// for http and https URLs), 'https://...' (TLS to the proxy; CONNECT for https URLs, absolute
+    /// form for http URLs), 'socks5://host:port' (names resolved here) or 'socks5h://...' (names
+    /// resolved by the proxy).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<Proxy>,
+
+    /// PEM file of CA certificates trusted for an https:// proxy, besides --cacert's (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub proxy_cacert: Vec<PathBuf>,
+
+    /// Accept any TLS certificate from an https:// proxy (-k does too).
+    #[arg(long)]
+    pub proxy_insecure: bool,
 
     /// Hosts reached without a proxy: comma-separated names (subdomains included), addresses,
     /// CIDR ranges, or '*'; replaces NO_PROXY from the environment.
@@ -274,6 +472,11 @@ pub struct FetchArgs {
     #[arg(long)]
     pub adaptive: bool,
 
+    /// Obey each origin's robots.txt (RFC 9309), fetched once per run with the run's User-Agent:
+    /// disallowed requests are recorded as 'robots', never fetched; Crawl-delay spaces requests.
+    #[arg(long)]
+    pub robots: bool,
+
     /// Retries after the first attempt, for retryable outcomes (see --retry-on).
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub retries: u32,
@@ -295,18 +498,6 @@ pub struct FetchArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DUR")]
     pub max_retry_after: Duration,
 
-    /// Ignore outcomes recorded by earlier runs and fetch every request again.
-    #[arg(long)]
-    pub fresh: bool,
-
-    /// On resume, also fetch again keys whose recorded outcome is an error kind (timeout, connect, ...).
-    #[arg(long, conflicts_with = "fresh")]
-    pub retry_errors: bool,
-
-    /// On resume, also fetch again keys whose recorded status matches: e.g. '5xx,429' or '500-504'.
-    #[arg(long, value_delimiter = ',', value_parser = StatusRange::parse, value_name = "LIST", conflicts_with = "fresh")]
-    pub retry_status: Vec<StatusRange>,
-
     /// Progress on stderr: auto (a live line on a terminal), always (off a terminal, a plain line
     /// every 2 s, for CI logs) or never. A bar with percentage and ETA when every input is a file.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
@@ -315,11 +506,6 @@ pub struct FetchArgs {
     /// No progress and no summary (implies --progress never).
     #[arg(short = 'q', long)]
     pub quiet: bool,
-
-    /// At the end, write the report of the run (`fanout report --json`) to FILE. Needs a store
-    /// (the default, or --db: the first SQLite one, else the first PostgreSQL one).
-    #[arg(long, value_name = "FILE")]
-    pub summary_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -403,9 +589,9 @@ pub fn shell_quote(arg: &str) -> String {
     }
 }
 
-impl FetchArgs {
-    /// Validates the flags into a run configuration.
-    pub fn into_config(self) -> Result<RunConfig, clap::Error> {
+impl RequestArgs {
+    /// Method, headers and body for requests that do not set their own.
+    pub fn defaults(&self) -> Result<RequestDefaults, clap::Error> {
         let method = match &self.method {
             None => None,
             Some(m) => Some(
@@ -413,17 +599,7 @@ impl FetchArgs {
                     .map_err(|_| usage(format!("-X/--method '{m}' is not a valid HTTP method")))?,
             ),
         };
-        let mut headers = HeaderMap::new();
-        for h in &self.headers {
-            let (name, value) = h
-                .split_once(':')
-                .ok_or_else(|| usage(format!("-H/--header '{h}' must look like 'Name: value'")))?;
-            let name = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| usage(format!("-H/--header '{h}': invalid header name")))?;
-            let value = HeaderValue::from_str(value.trim())
-                .map_err(|_| usage(format!("-H/--header '{h}': invalid header value")))?;
-            headers.append(name, value);
-        }
+        let headers = parse_headers(&self.headers)?;
         let body = match &self.data {
             None => None,
             Some(d) => match d.strip_prefix('@') {
@@ -440,33 +616,34 @@ impl FetchArgs {
                 None => Some(Bytes::from(d.clone())),
             },
         };
-        let has_store = (self.db.is_empty() && self.jsonl.is_none()) || !self.db.is_empty();
-        if self.summary_json.is_some() && !has_store {
-            return Err(usage(
-                "--summary-json needs a store (--db PATH or URL): the report is computed from it"
-                    .into(),
-            ));
-        }
-        let mut stores = Vec::new();
-        match (self.db.as_slice(), &self.jsonl) {
-            ([], None) => stores.push(StoreConfig::Sqlite("fanout.db".into())),
-            (dbs, jsonl) => {
-                for db in dbs {
-                    stores.push(if PgUrl::is_pg_url(db) {
-                        StoreConfig::Postgres(
-                            PgUrl::parse(db).map_err(|e| usage(format!("--db {e}")))?,
-                        )
-                    } else {
-                        StoreConfig::Sqlite(PathBuf::from(db))
-                    });
-                }
-                match jsonl.as_deref() {
-                    Some("-") => stores.push(StoreConfig::JsonlStdout),
-                    Some(p) => stores.push(StoreConfig::Jsonl(p.into())),
-                    None => {}
-                }
-            }
-        }
+        Ok(RequestDefaults {
+            method,
+            headers,
+            body,
+        })
+    }
+}
+
+/// `-H 'Name: value'` flags as a header map.
+pub fn parse_headers(flags: &[String]) -> Result<HeaderMap, clap::Error> {
+    let mut headers = HeaderMap::new();
+    for h in flags {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| usage(format!("-H/--header '{h}' must look like 'Name: value'")))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| usage(format!("-H/--header '{h}': invalid header name")))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| usage(format!("-H/--header '{h}': invalid header value")))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+impl EngineArgs {
+    /// The engine's part of a run configuration: client, limits, retries, the store timeout and
+    /// the command line (credentials masked). Sources, stores and resume are left as they are.
+    pub fn apply(&self, config: &mut RunConfig) -> Result<(), clap::Error> {
         let mut client = ClientConfig {
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
@@ -500,71 +677,109 @@ impl FetchArgs {
             },
             ..ClientConfig::default()
         };
-        if let Some(ua) = self.user_agent {
-            client.user_agent = ua;
+        if let Some(ua) = &self.user_agent {
+            client.user_agent = ua.clone();
         }
-        client.out_dir = self.out_dir;
+        client.out_dir = self.out_dir.clone();
+        client.proxy.ca_files = self.proxy_cacert.clone();
+        client.proxy.insecure = self.proxy_insecure;
         if let Some(list) = &self.noproxy {
             let loopback = client.proxy.no_proxy.loopback_direct();
             client.proxy.no_proxy = NoProxy::parse(list).with_loopback_direct(loopback);
         }
-        let config = RunConfig {
+        config.client = client;
+        config.concurrency = self.concurrency as usize;
+        config.grace = self.grace;
+        config.limits = HostLimits {
+            per_host: self.per_host.map(|n| n as usize),
+            per_host_rate: self.per_host_rate,
+            rate: self.rate,
+            burst: self.burst,
+            adaptive: self.adaptive,
+            gate: None,
+        };
+        config.robots = self.robots;
+        config.retry = RetryPolicy {
+            retries: self.retries,
+            on: self.retry_on.clone(),
+            non_idempotent: self.retry_non_idempotent,
+            backoff_base: self.backoff.0,
+            backoff_max: self.backoff.1,
+            max_retry_after: self.max_retry_after,
+        };
+        // Passwords in URLs and the values of credential headers never reach `runs.command`.
+        config.command =
+            fanout::secrets::mask_command(std::env::args(), &self.secret_header, shell_quote);
+        config.store_timeout = self.store_timeout;
+        Ok(())
+    }
+}
+
+/// Checks a whole configuration with the library's rules; its error names the field, which is
+/// the flag's long name (inputs: the positional arguments).
+pub fn validate(config: &RunConfig) -> Result<(), clap::Error> {
+    config.validate().map_err(|e| match e.field() {
+        "inputs" => usage(e.reason().to_string()),
+        "user-agent" => usage(format!("-A/--user-agent: {}", e.reason())),
+        field => usage(format!("--{field}: {}", e.reason())),
+    })?;
+    if let Some(dir) = &config.client.out_dir {
+        // Last of the checks: a run refused for another flag creates no directory.
+        check_out_dir(dir).map_err(|e| usage(format!("--out-dir: {e}")))?;
+    }
+    Ok(())
+}
+
+impl FetchArgs {
+    /// Validates the flags into a run configuration.
+    pub fn into_config(self) -> Result<RunConfig, clap::Error> {
+        let defaults = self.request.defaults()?;
+        let has_store = (self.db.is_empty() && self.jsonl.is_none()) || !self.db.is_empty();
+        if self.summary_json.is_some() && !has_store {
+            return Err(usage(
+                "--summary-json needs a store (--db PATH or URL): the report is computed from it"
+                    .into(),
+            ));
+        }
+        let mut stores = Vec::new();
+        match (self.db.as_slice(), &self.jsonl) {
+            ([], None) => stores.push(StoreConfig::Sqlite("fanout.db".into())),
+            (dbs, jsonl) => {
+                for db in dbs {
+                    stores.push(if PgUrl::is_pg_url(db) {
+                        StoreConfig::Postgres(
+                            PgUrl::parse(db).map_err(|e| usage(format!("--db {e}")))?,
+                        )
+                    } else {
+                        StoreConfig::Sqlite(PathBuf::from(db))
+                    });
+                }
+                match jsonl.as_deref() {
+                    Some("-") => stores.push(StoreConfig::JsonlStdout),
+                    Some(p) => stores.push(StoreConfig::Jsonl(p.into())),
+                    None => {}
+                }
+            }
+        }
+        let mut config = RunConfig {
             source: SourceConfig {
                 inputs: self.inputs.iter().map(|i| Input::from_arg(i)).collect(),
-                template: self.template,
-                defaults: RequestDefaults {
-                    method,
-                    headers,
-                    body,
-                },
+                template: self.request.template.clone(),
+                defaults,
                 from_sql: self.from_sql,
                 source_db: self.source_db.as_deref().map(SourceDb::parse),
             },
             stores,
-            client,
-            concurrency: self.concurrency as usize,
             deadline: self.deadline,
-            grace: self.grace,
-            limits: HostLimits {
-                per_host: self.per_host.map(|n| n as usize),
-                per_host_rate: self.per_host_rate,
-                rate: self.rate,
-                burst: self.burst,
-                adaptive: self.adaptive,
-            },
-            retry: RetryPolicy {
-                retries: self.retries,
-                on: self.retry_on,
-                non_idempotent: self.retry_non_idempotent,
-                backoff_base: self.backoff.0,
-                backoff_max: self.backoff.1,
-                max_retry_after: self.max_retry_after,
-            },
             resume: ResumePolicy {
                 fresh: self.fresh,
                 retry_errors: self.retry_errors,
                 retry_status: self.retry_status,
             },
-            // Passwords in URLs and the values of credential headers never reach `runs.command`.
-            command: fanout::secrets::mask_command(
-                std::env::args(),
-                &self.secret_header,
-                shell_quote,
-            ),
-            open_file_limit: None,
-            store_timeout: self.store_timeout,
+            ..RunConfig::default()
         };
-        // The library checks the whole configuration; its error names the field, which is the
-        // flag's long name (inputs: the positional arguments).
-        config.validate().map_err(|e| match e.field() {
-            "inputs" => usage(e.reason().to_string()),
-            "user-agent" => usage(format!("-A/--user-agent: {}", e.reason())),
-            field => usage(format!("--{field}: {}", e.reason())),
-        })?;
-        if let Some(dir) = &config.client.out_dir {
-            // Last of the checks: a run refused for another flag creates no directory.
-            check_out_dir(dir).map_err(|e| usage(format!("--out-dir: {e}")))?;
-        }
+        self.engine.apply(&mut config)?;
+        validate(&config)?;
         Ok(config)
     }
 }

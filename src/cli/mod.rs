@@ -6,6 +6,7 @@ mod args;
 mod demo;
 mod fds;
 mod progress;
+mod queue;
 mod report;
 
 use std::process::ExitCode;
@@ -51,10 +52,12 @@ pub fn main() -> ExitCode {
     // Before the runtime's threads exist (see fds.rs): a descriptor per connection in use and
     // idle, plus stores and standard streams.
     let wanted = match &cli.command {
-        Command::Fetch(a) => fanout::engine::open_files_wanted(a.concurrency as usize),
+        Command::Fetch(a) => fanout::engine::open_files_wanted(a.engine.concurrency as usize),
         Command::Bench(a) => 4 * u64::from(a.concurrency) + 64,
         Command::Serve(_) => SERVE_FDS,
         Command::Report(_) => 64,
+        Command::Work(a) => fanout::engine::open_files_wanted(a.engine.concurrency as usize),
+        Command::Enqueue(_) | Command::Status(_) => 64,
         // Five servers and the client at -c 256, in one process.
         Command::Demo(_) => SERVE_FDS,
         Command::Completions(a) => {
@@ -66,13 +69,13 @@ pub fn main() -> ExitCode {
     };
     let fds = fds::prepare(wanted);
     if let (Command::Fetch(a), Some(limit)) = (&cli.command, fds.limit)
-        && u64::from(a.concurrency) + 32 > limit
+        && u64::from(a.engine.concurrency) + 32 > limit
     {
         eprintln!(
             "fanout: warning: -c {} needs about {} open files, but the limit is {limit} \
              (ulimit -n); requests beyond it fail as 'connect' errors",
-            a.concurrency,
-            u64::from(a.concurrency) + 32
+            a.engine.concurrency,
+            u64::from(a.engine.concurrency) + 32
         );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -91,6 +94,9 @@ pub fn main() -> ExitCode {
             Command::Serve(a) => serve_cmd(a).await,
             Command::Bench(a) => bench_cmd(a).await,
             Command::Report(a) => report::report_cmd(a).await,
+            Command::Enqueue(a) => queue::enqueue_cmd(*a).await,
+            Command::Work(a) => queue::work_cmd(*a).await,
+            Command::Status(a) => queue::status_cmd(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Completions(_) | Command::Man => unreachable!("handled before the runtime"),
         }
@@ -179,8 +185,8 @@ async fn wait_signal() {
 }
 
 async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
-    let quiet = a.quiet;
-    let when = a.progress;
+    let quiet = a.engine.quiet;
+    let when = a.engine.progress;
     let summary_json = a.summary_json.clone();
     let mut config = match a.into_config() {
         Ok(c) => c,

@@ -9,6 +9,7 @@
 //! - `tls`: the rustls configuration (webpki roots, `--cacert`, `--insecure`).
 //! - `body`: streaming body reads, decoding gzip, deflate, br and zstd under `--max-body`.
 //! - `files`: `--out-dir`: file names from keys, shard folders, temporary files renamed when complete.
+//! - `robots`: fetching an origin's `/robots.txt` for `--robots` (at most 500 KiB, 5 redirects).
 //!
 //! Redirects are followed to http and https only; a redirect to another scheme, host or port drops
 //! `Authorization` and `Cookie`; 303 (and 301/302 after POST) switch to GET without a body.
@@ -18,6 +19,7 @@ mod connector;
 mod dns;
 mod files;
 mod pool;
+mod robots;
 mod tls;
 
 use std::error::Error as StdError;
@@ -42,9 +44,11 @@ use self::pool::{Conn, Pool};
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
 
+use connector::Forward;
 pub use connector::{NoProxy, Proxy, ProxyProtocol, ProxyRules, Resolve};
 pub use dns::parse_dns_servers;
 pub use files::{body_file, check_out_dir};
+pub use robots::{ROBOTS_MAX_REDIRECTS, RobotsFetch};
 pub use tls::parse_pinned_pubkey;
 
 /// What to keep of a response body.
@@ -348,8 +352,13 @@ impl Client {
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let connector = connector::Connector::new(http, resolver, &config.resolve, &config.proxy);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let proxy_tls = match config.proxy.needs_tls() {
+            true => Some(tls::proxy_config(&config, provider.clone())?),
+            false => None,
+        };
+        let connector =
+            connector::Connector::new(http, resolver, &config.resolve, &config.proxy, proxy_tls);
         let tls = tls::client_config(&config, provider)?;
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -383,11 +392,12 @@ impl Client {
         &self,
         origin: &str,
         req: http::Request<Full<Bytes>>,
+        forward: Option<&Forward>,
     ) -> Result<Result<Sent, http::Request<Full<Bytes>>>, Failure> {
         let Some(conn) = self.pool.checkout(origin) else {
             return Ok(Err(req));
         };
-        match send_on(conn, req).await {
+        match send_on(conn, req, forward).await {
             Ok(sent) => Ok(Ok(sent)),
             Err(SendError::NotSent(req)) => Ok(Err(*req)),
             Err(SendError::Failed(f)) => Err(f),
@@ -398,7 +408,10 @@ impl Client {
     /// Returns the response and, for HTTP/1.1, the connection to give back once its body is read.
     async fn send(&self, url: &Url, req: http::Request<Full<Bytes>>) -> Result<Sent, Failure> {
         let origin = &url[..url::Position::AfterPort];
-        let mut req = match self.send_pooled(origin, req).await? {
+        // An http URL for an https:// proxy goes to it in absolute form.
+        let forward = self.config.proxy.forwarding(url);
+        let forward = forward.as_ref();
+        let mut req = match self.send_pooled(origin, req, forward).await? {
             Ok(sent) => return Ok(sent),
             Err(req) => req,
         };
@@ -410,7 +423,7 @@ impl Client {
         let _opening = match &gate {
             Some(g) => {
                 let held = g.lock().await;
-                req = match self.send_pooled(origin, req).await? {
+                req = match self.send_pooled(origin, req, forward).await? {
                     Ok(sent) => return Ok(sent),
                     Err(req) => req,
                 };
@@ -422,7 +435,7 @@ impl Client {
         // first request to an origin needs it; inline, it made every request's future larger.
         let (conn, failed) = Box::pin(self.connect(origin, req.uri())).await?;
         drop(_opening);
-        match send_on(conn, req).await {
+        match send_on(conn, req, forward).await {
             Ok(r) => Ok(r),
             // A new connection that cannot take a request: say why it ended.
             Err(SendError::NotSent(_)) => Err(match failed.await {
@@ -718,8 +731,14 @@ impl Client {
     }
 }
 
-/// Sends `req` (absolute URI) on `conn`: HTTP/1.1 in origin form with a `Host` header, HTTP/2 as is.
-async fn send_on(conn: Conn, mut req: http::Request<Full<Bytes>>) -> Result<Sent, SendError> {
+/// Sends `req` (absolute URI) on `conn`: HTTP/1.1 in origin form with a `Host` header (in
+/// absolute form, without user info, with the proxy's `Proxy-Authorization`, when `forward`ed to
+/// an `https://` proxy), HTTP/2 as is.
+async fn send_on(
+    conn: Conn,
+    mut req: http::Request<Full<Bytes>>,
+    forward: Option<&Forward>,
+) -> Result<Sent, SendError> {
     match conn {
         Conn::H1(mut tx) => {
             if tx.ready().await.is_err() {
@@ -734,7 +753,20 @@ async fn send_on(conn: Conn, mut req: http::Request<Full<Bytes>>) -> Result<Sent
                 added_host = true;
             }
             *req.version_mut() = http::Version::HTTP_11;
-            *req.uri_mut() = origin_form(&absolute);
+            let mut added_auth = false;
+            match forward {
+                None => *req.uri_mut() = origin_form(&absolute),
+                Some(f) => {
+                    *req.uri_mut() = absolute_form(&absolute);
+                    if let Some(auth) = &f.authorization
+                        && !req.headers().contains_key(header::PROXY_AUTHORIZATION)
+                    {
+                        req.headers_mut()
+                            .insert(header::PROXY_AUTHORIZATION, auth.clone());
+                        added_auth = true;
+                    }
+                }
+            }
             match tx.try_send_request(req).await {
                 Ok(resp) => Ok((resp, Some(tx))),
                 Err(mut e) => match e.take_message() {
@@ -743,6 +775,9 @@ async fn send_on(conn: Conn, mut req: http::Request<Full<Bytes>>) -> Result<Sent
                         *req.uri_mut() = absolute;
                         if added_host {
                             req.headers_mut().remove(header::HOST);
+                        }
+                        if added_auth {
+                            req.headers_mut().remove(header::PROXY_AUTHORIZATION);
                         }
                         Err(SendError::NotSent(Box::new(req)))
                     }
@@ -805,6 +840,16 @@ fn origin_form(uri: &Uri) -> Uri {
             .unwrap_or_else(|_| Uri::from_static("/")),
         _ => Uri::from_static("/"),
     }
+}
+
+/// `uri` in absolute form for a proxy: as it is, less any user info (`user:pass@`).
+fn absolute_form(uri: &Uri) -> Uri {
+    let Some((_, host)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) else {
+        return uri.clone();
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.authority = host.parse().ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
 }
 
 /// Whether two URLs have the same scheme, host and port: a redirect that changes any of them drops
@@ -920,6 +965,13 @@ mod tests {
         assert_eq!(h("http://u:p@a.test:8080/"), "a.test:8080");
         assert_eq!(h("http://u@a.test/"), "a.test");
         assert_eq!(h("http://[::1]:65535/"), "[::1]:65535");
+    }
+
+    #[test]
+    fn absolute_form_drops_user_info() {
+        let a = |s: &str| super::absolute_form(&s.parse::<Uri>().unwrap()).to_string();
+        assert_eq!(a("http://u:p@a.test:8080/x?q"), "http://a.test:8080/x?q");
+        assert_eq!(a("http://a.test/x"), "http://a.test/x");
     }
 
     #[test]

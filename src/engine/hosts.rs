@@ -118,6 +118,34 @@ pub struct HostLimits {
     pub burst: Option<u32>,
     /// Learn each host's concurrency limit, like TCP congestion control (README, `--adaptive`).
     pub adaptive: bool,
+    /// A say from outside over when each host may be sent a request, on top of the limits
+    /// above: how workers of a fleet share per-host rates and pauses.
+    pub gate: Option<Gate>,
+}
+
+/// Lets something outside the engine hold requests to a host back: a fleet of workers shares
+/// per-host rates and `Retry-After` pauses through it (the work queue's PostgreSQL gate,
+/// [`crate::queue`]).
+///
+/// The dispatcher asks it before every attempt, so it must answer at once, from what it holds
+/// (no I/O, no waiting on a lock held across I/O); it fetches more permission elsewhere. A host
+/// it holds back is asked again at the instant it names.
+pub trait HostGate: Send + Sync + 'static {
+    /// Whether a request to `host` (`host:port`) may start now; `Ok` spends the permission.
+    /// `Err(at)`: ask again at `at`.
+    fn try_start(&self, host: &str, now: Instant) -> Result<(), Instant>;
+    /// `host` answered with a `Retry-After` of `pause` (already capped by the retry policy).
+    fn paused(&self, host: &str, pause: Duration);
+}
+
+/// A shared [`HostGate`].
+#[derive(Clone)]
+pub struct Gate(pub Arc<dyn HostGate>);
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
 }
 
 impl HostLimits {
@@ -173,7 +201,8 @@ impl<T> Host<T> {
         self.aimd.as_ref().map_or(self.fixed_limit, Aimd::limit)
     }
 
-    fn check(&self, now: Instant) -> Result<(), Blocked> {
+    /// Whether a request may start now; the gate, asked last, spends its permission on `Ok`.
+    fn check(&self, key: &str, gate: Option<&Gate>, now: Instant) -> Result<(), Blocked> {
         if self.in_flight >= self.limit() {
             return Err(Blocked::Limit);
         }
@@ -187,6 +216,9 @@ impl<T> Host<T> {
             .filter(|&t| t > now)
         {
             return Err(Blocked::Until(t));
+        }
+        if let Some(g) = gate {
+            g.0.try_start(key, now).map_err(Blocked::Until)?;
         }
         Ok(())
     }
@@ -305,7 +337,7 @@ impl<T> Hosts<T> {
             if h.queue.is_empty() {
                 continue;
             }
-            match h.check(now) {
+            match h.check(&key, self.limits.gate.as_ref(), now) {
                 Ok(()) => {
                     let job = h.queue.pop_front().expect("checked non-empty");
                     h.in_flight += 1;
@@ -354,8 +386,33 @@ impl<T> Hosts<T> {
         self.mark_ready(key);
     }
 
+    /// Makes `key` wait at least `interval` between the starts of its requests (a robots.txt
+    /// `Crawl-delay`), unless its `--per-host-rate` already spaces them as far apart. Applied
+    /// each time a job is queued, since an idle host is forgotten and made anew.
+    pub(crate) fn min_interval(&mut self, key: &Arc<str>, interval: Duration, now: Instant) {
+        // A day at most: a Bucket's rate must fit (and a longer delay is a day for a run).
+        let interval = interval.min(Duration::from_secs(86400));
+        if interval.is_zero() {
+            return;
+        }
+        let h = self.host(key, now);
+        if h.bucket.as_ref().is_some_and(|b| b.interval >= interval) {
+            return;
+        }
+        h.bucket = Some(Bucket {
+            interval,
+            // One at a time: a crawl delay is a spacing, not a rate with a burst.
+            tolerance: Duration::ZERO,
+            // What the old bucket already let through still counts.
+            tat: h.bucket.as_ref().map_or(now, |b| b.tat),
+        });
+    }
+
     /// Pauses every request to `key` for `pause` (a `Retry-After`).
     pub(crate) fn pause(&mut self, key: &Arc<str>, pause: Duration, now: Instant) {
+        if let Some(g) = &self.limits.gate {
+            g.0.paused(key, pause);
+        }
         let h = self.host(key, now);
         let until = now + pause;
         h.paused_until = Some(h.paused_until.map_or(until, |old| old.max(until)));
@@ -519,6 +576,38 @@ mod tests {
         assert_eq!(hosts.parked(), 1);
         hosts.fire_timers(t + Duration::from_secs(121));
         assert!(hosts.next_startable(t + Duration::from_secs(121)).is_some());
+    }
+
+    #[test]
+    fn a_crawl_delay_spaces_a_host_unless_its_rate_is_stricter() {
+        let t = Instant::now();
+        let mut hosts = Hosts::new(HostLimits::default(), 64);
+        for p in ["a", "b"] {
+            hosts.push(job(&format!("http://h:1/{p}")), t);
+        }
+        let key: Arc<str> = "h:1".into();
+        hosts.min_interval(&key, Duration::from_secs(2), t);
+        assert!(hosts.next_startable(t).is_some());
+        assert!(hosts.next_startable(t).is_none(), "one at a time");
+        hosts.fire_timers(t + Duration::from_millis(1999));
+        assert!(
+            hosts
+                .next_startable(t + Duration::from_millis(1999))
+                .is_none()
+        );
+        hosts.fire_timers(t + Duration::from_secs(2));
+        assert!(hosts.next_startable(t + Duration::from_secs(2)).is_some());
+
+        // A per-host rate of one every 5 s is stricter than a 2 s crawl delay: it stays.
+        let limits = HostLimits {
+            per_host_rate: Some(Rate { per_sec: 0.2 }),
+            ..HostLimits::default()
+        };
+        let mut hosts = Hosts::new(limits, 64);
+        hosts.push(job("http://h:1/a"), t);
+        hosts.min_interval(&key, Duration::from_secs(2), t);
+        let b = hosts.map[&key].bucket.as_ref().unwrap();
+        assert_eq!(b.interval, Duration::from_secs(5));
     }
 
     #[test]

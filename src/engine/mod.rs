@@ -10,7 +10,9 @@
 //! item taken, over a bounded channel: a consumer that does not keep up slows admission.
 //!
 //! Shape: a single dispatcher task owns all admission state (global limit and rate,
-//! [per-host state](hosts), jobs waiting for a host or a retry), so none of it is locked. Attempts
+//! [per-host state](hosts), jobs waiting for a host, a retry or, with `--robots`, their origin's
+//! robots.txt: `robots.rs`, whose fetches run as tasks of their own, one per origin, each
+//! reporting once over a channel), so none of it is locked. Attempts
 //! run on worker tasks, at most one per unit of concurrency, each spawned the first time every
 //! limit allows one more attempt and no worker is idle (never ahead of time); the dispatcher hands
 //! an idle worker one job at a time, and the worker reports back over a channel whose capacity is
@@ -27,9 +29,11 @@ pub mod client;
 pub mod hosts;
 pub mod resume;
 pub mod retry;
+mod robots;
 mod worker;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
@@ -42,9 +46,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use self::adaptive::Signal;
+use self::client::RobotsFetch;
 pub use self::client::{Attempt, BodyMode, Client, ClientConfig, ClientError};
 use self::hosts::{Bucket, HostLimits, HostReport, Hosts};
 use self::retry::RetryPolicy;
+use self::robots::{Admit, RobotsGate};
 use self::worker::{Mailbox, WorkerHandle};
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
@@ -69,6 +75,13 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// The process's open-file limit, if known: idle connections are kept within what it leaves.
     pub open_file_limit: Option<u64>,
+    /// Obey each origin's robots.txt (`--robots`): fetched once before its other requests;
+    /// disallowed requests end as [`ErrorKind::Robots`], never fetched.
+    pub robots: bool,
+    /// A retry due further off than this (a long `Retry-After`) is not waited for: the request
+    /// is handed back as [`Event::Deferred`] (a work queue returns the job with a not-before
+    /// instead of holding its lease). `None`: every retry is waited for.
+    pub hand_back_after: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +93,8 @@ impl Default for EngineConfig {
             limits: HostLimits::default(),
             retry: RetryPolicy::default(),
             open_file_limit: None,
+            robots: false,
+            hand_back_after: None,
         }
     }
 }
@@ -180,6 +195,34 @@ pub enum Event<T> {
     /// The run stopped before the request could finish; the caller decides what that means
     /// (a file run records `cancelled` or `deadline`, a work queue hands the job back).
     Released(T, Stopped),
+    /// Its next retry is due further off than [`EngineConfig::hand_back_after`]: the engine
+    /// lets it go (only when that is set).
+    Deferred(T, Deferred),
+}
+
+/// A request whose retry the engine did not wait for.
+#[derive(Debug)]
+pub struct Deferred {
+    request: Arc<Request>,
+    attempts: u32,
+    after: Duration,
+}
+
+impl Deferred {
+    /// The request.
+    pub fn request(&self) -> &Arc<Request> {
+        &self.request
+    }
+
+    /// Attempts made so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// How long from now it may be tried again.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
 }
 
 /// Why a run stops early. One reason, chosen by whoever drives the run.
@@ -223,6 +266,8 @@ pub enum Phase {
     WaitingToRetry,
     /// Admitted, waiting for its host (limit, rate or pause); never attempted.
     WaitingForHost,
+    /// Taken from the input, waiting for its origin's robots.txt (`--robots`); never attempted.
+    WaitingForRobots,
     /// Taken from the input but not yet admitted; never attempted.
     NotStarted,
 }
@@ -267,6 +312,7 @@ impl Stopped {
             Phase::InFlight => "in flight",
             Phase::WaitingToRetry => "waiting to retry",
             Phase::WaitingForHost => "waiting for its host",
+            Phase::WaitingForRobots => "waiting for robots.txt",
             Phase::NotStarted => {
                 return Outcome::for_request(&self.request)
                     .with_error(kind, format!("not started: the run's {kind} passed"));
@@ -332,6 +378,15 @@ impl Engine {
         let sizes = self.config.sizes();
         let (out, events) = mpsc::channel(sizes.events);
         let (done_tx, done_rx) = mpsc::channel(sizes.concurrency);
+        // A robots.txt fetch sends once, and at most `concurrency` run at once: never blocks.
+        let (robots_tx, robots_rx) = mpsc::channel(sizes.concurrency);
+        let robots = self.config.robots.then(|| {
+            RobotsGate::new(
+                &self.config.client.user_agent,
+                self.config.retry.clone(),
+                sizes.concurrency,
+            )
+        });
         let shared = Arc::new(Shared {
             client: self.client,
             retry: self.config.retry.clone(),
@@ -356,6 +411,12 @@ impl Engine {
             concurrency: sizes.concurrency,
             max_parked: sizes.max_parked,
             stopping: None,
+            robots,
+            robots_tx,
+            robots_rx,
+            robots_tasks: JoinSet::new(),
+            denied: Vec::new(),
+            hand_back_after: self.config.hand_back_after,
         };
         let grace = self.config.grace;
         // The dispatcher runs as a task of its own: attempt tasks it spawns then start on the same
@@ -553,6 +614,17 @@ struct Dispatcher<T> {
     max_parked: usize,
     /// Set once the run is stopping: why.
     stopping: Option<StopReason>,
+    /// With `--robots`: every origin's robots.txt state, and the jobs waiting for one.
+    robots: Option<RobotsGate<T>>,
+    /// Each robots.txt fetch sends its result here once.
+    robots_tx: mpsc::Sender<(Arc<str>, RobotsFetch)>,
+    robots_rx: mpsc::Receiver<(Arc<str>, RobotsFetch)>,
+    /// The robots.txt fetches, reaped as their results arrive (aborted with the dispatcher).
+    robots_tasks: JoinSet<()>,
+    /// Jobs robots.txt disallows, to be recorded (emitted after the turn that decided them).
+    denied: Vec<(Job<T>, String)>,
+    /// Retries due further off are handed back ([`Event::Deferred`]).
+    hand_back_after: Option<Duration>,
 }
 
 type ItemStream<T> = Pin<Box<dyn Stream<Item = Item<T>> + Send>>;
@@ -578,8 +650,9 @@ impl<T: Send + 'static> Dispatcher<T> {
         let reason = loop {
             let now = Instant::now();
             self.hosts.fire_timers(now);
+            self.start_robots(now);
             self.start_ready(now);
-            let nothing_left = !input_open && self.hosts.parked() == 0;
+            let nothing_left = !input_open && self.parked() == 0;
             if nothing_left && self.in_flight == 0 {
                 break None;
             }
@@ -599,7 +672,7 @@ impl<T: Send + 'static> Dispatcher<T> {
                 timer_at = wake;
                 timer.as_mut().reset(wake.unwrap_or_else(|| now + far));
             }
-            let can_read = input_open && self.hosts.parked() < self.max_parked;
+            let can_read = input_open && self.parked() < self.max_parked;
             tokio::select! {
                 biased;
                 reason = &mut stop => break Some(reason),
@@ -613,7 +686,14 @@ impl<T: Send + 'static> Dispatcher<T> {
                         }
                     }
                 }
-                item = items.next(), if can_read => input_open = self.take_items(item, &mut items),
+                // Not polled without --robots: a poll per turn of the loop is not free.
+                Some((origin, fetched)) = self.robots_rx.recv(), if self.robots.is_some() => {
+                    self.on_robots(origin, fetched).await;
+                }
+                item = items.next(), if can_read => {
+                    input_open = self.take_items(item, &mut items);
+                    self.emit_denied().await;
+                }
                 _ = &mut timer, if timer_at.is_some() => timer_at = None,
             }
         };
@@ -646,6 +726,12 @@ impl<T: Send + 'static> Dispatcher<T> {
             };
             self.shared.emit(job.release(phase, reason)).await;
         }
+        let waiting = self.robots.as_mut().map(RobotsGate::drain);
+        for job in waiting.into_iter().flatten() {
+            self.shared
+                .emit(job.release(Phase::WaitingForRobots, reason))
+                .await;
+        }
         if reason == StopReason::Deadline {
             // Items the input has ready are released too, so a file run accounts for every line
             // it read. Lines not read yet get no event: waiting for them could take as long as the
@@ -677,11 +763,19 @@ impl<T: Send + 'static> Dispatcher<T> {
         for taken in 1.. {
             match next {
                 None => return false,
-                Some(item) => self
-                    .hosts
-                    .push(Job::new(item.request, item.ticket), Instant::now()),
+                Some(item) => {
+                    let job = Job::new(item.request, item.ticket);
+                    let now = Instant::now();
+                    match self.robots.as_mut() {
+                        Some(gate) => {
+                            let admit = gate.admit(job);
+                            self.place(admit, now);
+                        }
+                        None => self.hosts.push(job, now),
+                    }
+                }
             }
-            if taken == DRAIN || self.hosts.parked() >= self.max_parked {
+            if taken == DRAIN || self.parked() >= self.max_parked {
                 break;
             }
             next = match items.next().now_or_never() {
@@ -692,6 +786,73 @@ impl<T: Send + 'static> Dispatcher<T> {
         true
     }
 
+    /// Jobs waiting: for their host, a retry, or a robots.txt.
+    fn parked(&self) -> usize {
+        self.hosts.parked() + self.robots.as_ref().map_or(0, RobotsGate::parked)
+    }
+
+    /// Queues an allowed job for its host (spaced by its `Crawl-delay`), or keeps a denied one to
+    /// be recorded.
+    fn place(&mut self, admit: Admit<T>, now: Instant) {
+        match admit {
+            Admit::Go(job, delay) => {
+                let key = job.host.clone();
+                self.hosts.push(job, now);
+                if let Some(d) = delay {
+                    self.hosts.min_interval(&key, d, now);
+                }
+            }
+            Admit::Denied(job, why) => self.denied.push((job, why)),
+            Admit::Held => {}
+        }
+    }
+
+    /// Records the jobs robots.txt disallowed: never attempted, error kind `robots`.
+    async fn emit_denied(&mut self) {
+        let mut denied = std::mem::take(&mut self.denied);
+        for (job, why) in denied.drain(..) {
+            let o = Outcome::for_request(&job.req).with_error(ErrorKind::Robots, why);
+            self.shared.emit(Event::Outcome(o, job.ticket)).await;
+        }
+        self.denied = denied;
+    }
+
+    /// Starts the robots.txt fetches that are due (new origins, retries whose backoff passed).
+    fn start_robots(&mut self, now: Instant) {
+        let Some(gate) = self.robots.as_mut() else {
+            return;
+        };
+        gate.fire_timers(now);
+        for (origin, url) in gate.start_fetches() {
+            let client = self.shared.client.clone();
+            let tx = self.robots_tx.clone();
+            self.robots_tasks.spawn(async move {
+                // Exactly one result per fetch, or the origin's jobs would wait forever.
+                let r = AssertUnwindSafe(client.fetch_robots(&url))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| RobotsFetch::Unreachable {
+                        detail: "internal error: the robots.txt fetch panicked".into(),
+                        retry_after: None,
+                    });
+                let _ = tx.send((origin, r)).await;
+            });
+        }
+    }
+
+    /// A robots.txt fetch ended: its origin's waiting jobs are queued or recorded as denied.
+    async fn on_robots(&mut self, origin: Arc<str>, fetched: RobotsFetch) {
+        while self.robots_tasks.try_join_next().is_some() {}
+        let now = Instant::now();
+        let Some(gate) = self.robots.as_mut() else {
+            return;
+        };
+        for admit in gate.fetched(&origin, fetched, now) {
+            self.place(admit, now);
+        }
+        self.emit_denied().await;
+    }
+
     /// The next instant something waiting may become startable.
     fn next_wake(&self) -> Option<Instant> {
         let global = self
@@ -699,7 +860,11 @@ impl<T: Send + 'static> Dispatcher<T> {
             .as_ref()
             .filter(|_| self.hosts.has_ready() && self.in_flight < self.concurrency)
             .map(Bucket::ready_at);
-        [self.hosts.next_wake(), global].into_iter().flatten().min()
+        let robots = self.robots.as_ref().and_then(RobotsGate::next_wake);
+        [self.hosts.next_wake(), global, robots]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Starts jobs while the global limit and rate allow and some host can take one.
@@ -757,6 +922,16 @@ impl<T: Send + 'static> Dispatcher<T> {
             let (job, delay) = *retry;
             match self.stopping {
                 Some(reason) => stopped = Some(job.release(Phase::WaitingToRetry, reason)),
+                None if self.hand_back_after.is_some_and(|max| delay > max) => {
+                    stopped = Some(Event::Deferred(
+                        job.ticket,
+                        Deferred {
+                            request: job.req,
+                            attempts: job.attempts,
+                            after: delay,
+                        },
+                    ));
+                }
                 None => {
                     self.stats.retries.fetch_add(1, Relaxed);
                     self.hosts.push_delayed(job, now + delay);

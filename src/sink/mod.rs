@@ -6,7 +6,7 @@
 
 pub mod channel;
 mod jsonl;
-mod postgres;
+pub(crate) mod postgres;
 pub(crate) mod recorder;
 pub mod schema;
 mod sqlite;

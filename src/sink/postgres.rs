@@ -54,10 +54,10 @@ CREATE TABLE IF NOT EXISTS run_hosts (
 
 /// Serializes fanouts creating or migrating the same database's tables (CREATE TABLE IF NOT
 /// EXISTS races otherwise). An arbitrary constant ("fanout" in ASCII).
-const SCHEMA_LOCK: i64 = 0x66616e6f7574;
+pub(crate) const SCHEMA_LOCK: i64 = 0x66616e6f7574;
 
 /// Longest pause between two attempts to reach the database again.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The whole schema, created when missing.
 pub(crate) fn schema() -> String {
@@ -78,13 +78,13 @@ fn column_def(c: &super::schema::Column) -> String {
     )
 }
 
-fn column_list() -> String {
+pub(crate) fn column_list() -> String {
     let names: Vec<&str> = OUTCOME_COLUMNS.iter().map(|c| c.name).collect();
     names.join(", ")
 }
 
 /// The wire type of each column, in table order (what the binary COPY data encodes).
-fn wire_types() -> Vec<PgType> {
+pub(crate) fn wire_types() -> Vec<PgType> {
     use super::schema::Type;
     OUTCOME_COLUMNS
         .iter()
@@ -128,7 +128,11 @@ impl ToSql for PgValue<'_> {
 /// `batch` as binary COPY data for run `run_id`: in key order, and of several outcomes for one
 /// key only the last (one statement may not update a row twice). Encoded once, sent by every
 /// attempt.
-fn encode_copy(batch: &[Outcome], run_id: i64, types: &[PgType]) -> Result<Bytes, SinkError> {
+pub(crate) fn encode_copy(
+    batch: &[Outcome],
+    run_id: i64,
+    types: &[PgType],
+) -> Result<Bytes, SinkError> {
     let mut order: Vec<usize> = (0..batch.len()).collect();
     // Stable: of equal keys the later stays later.
     order.sort_by(|&a, &b| batch[a].key.cmp(&batch[b].key));
@@ -169,7 +173,7 @@ fn encode_copy(batch: &[Outcome], run_id: i64, types: &[PgType]) -> Result<Bytes
 /// Whether an error may go away by connecting again: the connection broke or could not be made,
 /// or the server is shutting down, starting up or out of connections. Anything else (a
 /// refused password, a missing permission, a bad table) is reported at once.
-fn transient(e: &tokio_postgres::Error) -> bool {
+pub(crate) fn transient(e: &tokio_postgres::Error) -> bool {
     match e.code() {
         None => true,
         Some(code) => {
@@ -400,7 +404,7 @@ pub(crate) async fn open(url: &PgUrl, timeout: Duration) -> Result<Opened, SinkE
 
 /// Creates what is missing, checks the schema version and migrates an older store; returns the
 /// next run id.
-async fn prepare_schema(client: &Client, target: &str) -> Result<i64, SinkError> {
+pub(crate) async fn prepare_schema(client: &Client, target: &str) -> Result<i64, SinkError> {
     let err = |e: tokio_postgres::Error| SinkError::new(target, SinkErrorKind::Open, describe(&e));
     client.batch_execute("BEGIN").await.map_err(err)?;
     client

@@ -120,6 +120,8 @@ fn outcome_of(event: Event<()>) -> Option<Outcome> {
     match event {
         Event::Outcome(o, ()) => Some(o),
         Event::Released((), stopped) => released_outcome(&stopped),
+        // Never produced for file runs: `RunConfig::engine` leaves `hand_back_after` unset.
+        Event::Deferred((), _) => None,
     }
 }
 

@@ -521,7 +521,7 @@ fn bad_proxy_urls_are_usage_errors() {
     for bad in [
         "ftp://127.0.0.1:21",
         "127.0.0.1:3128",
-        "https://127.0.0.1:3128",
+        "https://127.0.0.1:3128/path",
     ] {
         dir.cmd()
             .args(["fetch", "--proxy", bad, "-"])

@@ -53,6 +53,7 @@ async fn outcomes_at<T: Send + 'static>(
         match event {
             Event::Outcome(o, t) => out.push((start.elapsed(), o, t)),
             Event::Released(_, s) => panic!("released without a stop: {s:?}"),
+            Event::Deferred(_, d) => panic!("deferred without hand_back_after: {d:?}"),
         }
     }
     assert_eq!(running.await.unwrap().end, RunEnd::Completed);
@@ -342,6 +343,7 @@ async fn a_stop_releases_every_unfinished_ticket_once() {
                     waiting.push(i);
                 }
             }
+            Event::Deferred(_, d) => panic!("deferred without hand_back_after: {d:?}"),
         }
     }
     assert_eq!(running.await.unwrap().end, RunEnd::Interrupted);

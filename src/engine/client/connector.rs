@@ -1,9 +1,11 @@
 //! Opening TCP connections for the client: `--resolve` overrides (host and port to a fixed address,
 //! falling back to the system resolver), and proxy tunnels (HTTP CONNECT, SOCKS5) chosen per URL
-//! scheme by [`ProxyRules`] (`--proxy`, or the environment as curl reads it, less `NO_PROXY`). TLS is
-//! layered on top by hyper-rustls, so certificates are checked against the URL's host, never the
-//! overriding address. Host names go to `dns` (cached, async). Owns no pool; `pool` keeps the
-//! connections it opens.
+//! scheme by [`ProxyRules`] (`--proxy`, or the environment as curl reads it, less `NO_PROXY`). An
+//! `https://` proxy is reached over TLS of its own (checked against the proxy's name), inside which
+//! https URLs get a CONNECT tunnel and http URLs are sent to the proxy in absolute form, as curl
+//! does. TLS to the target is layered on top by hyper-rustls, so certificates are checked against
+//! the URL's host, never the overriding address. Host names go to `dns` (cached, async). Owns no
+//! pool; `pool` keeps the connections it opens.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Uri;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::rt::TokioIo;
@@ -26,6 +29,10 @@ use super::dns::Resolver;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
+/// A connection the client speaks HTTP on (or TLS to the target over): TCP, or TLS to an
+/// `https://` proxy.
+pub(super) type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
+type IoConnecting = Pin<Box<dyn Future<Output = Result<Io, BoxError>> + Send>>;
 
 /// A `--resolve host:port:addr` entry: connections to `host:port` go to `addr` with no DNS look-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +95,9 @@ impl FromStr for Resolve {
 pub enum ProxyProtocol {
     /// An HTTP proxy, asked for a tunnel with `CONNECT host:port` (for http and https URLs alike).
     Connect,
+    /// An HTTP proxy reached over TLS (`https://`): a CONNECT tunnel for https URLs, requests in
+    /// absolute form (`GET http://host/path`) for http URLs, as curl does.
+    Https,
     /// A SOCKS5 proxy. `remote_dns` (`socks5h://`) has the proxy resolve host names; `socks5://`
     /// resolves them here.
     Socks5 {
@@ -96,12 +106,13 @@ pub enum ProxyProtocol {
     },
 }
 
-/// A `--proxy` every connection goes through: `http://[user:pass@]host:port`,
+/// A `--proxy` every connection goes through: `http://[user:pass@]host:port`, `https://...`,
 /// `socks5://...` or `socks5h://...`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     protocol: ProxyProtocol,
-    /// `http://host:port` of the proxy itself: where the TCP connection is opened.
+    /// `http://host:port` (`https://` for an https proxy) of the proxy itself: where the TCP
+    /// connection is opened.
     addr: Uri,
     credentials: Option<(String, String)>,
 }
@@ -112,9 +123,16 @@ impl Proxy {
         self.protocol
     }
 
-    /// The proxy's own address, `http://host:port`.
+    /// The proxy's own address, `http://host:port` (`https://host:port` for an https proxy).
     pub fn addr(&self) -> &Uri {
         &self.addr
+    }
+
+    /// The `Proxy-Authorization` the proxy's URL asks for (marked sensitive), if any.
+    fn authorization(&self) -> Option<http::HeaderValue> {
+        self.credentials
+            .as_ref()
+            .map(|(user, pass)| basic_auth(user, pass))
     }
 }
 
@@ -134,7 +152,7 @@ impl fmt::Debug for Proxy {
 impl FromStr for Proxy {
     type Err = String;
 
-    /// Parses a proxy URL; a missing port is 1080 for SOCKS and 80 for http.
+    /// Parses a proxy URL; a missing port is 1080 for SOCKS, 80 for http and 443 for https.
     ///
     /// ```
     /// use fanout::engine::client::{Proxy, ProxyProtocol};
@@ -143,18 +161,23 @@ impl FromStr for Proxy {
     /// assert_eq!(p.addr().to_string(), "http://127.0.0.1:3128/");
     /// let s: Proxy = "socks5h://127.0.0.1".parse().unwrap();
     /// assert_eq!(s.addr().port_u16(), Some(1080));
-    /// assert!("https://127.0.0.1:3128".parse::<Proxy>().is_err());
+    /// let t: Proxy = "https://proxy.test".parse().unwrap();
+    /// assert_eq!(t.protocol(), ProxyProtocol::Https);
+    /// assert_eq!(t.addr().to_string(), "https://proxy.test:443/");
+    /// assert!("ftp://127.0.0.1:3128".parse::<Proxy>().is_err());
     /// ```
     fn from_str(s: &str) -> Result<Proxy, String> {
         let url = url::Url::parse(s)
             .map_err(|e| format!("'{s}' is not a URL ({e}); e.g. http://127.0.0.1:3128"))?;
         let (protocol, default_port) = match url.scheme() {
             "http" => (ProxyProtocol::Connect, 80),
+            "https" => (ProxyProtocol::Https, 443),
             "socks5" => (ProxyProtocol::Socks5 { remote_dns: false }, 1080),
             "socks5h" => (ProxyProtocol::Socks5 { remote_dns: true }, 1080),
             other => {
                 return Err(format!(
-                    "proxy scheme '{other}' is not supported (use http://, socks5:// or socks5h://)"
+                    "proxy scheme '{other}' is not supported (use http://, https://, socks5:// or \
+                     socks5h://)"
                 ));
             }
         };
@@ -166,7 +189,11 @@ impl FromStr for Proxy {
             return Err(format!("'{s}': a proxy URL has no path or query"));
         }
         let port = url.port().unwrap_or(default_port);
-        let addr = format!("http://{host}:{port}")
+        let scheme = match protocol {
+            ProxyProtocol::Https => "https",
+            _ => "http",
+        };
+        let addr = format!("{scheme}://{host}:{port}")
             .parse::<Uri>()
             .map_err(|e| format!("'{s}': {e}"))?;
         let credentials = if url.username().is_empty() && url.password().is_none() {
@@ -235,6 +262,11 @@ pub struct ProxyRules {
     pub https: Option<Proxy>,
     /// Hosts reached directly whatever the proxies.
     pub no_proxy: NoProxy,
+    /// PEM files of CA certificates trusted for `https://` proxies, besides `--cacert`'s
+    /// (`--proxy-cacert`).
+    pub ca_files: Vec<std::path::PathBuf>,
+    /// Accept any certificate from an `https://` proxy (`--proxy-insecure`; `--insecure` does too).
+    pub insecure: bool,
 }
 
 impl ProxyRules {
@@ -243,7 +275,7 @@ impl ProxyRules {
         ProxyRules {
             http: Some(proxy.clone()),
             https: Some(proxy),
-            no_proxy: NoProxy::default(),
+            ..ProxyRules::default()
         }
     }
 
@@ -298,6 +330,7 @@ impl ProxyRules {
             http,
             https,
             no_proxy,
+            ..ProxyRules::default()
         })
     }
 
@@ -305,6 +338,35 @@ impl ProxyRules {
     pub fn any(&self) -> bool {
         self.http.is_some() || self.https.is_some()
     }
+
+    /// Whether a connection is made over TLS to a proxy (an `https://` one is configured).
+    pub(super) fn needs_tls(&self) -> bool {
+        [&self.http, &self.https]
+            .into_iter()
+            .flatten()
+            .any(|p| p.protocol == ProxyProtocol::Https)
+    }
+
+    /// How a request for `url` goes to an `https://` proxy in absolute form; `None` when it
+    /// does not (an https URL, no such proxy, or a host reached directly).
+    pub(super) fn forwarding(&self, url: &url::Url) -> Option<Forward> {
+        let proxy = self.http.as_ref()?;
+        if proxy.protocol != ProxyProtocol::Https
+            || url.scheme() != "http"
+            || self.no_proxy.matches(url.host_str().unwrap_or_default())
+        {
+            return None;
+        }
+        Some(Forward {
+            authorization: proxy.authorization(),
+        })
+    }
+}
+
+/// An http request sent to an `https://` proxy in absolute form (`GET http://host/path`).
+pub(super) struct Forward {
+    /// Sent with each request when the proxy's URL has credentials (marked sensitive).
+    pub(super) authorization: Option<http::HeaderValue>,
 }
 
 /// Hosts that are reached directly: `NO_PROXY` / `--noproxy`, a comma-separated list of host names
@@ -402,6 +464,13 @@ fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 #[derive(Clone)]
 enum Via {
     Tunnel(Tunnel<Direct>),
+    /// An `https://` proxy: CONNECT inside TLS to the proxy for https URLs; for http URLs, the TLS
+    /// connection to the proxy itself (the client then sends requests in absolute form).
+    Tls {
+        tunnel: Tunnel<HttpsConnector<Direct>>,
+        proxy: HttpsConnector<Direct>,
+        addr: Uri,
+    },
     Socks {
         socks: SocksV5<Direct>,
         remote_dns: bool,
@@ -409,8 +478,27 @@ enum Via {
 }
 
 impl Via {
-    fn new(proxy: &Proxy, direct: &Direct) -> Via {
+    /// `tls` is the configuration for TLS to the proxy, required for an `https://` one.
+    fn new(proxy: &Proxy, direct: &Direct, tls: Option<&rustls::ClientConfig>) -> Via {
         match proxy.protocol {
+            ProxyProtocol::Https => {
+                // HTTP/1.1 only: CONNECT and absolute-form requests, never HTTP/2, to the proxy.
+                let tls = tls.cloned().expect("TLS settings for an https:// proxy");
+                let to_proxy = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_only()
+                    .enable_http1()
+                    .wrap_connector(direct.clone());
+                let mut tunnel = Tunnel::new(proxy.addr.clone(), to_proxy.clone());
+                if let Some(auth) = proxy.authorization() {
+                    tunnel = tunnel.with_auth(auth);
+                }
+                Via::Tls {
+                    tunnel,
+                    proxy: to_proxy,
+                    addr: proxy.addr.clone(),
+                }
+            }
             ProxyProtocol::Connect => {
                 let mut tunnel = Tunnel::new(proxy.addr.clone(), direct.clone());
                 if let Some((user, pass)) = &proxy.credentials {
@@ -442,12 +530,14 @@ pub(super) struct Connector {
 
 impl Connector {
     /// Builds the connector over `http` (TCP settings, and `resolver` for host names) with
-    /// `--resolve` entries and proxy rules.
+    /// `--resolve` entries and proxy rules; `proxy_tls` is the TLS configuration for `https://`
+    /// proxies (required if there is one).
     pub(super) fn new(
         http: HttpConnector<Resolver>,
         resolver: Resolver,
         resolve: &[Resolve],
         proxies: &ProxyRules,
+        proxy_tls: Option<rustls::ClientConfig>,
     ) -> Self {
         let overrides = resolve
             .iter()
@@ -459,8 +549,14 @@ impl Connector {
             overrides: Arc::new(overrides),
         };
         Connector {
-            http: proxies.http.as_ref().map(|p| Via::new(p, &direct)),
-            https: proxies.https.as_ref().map(|p| Via::new(p, &direct)),
+            http: proxies
+                .http
+                .as_ref()
+                .map(|p| Via::new(p, &direct, proxy_tls.as_ref())),
+            https: proxies
+                .https
+                .as_ref()
+                .map(|p| Via::new(p, &direct, proxy_tls.as_ref())),
             no_proxy: Arc::new(proxies.no_proxy.clone()),
             direct,
         }
@@ -468,26 +564,40 @@ impl Connector {
 }
 
 impl Service<Uri> for Connector {
-    type Response = TokioIo<TcpStream>;
+    type Response = Io;
     type Error = BoxError;
-    type Future = Connecting;
+    type Future = IoConnecting;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, dst: Uri) -> Connecting {
+    fn call(&mut self, dst: Uri) -> IoConnecting {
         let via = match dst.scheme_str() {
             Some("https") => self.https.as_ref(),
             _ => self.http.as_ref(),
         };
         let via = via.filter(|_| !self.no_proxy.matches(dst.host().unwrap_or_default()));
         match via {
-            None => self.direct.call(dst),
+            None => {
+                let direct = self.direct.call(dst);
+                Box::pin(async move { Ok(MaybeHttpsStream::Http(direct.await?)) })
+            }
             Some(Via::Tunnel(t)) => {
                 // hyper-util's tunnel assumes port 443 when the URI has none; say it.
                 let dst = with_authority(&dst, &authority_with_port(&dst));
                 let mut t = t.clone();
+                Box::pin(async move { Ok(MaybeHttpsStream::Http(t.call(dst?).await?)) })
+            }
+            // An http URL: the connection to the proxy is the connection (absolute form).
+            Some(Via::Tls { proxy, addr, .. }) if dst.scheme_str() != Some("https") => {
+                let mut proxy = proxy.clone();
+                let addr = addr.clone();
+                Box::pin(async move { proxy.call(addr).await })
+            }
+            Some(Via::Tls { tunnel, .. }) => {
+                let dst = with_authority(&dst, &authority_with_port(&dst));
+                let mut t = tunnel.clone();
                 Box::pin(async move { Ok(t.call(dst?).await?) })
             }
             Some(Via::Socks { socks, remote_dns }) => {
@@ -504,7 +614,7 @@ impl Service<Uri> for Connector {
                             .to_string(),
                     };
                     let dst = with_authority(&dst, &target)?;
-                    Ok(socks.call(dst).await?)
+                    Ok(MaybeHttpsStream::Http(socks.call(dst).await?))
                 })
             }
         }

@@ -120,6 +120,26 @@ pub(super) fn client_config(
     Ok(tls)
 }
 
+/// The rustls configuration for TLS to an `https://` proxy: the same trust as the targets'
+/// (`--cacert`, `--insecure`) plus the proxy's own (`--proxy-cacert`, `--proxy-insecure`); no
+/// `--pinnedpubkey` (a pin is for the target) and no client certificate (it is the target's).
+pub(super) fn proxy_config(
+    config: &ClientConfig,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ClientConfig, ClientError> {
+    let mut ca_files = config.ca_files.clone();
+    ca_files.extend(config.proxy.ca_files.iter().cloned());
+    let for_proxy = ClientConfig {
+        insecure: config.insecure || config.proxy.insecure,
+        ca_files,
+        pinned_pubkeys: Vec::new(),
+        client_cert: None,
+        client_key: None,
+        ..config.clone()
+    };
+    client_config(&for_proxy, provider)
+}
+
 /// `--cert FILE` (PEM chain, maybe with its key) and `--key FILE` (PEM private key).
 fn load_client_identity(
     cert: &Path,

@@ -1,0 +1,695 @@
+//! `fanout work`: one worker of a fleet. Claims batches of jobs under leases (short
+//! transactions, `FOR UPDATE SKIP LOCKED`, expiry by the database's clock), runs them through
+//! the [engine](crate::engine) with the fleet's [gate](super::gate), and completes them in
+//! batches: each batch's outcomes and job completions commit in one transaction, and only for
+//! leases still its own, so a worker that lost its leases (paused past them, cut off) records
+//! nothing twice. Renews every lease it holds in one statement every third of the lease, sweeps
+//! expired leases (one worker at a time), and hands unfinished jobs back when it stops.
+//!
+//! Tasks: the claimer feeds the engine through a bounded channel, never holding more than
+//! [`in_hand`] jobs; the recorder (this function's own loop) takes the engine's events; the
+//! renewer keeps leases alive; the gate's task reserves send slots. Each has its own connection.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_postgres::Row;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::db::Db;
+use super::{QueueError, gate, sql};
+use crate::config::RunConfig;
+use crate::engine::hosts::Gate;
+use crate::engine::{Engine, Event, Item, StopReason};
+use crate::outcome::{ErrorKind, Outcome};
+use crate::pg::PgUrl;
+use crate::request::{Origin, Request};
+use crate::sink::postgres::{column_list, encode_copy, wire_types};
+use crate::source::parse_url;
+use crate::stats::{RunEnd, Stats, Summary};
+
+/// Outcomes completed in one transaction at most.
+const COMPLETE_BATCH: usize = 2048;
+/// How long an outcome may wait for its batch.
+const LINGER: Duration = Duration::from_millis(50);
+
+/// What a worker needs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkConfig {
+    /// The database holding the queue (and the outcomes).
+    pub db: PgUrl,
+    /// The queue's name.
+    pub queue: String,
+    /// How long a claimed job is this worker's without a renewal (renewed every third of it).
+    pub lease: Duration,
+    /// Keep polling for new jobs when the queue is drained, until stopped.
+    pub follow: bool,
+    /// How often an empty queue is looked at again.
+    pub poll: Duration,
+    /// Headers added to every job that does not set them (credentials given to workers, not
+    /// stored in the queue).
+    pub headers: HeaderMap,
+    /// Engine settings: client, concurrency, limits (`per_host_rate` is the fleet's), retries,
+    /// grace, the store timeout and the command line. Sources, stores and resume are not used.
+    pub run: RunConfig,
+}
+
+impl WorkConfig {
+    /// A worker of `queue` at `db`, with default settings.
+    pub fn new(db: PgUrl, queue: impl Into<String>) -> WorkConfig {
+        WorkConfig {
+            db,
+            queue: queue.into(),
+            lease: Duration::from_secs(30),
+            follow: false,
+            poll: Duration::from_secs(1),
+            headers: HeaderMap::new(),
+            run: RunConfig::default(),
+        }
+    }
+}
+
+/// How a worker's run went.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkSummary {
+    /// Its run id (the `runs` row; its outcomes carry it).
+    pub run_id: i64,
+    /// Its name in `queue_workers`.
+    pub worker: String,
+    /// Jobs claimed.
+    pub claimed: u64,
+    /// Outcomes recorded (jobs completed), with their statuses and kinds.
+    pub summary: Summary,
+    /// Completions refused because the lease had been taken away meanwhile.
+    pub stale: u64,
+    /// Jobs handed back unfinished.
+    pub handed_back: u64,
+}
+
+/// A claimed job's lease, riding through the engine with its request.
+#[derive(Debug)]
+struct Ticket {
+    token: i64,
+    /// Counts the job against the jobs this worker may hold.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Jobs this worker holds a lease on: key → lease token.
+type Held = Arc<Mutex<HashMap<String, i64>>>;
+
+fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+    held.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Jobs a worker holds at most (claimed, not yet completed): enough to keep `-c` busy through a
+/// claim's round trip, few enough that a fleet shares a short list.
+pub fn in_hand(concurrency: usize) -> usize {
+    (concurrency * 4).max(64)
+}
+
+/// Works the queue until it is drained (every job done; with `follow`, until `shutdown`), or
+/// until `shutdown` resolves: then no more jobs are claimed, jobs in flight get the grace
+/// period, and every unfinished job is handed back at once.
+pub async fn work(
+    config: WorkConfig,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<WorkSummary, QueueError> {
+    config.run.validate()?;
+    super::check_queue_name(&config.queue).map_err(QueueError::Open)?;
+    let target = config.db.masked().to_owned();
+    let (settings, client) = super::open(&config.db).await?;
+    let run_id = super::begin_run(&client, &target, &config.run.command, "work").await?;
+    let worker = format!("{}:{}:{run_id}", super::hostname(), std::process::id());
+    client
+        .execute(
+            "INSERT INTO queue_workers (queue, worker, run_id) VALUES ($1, $2, $3)",
+            &[&config.queue, &worker, &run_id],
+        )
+        .await
+        .map_err(|e| QueueError::Open(format!("{target}: {}", crate::pg::describe(&e))))?;
+    drop(client);
+    let timeout = config.run.store_timeout;
+    let db = |setup| Db::new(&target, settings.clone(), timeout, setup);
+
+    let mut engine_config = config.run.engine();
+    // A retry further off than a third of the lease goes back to the queue with a not-before
+    // (any worker may take it then) instead of holding the lease while it waits.
+    engine_config.hand_back_after = Some(config.lease / 3);
+    let fleet_rate = engine_config.limits.per_host_rate.take();
+    let burst = fleet_rate.map_or(1, |r| engine_config.limits.burst_for(r));
+    let (fleet_gate, gate_task) = gate::new(db(""), &config.queue, fleet_rate, burst);
+    engine_config.limits.gate = Some(Gate(fleet_gate));
+    let concurrency = engine_config.sizes().concurrency;
+    let engine = Engine::new(engine_config)?;
+    let _gate_task = AbortOnDropHandle::new(tokio::spawn(gate_task.run()));
+
+    let held: Held = Arc::default();
+    let stopping = CancellationToken::new();
+    let failed = CancellationToken::new();
+    {
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopping.cancel();
+        });
+    }
+    let (items_tx, mut items_rx) = mpsc::channel::<Item<Ticket>>(concurrency.max(16));
+    let (invalid_tx, mut invalid_rx) = mpsc::channel::<(Outcome, i64)>(64);
+    let claimer = Claimer {
+        db: db(""),
+        queue: config.queue.clone(),
+        worker: worker.clone(),
+        lease: config.lease,
+        follow: config.follow,
+        poll: config.poll,
+        headers: config.headers.clone(),
+        held: held.clone(),
+        in_hand: Arc::new(Semaphore::new(in_hand(concurrency))),
+        batch: concurrency.max(16),
+        items: items_tx,
+        invalid: invalid_tx,
+        stopping: stopping.clone(),
+    };
+    let claimer = AbortOnDropHandle::new(tokio::spawn(claimer.run()));
+    let renewer = AbortOnDropHandle::new(tokio::spawn(renew(
+        db(""),
+        config.queue.clone(),
+        worker.clone(),
+        config.lease,
+        held.clone(),
+    )));
+
+    let items = futures_util::stream::poll_fn(move |cx| items_rx.poll_recv(cx));
+    let stop = {
+        let (stopping, failed) = (stopping.clone(), failed.clone());
+        async move {
+            tokio::select! {
+                _ = stopping.cancelled() => StopReason::Interrupted,
+                _ = failed.cancelled() => StopReason::SinkFailed,
+            }
+        }
+    };
+    let (mut events, running) = engine.run(stats.clone(), items, stop);
+
+    let mut recorder = Recorder {
+        db: db(sql::STAGE),
+        queue: config.queue.clone(),
+        worker: worker.clone(),
+        run_id,
+        held: held.clone(),
+        stats: stats.clone(),
+        summary: Summary::default(),
+        stale: 0,
+        handed_back: 0,
+        complete: sql::complete(&column_list()),
+        types: wire_types(),
+    };
+    let mut outcomes: Vec<(Outcome, i64)> = Vec::new();
+    let mut releases: Vec<Release> = Vec::new();
+    let mut error: Option<QueueError> = None;
+    let mut first_at: Option<Instant> = None;
+    let (mut events_open, mut invalid_open) = (true, true);
+    while events_open || invalid_open {
+        let linger = async {
+            match first_at {
+                Some(t) => tokio::time::sleep_until(t + LINGER).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = events.next(), if events_open => match e {
+                Some(Event::Outcome(o, t)) => outcomes.push((o, t.token)),
+                Some(Event::Released(t, stopped)) => releases.push(Release {
+                    key: stopped.request().key.clone(),
+                    token: t.token,
+                    attempted: i32::from(stopped.attempted()),
+                    delay: 0.0,
+                }),
+                Some(Event::Deferred(t, d)) => releases.push(Release {
+                    key: d.request().key.clone(),
+                    token: t.token,
+                    attempted: i32::try_from(d.attempts()).unwrap_or(i32::MAX),
+                    delay: d.after().as_secs_f64(),
+                }),
+                None => events_open = false,
+            },
+            o = invalid_rx.recv(), if invalid_open => match o {
+                Some(o) => outcomes.push(o),
+                None => invalid_open = false,
+            },
+            _ = linger => {}
+        }
+        if first_at.is_none() && !(outcomes.is_empty() && releases.is_empty()) {
+            first_at = Some(Instant::now());
+        }
+        let due = first_at.is_some_and(|t| t.elapsed() >= LINGER)
+            || outcomes.len() >= COMPLETE_BATCH
+            || !(events_open || invalid_open);
+        if !due {
+            continue;
+        }
+        first_at = None;
+        if error.is_some() {
+            // Nothing more is written; the leases run out and other workers take the jobs.
+            outcomes.clear();
+            releases.clear();
+            continue;
+        }
+        let result = match recorder.complete(std::mem::take(&mut outcomes)).await {
+            Ok(()) => recorder.release(std::mem::take(&mut releases)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            error = Some(e);
+            failed.cancel();
+        }
+    }
+    let engine_end = running.await;
+    stopping.cancel();
+    let claimed = match claimer.await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            error.get_or_insert(e);
+            0
+        }
+        Err(e) => {
+            error.get_or_insert(QueueError::Internal(format!("the claimer failed: {e}")));
+            0
+        }
+    };
+    renewer.abort();
+    // Jobs claimed and never taken by the engine (it stopped first): back at once.
+    let left: Vec<Release> = lock(&held)
+        .drain()
+        .map(|(key, token)| Release {
+            key,
+            token,
+            attempted: 0,
+            delay: 0.0,
+        })
+        .collect();
+    if error.is_none()
+        && let Err(e) = recorder.release(left).await
+    {
+        error = Some(e);
+    }
+    let end = match (&error, engine_end) {
+        (Some(_), _) => RunEnd::StoreError,
+        (None, Ok(e)) => e.end,
+        (None, Err(e)) => {
+            error = Some(QueueError::Internal(e.to_string()));
+            RunEnd::StoreError
+        }
+    };
+    recorder.summary.end = end;
+    recorder.summary.run_id = run_id;
+    recorder.summary.retries = stats.retries.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = recorder.finish(end).await;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    Ok(WorkSummary {
+        run_id,
+        worker,
+        claimed,
+        summary: recorder.summary,
+        stale: recorder.stale,
+        handed_back: recorder.handed_back,
+    })
+}
+
+/// A job handed back.
+struct Release {
+    key: String,
+    token: i64,
+    attempted: i32,
+    /// Seconds until it may be claimed again.
+    delay: f64,
+}
+
+/// Claims jobs while this worker may hold more, and feeds them to the engine.
+struct Claimer {
+    db: Db,
+    queue: String,
+    worker: String,
+    lease: Duration,
+    follow: bool,
+    poll: Duration,
+    headers: HeaderMap,
+    held: Held,
+    in_hand: Arc<Semaphore>,
+    /// Jobs asked for at once: claims wait until this many may be held, so one claim serves
+    /// many requests.
+    batch: usize,
+    items: mpsc::Sender<Item<Ticket>>,
+    invalid: mpsc::Sender<(Outcome, i64)>,
+    stopping: CancellationToken,
+}
+
+impl Claimer {
+    /// Jobs claimed in all, once the queue is drained (or the worker stops).
+    async fn run(mut self) -> Result<u64, QueueError> {
+        let mut claimed = 0u64;
+        let lease = self.lease.as_secs_f64();
+        let max = self.in_hand.available_permits();
+        loop {
+            let want = self.batch.min(max) as u32;
+            let permits = tokio::select! {
+                biased;
+                _ = self.stopping.cancelled() => return Ok(claimed),
+                p = self.in_hand.clone().acquire_many_owned(want) => match p {
+                    Ok(p) => p,
+                    Err(_) => return Ok(claimed),
+                },
+            };
+            let (q, w) = (self.queue.clone(), self.worker.clone());
+            let n = i64::from(want);
+            let rows = self
+                .db
+                .retry("claim jobs", |c| {
+                    let (q, w) = (q.clone(), w.clone());
+                    async move { c.query(sql::CLAIM, &[&q, &n, &lease, &w]).await }
+                })
+                .await?;
+            let mut permits = Some(permits);
+            let got = rows.len();
+            claimed += got as u64;
+            {
+                let mut held = lock(&self.held);
+                for r in &rows {
+                    held.insert(r.get(0), r.get(1));
+                }
+            }
+            for r in rows {
+                let token: i64 = r.get(1);
+                let permit = match permits.as_mut().and_then(|p| p.split(1)) {
+                    Some(p) => p,
+                    None => permits.take().expect("one permit per row claimed"),
+                };
+                match job_request(&r, &self.headers) {
+                    Ok(request) => {
+                        let item = Item {
+                            request: Arc::new(request),
+                            ticket: Ticket {
+                                token,
+                                _permit: permit,
+                            },
+                        };
+                        if self.items.send(item).await.is_err() {
+                            return Ok(claimed);
+                        }
+                    }
+                    Err(o) => {
+                        drop(permit);
+                        if self.invalid.send((*o, token)).await.is_err() {
+                            return Ok(claimed);
+                        }
+                    }
+                }
+            }
+            drop(permits);
+            if got > 0 {
+                continue;
+            }
+            // Nothing ready: drained, or wait for jobs due later, leases held elsewhere, new jobs.
+            let (q2, held_empty) = (self.queue.clone(), lock(&self.held).is_empty());
+            let row = self
+                .db
+                .retry("look at the queue", |c| {
+                    let q = q2.clone();
+                    async move { c.query_one(sql::REMAINING, &[&q]).await }
+                })
+                .await?;
+            let (ready, later, leased): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            let next_due: Option<f64> = row.get(3);
+            if !self.follow && ready == 0 && later == 0 && leased == 0 && held_empty {
+                return Ok(claimed);
+            }
+            let mut wait = self.poll;
+            if let Some(due) = next_due.filter(|d| *d > 0.0) {
+                wait = wait.min(Duration::from_secs_f64(due));
+            }
+            if ready > 0 {
+                // Claimable jobs exist but were locked or their host is paused: soon again.
+                wait = wait.min(Duration::from_millis(50));
+            }
+            tokio::select! {
+                _ = self.stopping.cancelled() => return Ok(claimed),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// The request a job row describes, or the `invalid-input` outcome when it cannot be one (a row
+/// edited by hand).
+fn job_request(row: &Row, extra: &HeaderMap) -> Result<Request, Box<Outcome>> {
+    let key: String = row.get(0);
+    let method: String = row.get(2);
+    let url: String = row.get(3);
+    let headers: Option<String> = row.get(4);
+    let body: Option<Vec<u8>> = row.get(5);
+    let origin = Origin {
+        input: row.get::<_, String>(6).into(),
+        line: u64::try_from(row.get::<_, i64>(7)).unwrap_or(0),
+    };
+    let bad = |why: String| {
+        Box::new(Outcome::failed(
+            key.clone(),
+            url.clone(),
+            method.clone(),
+            ErrorKind::InvalidInput,
+            format!("queued job from {origin}: {why}"),
+        ))
+    };
+    let m = Method::from_bytes(method.as_bytes()).map_err(|_| bad("invalid method".into()))?;
+    let u = parse_url(&url).map_err(&bad)?;
+    let mut map = HeaderMap::new();
+    if let Some(text) = headers {
+        let pairs: Vec<(String, String)> =
+            serde_json::from_str(&text).map_err(|e| bad(format!("headers: {e}")))?;
+        for (n, v) in pairs {
+            let n = HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| bad(format!("invalid header name '{n}'")))?;
+            let v =
+                HeaderValue::from_str(&v).map_err(|_| bad(format!("invalid value for '{n}'")))?;
+            map.append(n, v);
+        }
+    }
+    for (n, v) in extra {
+        if !map.contains_key(n) {
+            map.insert(n.clone(), v.clone());
+        }
+    }
+    Ok(Request {
+        key,
+        method: m,
+        url: u,
+        headers: map,
+        body: body.map(Bytes::from).unwrap_or_default(),
+        origin,
+    })
+}
+
+/// Keeps this worker's leases alive, sweeps expired ones back into the queue, and says the
+/// worker is alive; every third of the lease.
+async fn renew(mut db: Db, queue: String, worker: String, lease: Duration, held: Held) {
+    let every = (lease / 3).max(Duration::from_millis(100));
+    let secs = lease.as_secs_f64();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (keys, tokens): (Vec<String>, Vec<i64>) =
+            lock(&held).iter().map(|(k, t)| (k.clone(), *t)).unzip();
+        let (q, w) = (queue.clone(), worker.clone());
+        // Failures are retried inside; one that outlasts the store timeout is tried next tick.
+        let _ = db
+            .retry("renew leases", |c| {
+                let (q, w, keys, tokens) = (q.clone(), w.clone(), keys.clone(), tokens.clone());
+                async move {
+                    if !keys.is_empty() {
+                        c.execute(sql::RENEW, &[&q, &secs, &keys, &tokens]).await?;
+                    }
+                    c.execute(sql::HEARTBEAT, &[&q, &w, &"working"]).await?;
+                    c.batch_execute("BEGIN").await?;
+                    let got: bool = c.query_one(sql::SWEEP_LOCK, &[&q]).await?.get(0);
+                    if got {
+                        c.execute(sql::SWEEP, &[&q]).await?;
+                    }
+                    c.batch_execute("COMMIT").await
+                }
+            })
+            .await;
+    }
+}
+
+/// Writes completions and hand-backs.
+struct Recorder {
+    db: Db,
+    queue: String,
+    worker: String,
+    run_id: i64,
+    held: Held,
+    stats: Arc<Stats>,
+    summary: Summary,
+    stale: u64,
+    handed_back: u64,
+    complete: String,
+    types: Vec<tokio_postgres::types::Type>,
+}
+
+impl Recorder {
+    /// Completes `batch` in one transaction; outcomes whose lease was lost are dropped.
+    async fn complete(&mut self, batch: Vec<(Outcome, i64)>) -> Result<(), QueueError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
+        let data = encode_copy(&outcomes, self.run_id, &self.types)
+            .map_err(|e| QueueError::Internal(e.to_string()))?;
+        let keys: Vec<String> = batch.iter().map(|(o, _)| o.key.clone()).collect();
+        let tokens: Vec<i64> = batch.iter().map(|(_, t)| *t).collect();
+        let failed: Vec<bool> = batch.iter().map(|(o, _)| o.error.is_some()).collect();
+        let attempts: Vec<i32> = batch
+            .iter()
+            .map(|(o, _)| i32::try_from(o.attempts).unwrap_or(i32::MAX))
+            .collect();
+        let n_failed = failed.iter().filter(|f| **f).count() as i64;
+        let (q, w, stmt) = (
+            self.queue.clone(),
+            self.worker.clone(),
+            self.complete.clone(),
+        );
+        let done: Vec<String> = self
+            .db
+            .retry("complete jobs", |c| {
+                let (data, q, w, stmt) = (data.clone(), q.clone(), w.clone(), stmt.clone());
+                let (keys, tokens, failed, attempts) = (
+                    keys.clone(),
+                    tokens.clone(),
+                    failed.clone(),
+                    attempts.clone(),
+                );
+                async move {
+                    c.batch_execute("BEGIN").await?;
+                    let copy = format!(
+                        "COPY fanout_stage ({}) FROM STDIN (FORMAT binary)",
+                        column_list()
+                    );
+                    let sink = c.copy_in::<_, Bytes>(copy.as_str()).await?;
+                    let mut sink = std::pin::pin!(sink);
+                    sink.send(data).await?;
+                    sink.as_mut().finish().await?;
+                    let rows = c
+                        .query(stmt.as_str(), &[&q, &keys, &tokens, &failed, &attempts])
+                        .await?;
+                    let done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                    let stale = batch_len(&keys) - done.len() as i64;
+                    // Close enough for the status page: failures among the refused are rare.
+                    let ok_failed = n_failed.min(done.len() as i64);
+                    c.execute(
+                        sql::WORKER_COUNTS,
+                        &[&q, &w, &(done.len() as i64), &ok_failed, &stale],
+                    )
+                    .await?;
+                    c.batch_execute("COMMIT").await?;
+                    Ok(done)
+                }
+            })
+            .await?;
+        let accepted: std::collections::HashSet<&str> = done.iter().map(String::as_str).collect();
+        {
+            let mut held = lock(&self.held);
+            for (o, _) in &batch {
+                held.remove(&o.key);
+            }
+        }
+        let recorded: Vec<Outcome> = batch
+            .into_iter()
+            .map(|(o, _)| o)
+            .filter(|o| accepted.contains(o.key.as_str()))
+            .collect();
+        self.stale += (keys.len() - recorded.len()) as u64;
+        self.stats.count_recorded(&recorded);
+        recorded.iter().for_each(|o| self.summary.record(o));
+        Ok(())
+    }
+
+    /// Hands jobs back to the queue (only those whose lease is still this worker's).
+    async fn release(&mut self, jobs: Vec<Release>) -> Result<(), QueueError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = jobs.iter().map(|j| j.key.clone()).collect();
+        let tokens: Vec<i64> = jobs.iter().map(|j| j.token).collect();
+        let attempted: Vec<i32> = jobs.iter().map(|j| j.attempted).collect();
+        let delay: Vec<f64> = jobs.iter().map(|j| j.delay).collect();
+        let q = self.queue.clone();
+        let n = self
+            .db
+            .retry("hand jobs back", |c| {
+                let (q, keys, tokens, attempted, delay) = (
+                    q.clone(),
+                    keys.clone(),
+                    tokens.clone(),
+                    attempted.clone(),
+                    delay.clone(),
+                );
+                async move {
+                    c.execute(sql::RELEASE, &[&q, &keys, &tokens, &attempted, &delay])
+                        .await
+                }
+            })
+            .await?;
+        self.handed_back += n;
+        let mut held = lock(&self.held);
+        for k in &keys {
+            held.remove(k);
+        }
+        Ok(())
+    }
+
+    /// Says how the run ended, in `runs` and `queue_workers` (best effort: one try).
+    async fn finish(&mut self, end: RunEnd) -> Result<(), QueueError> {
+        let s = &self.summary;
+        let (total, responses, errors) = (s.total as i64, s.responses() as i64, s.errors() as i64);
+        let (q, w, id) = (self.queue.clone(), self.worker.clone(), self.run_id);
+        let state = if end == RunEnd::Completed {
+            "finished"
+        } else {
+            "stopped"
+        };
+        self.db
+            .retry("end the run", |c| {
+                let (q, w) = (q.clone(), w.clone());
+                async move {
+                    c.execute(
+                        "UPDATE runs SET finished_at = now(), status = $2, outcomes = $3, \
+                         responses = $4, errors = $5 WHERE id = $1",
+                        &[&id, &end.as_str(), &total, &responses, &errors],
+                    )
+                    .await?;
+                    c.execute(sql::HEARTBEAT, &[&q, &w, &state]).await
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+fn batch_len(keys: &[String]) -> i64 {
+    keys.len() as i64
+}
