@@ -5,7 +5,8 @@
 //! belongs to the attempt using it, which gives it back once the response body is read.
 //!
 //! Bounds: about `max_idle` idle HTTP/1.1 connections in all; when full, the oldest idle connection makes
-//! room (so connections to hosts a run has left behind do not hold file descriptors for long), and
+//! room (found in O(1): each shard keeps its idle connections in the order they came back; so
+//! connections to hosts a run has left behind do not hold file descriptors for long), and
 //! idle ones older than `idle_timeout` are closed when next looked at. HTTP/2: one connection per
 //! origin, opened by one request while the others wait (`h2_gate`), dropped after `idle_timeout`
 //! unused; they are not counted in `max_idle`. The maps are split into
@@ -13,10 +14,10 @@
 //! outlives its last idle connection (it usually comes back at once); entries with nothing left
 //! are swept when a shard reaches 64 origins, and again each time it has doubled since.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -67,9 +68,15 @@ impl Origin {
 
 /// One lock's share of the origins.
 struct Shard {
-    map: HashMap<Box<str>, Origin>,
+    map: HashMap<Arc<str>, Origin>,
     /// Entries with nothing left are swept when a new origin would make the map this large.
     next_sweep: usize,
+    /// Idle connections in the order they were given back (when, and to which origin), oldest
+    /// first, so a full pool finds its oldest without scanning every origin. Entries whose
+    /// connection has since been taken, expired or swept stay until they reach the front (they
+    /// are skipped then) or until the queue outgrows `next_compact` and is rebuilt from the map.
+    order: VecDeque<(Instant, Arc<str>)>,
+    next_compact: usize,
 }
 
 impl Default for Shard {
@@ -77,6 +84,8 @@ impl Default for Shard {
         Shard {
             map: HashMap::new(),
             next_sweep: SWEEP_AT,
+            order: VecDeque::new(),
+            next_compact: SWEEP_AT,
         }
     }
 }
@@ -91,6 +100,38 @@ impl Shard {
             self.next_sweep = (2 * self.map.len()).max(SWEEP_AT);
         }
         self.map.entry(origin.into()).or_default()
+    }
+
+    /// Rebuilds `order` from the idle connections the map holds (dropping stale entries); the
+    /// next rebuild waits until the queue has doubled, so each entry costs O(log n) on average.
+    fn compact(&mut self) {
+        let mut live: Vec<(Instant, Arc<str>)> = self
+            .map
+            .iter()
+            .flat_map(|(k, o)| o.idle.iter().map(move |i| (i.since, k.clone())))
+            .collect();
+        live.sort_unstable_by_key(|(since, _)| *since);
+        self.order = live.into();
+        self.next_compact = (2 * self.order.len()).max(SWEEP_AT);
+    }
+
+    /// Closes the shard's oldest idle connection, if it has one.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((since, key)) = self.order.pop_front() {
+            let Some(entry) = self.map.get_mut(&*key) else {
+                continue; // swept
+            };
+            // Connections of an origin are kept in the order they came back, so if this one is
+            // still idle it is the origin's first; otherwise it was taken or expired.
+            if entry.idle.first().is_some_and(|i| i.since == since) {
+                entry.idle.remove(0);
+                if entry.is_empty() {
+                    self.map.remove(&*key);
+                }
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -194,13 +235,24 @@ impl Pool {
             tx,
             since: Instant::now(),
         };
+        let since = idle.since;
         let mut shard = self.shard(origin);
         // Usually there already: found without allocating its key.
-        if let Some(entry) = shard.map.get_mut(origin) {
+        let key = match shard.map.get_key_value(origin) {
+            Some((key, _)) => key.clone(),
+            None => {
+                shard.entry(origin);
+                let (key, _) = shard.map.get_key_value(origin).expect("just made");
+                key.clone()
+            }
+        };
+        if let Some(entry) = shard.map.get_mut(&*key) {
             entry.idle.push(idle);
-            return;
         }
-        shard.entry(origin).idle.push(idle);
+        shard.order.push_back((since, key));
+        if shard.order.len() > shard.next_compact {
+            shard.compact();
+        }
     }
 
     /// Whether each HTTP/1.1 connection is kept once its request ends, or closed. Turning keeping
@@ -209,26 +261,14 @@ impl Pool {
         self.closing.store(!keep, Relaxed);
     }
 
-    /// Closes the oldest idle connection of one shard, trying `origin`'s shard first. Costs a scan
-    /// of the shard's origins; only done when the pool is full.
+    /// Closes the oldest idle connection of one shard, trying `origin`'s shard first. Only done
+    /// when the pool is full; O(1) on average (each shard keeps its connections in order).
     fn evict_oldest(&self, origin: &str) -> bool {
         let first = self.shard_of(origin);
         for i in (0..SHARDS).map(|k| (first + k) % SHARDS) {
             let mut shard = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
-            let oldest = shard
-                .map
-                .iter()
-                .filter_map(|(k, o)| o.idle.first().map(|idle| (idle.since, k)))
-                .min_by_key(|(since, _)| *since)
-                .map(|(_, k)| k.clone());
-            if let Some(key) = oldest {
-                if let Some(entry) = shard.map.get_mut(&key) {
-                    entry.idle.remove(0);
-                    self.idle_count.fetch_sub(1, Relaxed);
-                    if entry.is_empty() {
-                        shard.map.remove(&key);
-                    }
-                }
+            if shard.evict_oldest() {
+                self.idle_count.fetch_sub(1, Relaxed);
                 return true;
             }
         }
@@ -353,6 +393,56 @@ mod tests {
             live(&mut shard, &format!("http://more{i}:1"));
         }
         assert_eq!(shard.next_sweep, 2 * SWEEP_AT);
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_closes_the_oldest_still_idle_skipping_those_taken() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peers = Vec::new();
+        let pool = Pool::new(3, Duration::from_secs(90));
+        // Five origins of one shard, given back in this order.
+        let o = origins_in(&pool, 5, "o", 5);
+        for origin in &o[..3] {
+            pool.give_back(origin, conn(&listener, &mut peers).await);
+        }
+        // o[0] is taken and comes back: now the newest. o[3] then evicts o[1], not o[0].
+        assert!(pool.checkout(&o[0]).is_some());
+        pool.give_back(&o[0], conn(&listener, &mut peers).await);
+        pool.give_back(&o[3], conn(&listener, &mut peers).await);
+        assert!(
+            pool.checkout(&o[1]).is_none(),
+            "the oldest idle one was closed"
+        );
+        // o[4] evicts o[2], the oldest left; o[0] and o[3] stay.
+        pool.give_back(&o[4], conn(&listener, &mut peers).await);
+        assert!(pool.checkout(&o[2]).is_none());
+        for origin in [&o[0], &o[3], &o[4]] {
+            assert!(pool.checkout(origin).is_some(), "{origin}");
+        }
+        assert_eq!(pool.idle_count.load(Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn the_order_queue_is_rebuilt_before_it_outgrows_what_is_idle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peers = Vec::new();
+        let pool = Pool::new(8, Duration::from_secs(90));
+        let origin = "http://one:1";
+        let mut tx = conn(&listener, &mut peers).await;
+        // One connection taken and given back many times: one live entry, the rest stale.
+        for _ in 0..10 * SWEEP_AT {
+            pool.give_back(origin, tx);
+            tx = match pool.checkout(origin) {
+                Some(Conn::H1(tx)) => tx,
+                _ => panic!("the connection was kept"),
+            };
+        }
+        let shard = pool.shards[pool.shard_of(origin)].lock().unwrap();
+        assert!(
+            shard.order.len() <= 2 * SWEEP_AT + 1,
+            "{}",
+            shard.order.len()
+        );
     }
 
     #[tokio::test]
