@@ -7,6 +7,28 @@
 //! tables and their use; the engine, the outcome schema and connecting are borrowed
 //! ([`crate::engine`], [`crate::sink::schema`], [`crate::pg`]). docs/scale-out.md explains the
 //! design and what happens in each failure.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), fanout::queue::QueueError> {
+//! use fanout::pg::PgUrl;
+//! use fanout::queue::{EnqueueConfig, WorkConfig};
+//! use fanout::source::{Input, SourceConfig};
+//!
+//! let db = PgUrl::parse("postgres://app@db.internal/crawl").unwrap();
+//! let source = SourceConfig {
+//!     inputs: vec![Input::from_arg("urls.txt")],
+//!     ..SourceConfig::default()
+//! };
+//! let loaded = fanout::queue::enqueue(EnqueueConfig::new(db.clone(), "default", source)).await?;
+//! println!("{} queued, {} skipped", loaded.queued, loaded.skipped);
+//!
+//! // On every machine: drains the queue together with the others, then returns.
+//! let stats = fanout::stats::Stats::new();
+//! let done = fanout::queue::work(WorkConfig::new(db.clone(), "default"), stats, std::future::pending()).await?;
+//! println!("{} outcomes recorded by worker {}", done.summary.total, done.worker);
+//! println!("{}", fanout::queue::status(&db, "default").await?);
+//! # Ok(()) }
+//! ```
 
 mod db;
 mod gate;
