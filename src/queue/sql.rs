@@ -141,7 +141,7 @@ pub(crate) const STAGE: &str =
 
 /// Completes the jobs whose lease still matches (keys `$2`, tokens `$3`, failed `$4`, attempts
 /// `$5`) and inserts exactly their staged outcomes, in one statement (so in one transaction
-/// with the staging COPY). Returns the keys of the jobs completed. (A data-modifying `WITH`
+/// with the staging COPY). Returns the keys of the jobs completed, each with whether it failed. (A data-modifying `WITH`
 /// runs whether or not the final query reads it.)
 pub(crate) fn complete(columns: &str) -> String {
     format!(
@@ -154,14 +154,14 @@ pub(crate) fn complete(columns: &str) -> String {
         failed = t.failed, attempts = j.attempts + t.attempts
     FROM t WHERE j.queue = $1 AND j.key = t.key AND j.lease_token = t.token
       AND j.state = 'leased'
-    RETURNING j.key
+    RETURNING j.key, j.failed
 ), ins AS (
     INSERT INTO outcomes ({columns})
     SELECT {columns} FROM fanout_stage s WHERE s.key IN (SELECT key FROM done)
     ON CONFLICT (key) DO NOTHING
     RETURNING 1
 )
-SELECT key FROM done"
+SELECT key, failed FROM done"
     )
 }
 

@@ -557,17 +557,15 @@ impl Recorder {
         if batch.is_empty() {
             return Ok(());
         }
-        let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
+        let (outcomes, tokens): (Vec<Outcome>, Vec<i64>) = batch.into_iter().unzip();
         let data = encode_copy(&outcomes, self.run_id, &self.types)
             .map_err(|e| QueueError::Internal(e.to_string()))?;
-        let keys: Vec<String> = batch.iter().map(|(o, _)| o.key.clone()).collect();
-        let tokens: Vec<i64> = batch.iter().map(|(_, t)| *t).collect();
-        let failed: Vec<bool> = batch.iter().map(|(o, _)| o.error.is_some()).collect();
-        let attempts: Vec<i32> = batch
+        let keys: Vec<String> = outcomes.iter().map(|o| o.key.clone()).collect();
+        let failed: Vec<bool> = outcomes.iter().map(|o| o.error.is_some()).collect();
+        let attempts: Vec<i32> = outcomes
             .iter()
-            .map(|(o, _)| i32::try_from(o.attempts).unwrap_or(i32::MAX))
+            .map(|o| i32::try_from(o.attempts).unwrap_or(i32::MAX))
             .collect();
-        let n_failed = failed.iter().filter(|f| **f).count() as i64;
         let (q, w, stmt) = (
             self.queue.clone(),
             self.worker.clone(),
@@ -597,12 +595,11 @@ impl Recorder {
                         .query(stmt.as_str(), &[&q, &keys, &tokens, &failed, &attempts])
                         .await?;
                     let done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-                    let stale = batch_len(&keys) - done.len() as i64;
-                    // Close enough for the status page: failures among the refused are rare.
-                    let ok_failed = n_failed.min(done.len() as i64);
+                    let failed_done = rows.iter().filter(|r| r.get::<_, bool>(1)).count() as i64;
+                    let stale = (keys.len() - done.len()) as i64;
                     c.execute(
                         sql::WORKER_COUNTS,
-                        &[&q, &w, &(done.len() as i64), &ok_failed, &stale],
+                        &[&q, &w, &(done.len() as i64), &failed_done, &stale],
                     )
                     .await?;
                     c.batch_execute("COMMIT").await?;
@@ -613,13 +610,12 @@ impl Recorder {
         let accepted: std::collections::HashSet<&str> = done.iter().map(String::as_str).collect();
         {
             let mut held = lock(&self.held);
-            for (o, _) in &batch {
-                held.remove(&o.key);
+            for k in &keys {
+                held.remove(k);
             }
         }
-        let recorded: Vec<Outcome> = batch
+        let recorded: Vec<Outcome> = outcomes
             .into_iter()
-            .map(|(o, _)| o)
             .filter(|o| accepted.contains(o.key.as_str()))
             .collect();
         self.stale += (keys.len() - recorded.len()) as u64;
@@ -688,8 +684,4 @@ impl Recorder {
             .await
             .map(|_| ())
     }
-}
-
-fn batch_len(keys: &[String]) -> i64 {
-    keys.len() as i64
 }
