@@ -115,8 +115,8 @@ async fn open(url: &PgUrl) -> Result<(std::sync::Arc<Settings>, Client), QueueEr
     // worker's open transaction.
     let present: bool = client
         .query_one(
-            "SELECT to_regclass('queue_hosts') IS NOT NULL AND to_regprocedure(\
-             'fanout_reserve(text,text,double precision,double precision,integer)') IS NOT NULL",
+            "SELECT to_regclass('queue_host_slots') IS NOT NULL AND to_regprocedure(\
+             'fanout_acquire(text,text,text,integer,double precision)') IS NOT NULL",
             &[],
         )
         .await

@@ -59,6 +59,34 @@ CREATE TABLE IF NOT EXISTS queue_hosts (
     backoff_until timestamptz,
     PRIMARY KEY (queue, host)
 ) WITH (fillfactor = 50);
+CREATE TABLE IF NOT EXISTS queue_host_slots (
+    queue     text NOT NULL,
+    host      text NOT NULL,
+    worker    text NOT NULL,
+    in_flight integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, host, worker)
+) WITH (fillfactor = 50);
+CREATE OR REPLACE FUNCTION fanout_acquire(q text, h text, w text, lim integer,
+                                          stale_secs double precision)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    busy bigint;
+BEGIN
+    INSERT INTO queue_hosts (queue, host) VALUES (q, h) ON CONFLICT DO NOTHING;
+    -- The host's row serializes workers taking its slots.
+    PERFORM 1 FROM queue_hosts WHERE queue = q AND host = h FOR UPDATE;
+    -- Slots of workers not heard from within a lease are theirs no more (a dead worker's).
+    SELECT coalesce(sum(s.in_flight), 0) INTO busy
+    FROM queue_host_slots s JOIN queue_workers k ON k.queue = s.queue AND k.worker = s.worker
+    WHERE s.queue = q AND s.host = h AND k.state = 'working'
+      AND k.seen_at > clock_timestamp() - make_interval(secs => stale_secs);
+    IF busy >= lim THEN
+        RETURN false;
+    END IF;
+    INSERT INTO queue_host_slots (queue, host, worker, in_flight) VALUES (q, h, w, 1)
+    ON CONFLICT (queue, host, worker) DO UPDATE SET in_flight = queue_host_slots.in_flight + 1;
+    RETURN true;
+END $$;
 CREATE OR REPLACE FUNCTION fanout_reserve(q text, h text, iv double precision,
                                           tol double precision, n integer,
                                           OUT granted integer, OUT wait double precision)
@@ -196,6 +224,15 @@ SET backoff_until = greatest(coalesce(queue_hosts.backoff_until, '-infinity'),
 pub(crate) const PAUSED_HOSTS: &str = "
 SELECT host, extract(epoch FROM backoff_until - now())::float8 FROM queue_hosts
 WHERE queue = $1 AND backoff_until > now() ORDER BY backoff_until DESC";
+
+/// Takes one of host `$2`'s `$4` fleet-wide concurrency slots for worker `$3`, if one is free.
+pub(crate) const ACQUIRE: &str = "SELECT fanout_acquire($1, $2, $3, $4, $5)";
+
+/// Gives back `$4` slots of each host `$3` that worker `$2` held.
+pub(crate) const RELEASE_SLOTS: &str = "
+UPDATE queue_host_slots s SET in_flight = greatest(s.in_flight - t.n, 0)
+FROM unnest($3::text[], $4::integer[]) AS t(host, n)
+WHERE s.queue = $1 AND s.worker = $2 AND s.host = t.host";
 
 /// Reserves up to `$5` send slots to host `$2` at interval `$3` s with burst tolerance `$4` s.
 pub(crate) const RESERVE: &str = "SELECT granted, wait FROM fanout_reserve($1, $2, $3, $4, $5)";

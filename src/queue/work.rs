@@ -147,9 +147,19 @@ pub async fn work(
     // A retry further off than a third of the lease goes back to the queue with a not-before
     // (any worker may take it then) instead of holding the lease while it waits.
     engine_config.hand_back_after = Some(config.lease / 3);
+    // The fleet's per-host rate replaces each worker's; the fleet's per-host concurrency comes
+    // on top of each worker's (the same number, so a lone worker behaves as a fetch would).
     let fleet_rate = engine_config.limits.per_host_rate.take();
-    let burst = fleet_rate.map_or(1, |r| engine_config.limits.burst_for(r));
-    let (fleet_gate, gate_task) = gate::new(db(""), &config.queue, fleet_rate, burst);
+    let shared = gate::Shared {
+        rate: fleet_rate.map(|r| (r, engine_config.limits.burst_for(r))),
+        per_host: engine_config
+            .limits
+            .per_host
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        worker: worker.clone(),
+        lease: config.lease,
+    };
+    let (fleet_gate, gate_task) = gate::new(db(""), &config.queue, shared);
     engine_config.limits.gate = Some(Gate(fleet_gate));
     let concurrency = engine_config.sizes().concurrency;
     let engine = Engine::new(engine_config)?;
@@ -678,7 +688,12 @@ impl Recorder {
                         &[&id, &end.as_str(), &total, &responses, &errors],
                     )
                     .await?;
-                    c.execute(sql::HEARTBEAT, &[&q, &w, &state]).await
+                    c.execute(sql::HEARTBEAT, &[&q, &w, &state]).await?;
+                    c.execute(
+                        "DELETE FROM queue_host_slots WHERE queue = $1 AND worker = $2",
+                        &[&q, &w],
+                    )
+                    .await
                 }
             })
             .await

@@ -529,3 +529,42 @@ fn a_worker_whose_clock_reads_otherwise_changes_nothing() {
         2
     );
 }
+
+#[test]
+fn per_host_concurrency_holds_for_the_whole_fleet() {
+    const N: usize = 240;
+    let pg = PgServer::shared();
+    let name = pg.create_db();
+    let url = pg.url(&name);
+    let srv = TestServer::start(Duration::from_millis(150));
+    let dir = Dir::new();
+    dir.write("urls.txt", &urls(&srv, N, "/item/"));
+    enqueue(&dir, &url, &["urls.txt"]);
+    let args = ["-c", "8", "--per-host", "2"];
+    let ws = [
+        worker(&dir, &url, &args),
+        worker(&dir, &url, &args),
+        worker(&dir, &url, &args),
+    ];
+    for w in ws {
+        let (code, stderr) = finish(w);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    assert_eq!(tally(pg, &name), (N as i64, N as i64, N as i64, 0));
+    assert_eq!(
+        pg.scalar(&name, "SELECT count(*) FROM queue_workers WHERE done > 0"),
+        3,
+        "all three worked the host"
+    );
+    // Each worker alone may have 2 in flight; the fleet together no more than 2 either.
+    assert!(
+        srv.stats().max_in_flight() <= 2,
+        "{} at once",
+        srv.stats().max_in_flight()
+    );
+    assert_eq!(
+        pg.scalar(&name, "SELECT count(*) FROM queue_host_slots"),
+        0,
+        "finished workers leave no slots behind"
+    );
+}
