@@ -516,6 +516,10 @@ pub struct ServeArgs {
     /// Count requests per path and print how many paths were requested more than once at exit.
     #[arg(long)]
     pub count_paths: bool,
+    /// Serve the fault server instead: raw TCP that misbehaves in one way per path,
+    /// /fault/{name} (bad framing, resets, hangs, bombs, HTTP/2 violations; docs/errors.md).
+    #[arg(long, conflicts_with_all = ["latency", "count_paths"])]
+    pub faults: bool,
 }
 
 #[derive(Debug, Args)]

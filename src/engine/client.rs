@@ -878,6 +878,11 @@ fn classify(err: &(dyn StdError + 'static), connecting: bool) -> Failure {
         if kind.is_none() {
             kind = kind_of(e);
         }
+        // h2 words its errors for people ("unexpected internal error encountered"): the code is
+        // what a bug report or a server's log will name.
+        if let Some(reason) = e.downcast_ref::<h2::Error>().and_then(h2::Error::reason) {
+            detail.push_str(&format!(" (HTTP/2 {reason:?})"));
+        }
         cur = e.source();
     }
     let kind = match kind {
@@ -921,8 +926,15 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
             Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof => {
                 Some(ErrorKind::Reset)
             }
+            // hyper's HTTP/1.1 body decoder says a body is badly framed (a chunk size that is not
+            // hex or overflows, trailers over its limit) with these; TLS errors, also InvalidData,
+            // were recognised above.
+            Io::InvalidData | Io::InvalidInput => Some(ErrorKind::Protocol),
             _ => None,
         };
+    }
+    if let Some(h2) = e.downcast_ref::<h2::Error>() {
+        return h2_kind(h2);
     }
     if let Some(h) = e.downcast_ref::<hyper::Error>() {
         if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
@@ -936,6 +948,22 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
         }
     }
     None
+}
+
+/// The kind of an HTTP/2 stream or connection error. A stream the server refused before
+/// processing it (`REFUSED_STREAM`, RFC 9113 §8.7: safe to retry) or a graceful close (`NO_ERROR`)
+/// is `reset`, as a closed connection is; every other code (a stream the server reset with an
+/// error, a CONTINUATION flood, a header list over `--max-head`, which h2 refuses locally) is a
+/// protocol violation. An I/O error inside is left to the rest of the chain.
+fn h2_kind(e: &h2::Error) -> Option<ErrorKind> {
+    if e.is_io() {
+        return None;
+    }
+    Some(match e.reason() {
+        Some(h2::Reason::REFUSED_STREAM) if e.is_remote() => ErrorKind::Reset,
+        Some(h2::Reason::NO_ERROR) if e.is_remote() => ErrorKind::Reset,
+        _ => ErrorKind::Protocol,
+    })
 }
 
 #[cfg(test)]
