@@ -365,3 +365,49 @@ fn the_fault_server_answers_ok_on_both_versions() {
         );
     }
 }
+
+// --- a low-speed limit (--speed-limit, --speed-time), as curl's ---
+
+#[test]
+fn a_drip_of_a_byte_a_second_ends_by_speed_limit() {
+    let e = fault(
+        "drip",
+        &["--speed-limit", "100", "--speed-time", "1s"],
+        "timeout",
+        FAST,
+    );
+    assert!(detail(&e).contains("--speed-limit 100"), "{}", detail(&e));
+}
+
+#[test]
+fn speed_time_alone_is_a_limit_of_one_byte_a_second() {
+    // A hang sends nothing at all: under 1 byte a second for the whole window.
+    let e = fault("hang", &["--speed-time", "1s"], "timeout", FAST);
+    assert!(detail(&e).contains("--speed-limit 1 "), "{}", detail(&e));
+}
+
+#[test]
+fn a_long_download_at_a_good_pace_is_not_cut_by_speed_limit() {
+    // 1 MiB in 16 KiB pieces 50 ms apart: about 3 s at ~320 KiB/s, so several 1 s windows, each
+    // well above 10 KiB/s.
+    let server = crate::harness::TestServer::start(Duration::ZERO);
+    let e = fetch(
+        &["--speed-limit", "10KiB", "--speed-time", "1s"],
+        &server.url("/drip/1048576/50/pace"),
+    );
+    assert_eq!(e.row.status, Some(200), "{:?}", e.row.error_detail);
+    assert!(e.total_ms >= 1000.0, "spanned more than one window");
+}
+
+#[test]
+fn speed_limit_flags_are_checked() {
+    let dir = Dir::new();
+    for (flag, value) in [("--speed-time", "0s"), ("--speed-limit", "fast")] {
+        dir.cmd()
+            .args(["fetch", flag, value, "-"])
+            .write_stdin("")
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(flag));
+    }
+}
