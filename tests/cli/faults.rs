@@ -411,3 +411,45 @@ fn speed_limit_flags_are_checked() {
             .stderr(predicates::str::contains(flag));
     }
 }
+
+// --- the fault server as a process (what scripts/soak.sh runs) ---
+
+#[test]
+fn serve_faults_runs_the_fault_server_until_interrupted() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = Dir::new();
+    let mut child = dir
+        .fanout()
+        .args(["serve", "--faults", "--port", &port.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = crate::harness::wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "serve --faults did not start");
+    let base = format!("http://127.0.0.1:{port}/fault");
+    let e = fetch(&[], &format!("{base}/ok/1"));
+    assert_eq!(e.row.status, Some(200), "{:?}", e.row.error_detail);
+    let e = fetch(&[], &format!("{base}/chunk-size-overflow/2"));
+    assert_eq!(e.row.error.as_deref(), Some("protocol"));
+    crate::harness::signal(child.id(), "INT");
+    assert!(child.wait().unwrap().success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("chunk-size-overflow"),
+        "lists the faults: {err}"
+    );
+    // Two requests: the start-up probe connected but sent none.
+    assert!(err.contains("2 requests"), "{err}");
+    dir.cmd()
+        .args(["serve", "--faults", "--latency", "1s"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--latency"));
+}
