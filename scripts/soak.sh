@@ -59,6 +59,7 @@ big-head	protocol
 endless-body	body-too-large
 gzip-bomb	body-too-large
 broken-gzip	decode
+gzip-bad-chunk	protocol
 codings-chain	decode
 redirect-loop	too-many-redirects
 bad-location	bad-redirect

@@ -64,6 +64,10 @@ pub const FAULTS: &[Fault] = &[
         "broken-gzip",
         "Content-Encoding: gzip on a body that is not gzip",
     ),
+    f(
+        "gzip-bad-chunk",
+        "a chunked gzip body whose second chunk size is not hex",
+    ),
     f("codings-chain", "Content-Encoding: gzip nine times"),
     f("redirect-loop", "302 to itself"),
     f("bad-location", "302 with an unparsable Location"),
@@ -437,6 +441,19 @@ async fn fault(
             ))
             .await?;
             Then::Close
+        }
+        "gzip-bad-chunk" => {
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            )
+            .await?;
+            // Half of a valid member, then bad framing: the decoder must not get the blame.
+            let half = &bomb[..bomb.len() / 2];
+            let mut chunk = format!("{:x}\r\n", half.len()).into_bytes();
+            chunk.extend_from_slice(half);
+            chunk.extend_from_slice(b"\r\nzz\r\n");
+            s.write_all(&chunk).await?;
+            Then::Hold
         }
         "codings-chain" => {
             let codings = ["gzip"; 9].join(", ");

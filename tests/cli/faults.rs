@@ -221,6 +221,12 @@ fn a_body_that_is_not_the_gzip_it_says_is_decode() {
 }
 
 #[test]
+fn bad_framing_under_a_content_coding_is_protocol_not_decode() {
+    let e = fault("gzip-bad-chunk", &[], "protocol", FAST);
+    assert!(detail(&e).contains("chunk size"), "{}", detail(&e));
+}
+
+#[test]
 fn a_long_content_encoding_chain_is_decode() {
     let e = fault("codings-chain", &[], "decode", FAST);
     assert!(detail(&e).contains("--max-codings"), "{}", detail(&e));
