@@ -4,7 +4,7 @@
 //! (`fanout serve --faults`). It writes its bytes by hand, since hyper's server cannot send a bad
 //! status line, a cut chunked body or a CONTINUATION flood; HTTP/2 (prior knowledge) requests are
 //! read with the h2 crate and answered with frames written by hand. Owns its listener and
-//! connections; shares nothing with [`super::Server`].
+//! connections; shares only the accept-queue length with [`super::Server`].
 //!
 //! A TLS ClientHello (an `https://` URL to this server) is never answered: the handshake stalls.
 //! Every connection ends when the client closes it or the server stops; nothing is held after.
