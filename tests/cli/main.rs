@@ -3,6 +3,7 @@
 //! behaviour, never wall-clock speed.
 
 mod demo;
+mod faults;
 mod fetch;
 mod files;
 mod harness;
