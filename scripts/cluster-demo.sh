@@ -194,10 +194,11 @@ if [ "$KILL" = 1 ]; then
         sleep 0.1
     done
     kill -KILL "$vp"
+    KILL_AT=$(done_jobs)
     wait "$vp" 2>/dev/null
     # What it held when it died: these jobs wait for their leases to run out, then others take them.
     KILLED_HELD=$(sql "SELECT count(*) FROM queue_jobs WHERE state = 'leased' AND worker LIKE '%:$vp:%'")
-    log "SIGKILL worker $VICTIM (pid $vp) at $(done_jobs) of $N done; it held $KILLED_HELD leased jobs"
+    log "SIGKILL worker $VICTIM (pid $vp) at $KILL_AT of $N done; it held $KILLED_HELD leased jobs"
 fi
 declare -A WCODE=()
 for i in $(seq "$WORKERS"); do
@@ -251,7 +252,7 @@ echo "|---|---|"
 echo "| enqueue ($N URLs, COPY) | ${ENQ_SECS} s |"
 echo "| workers started → last worker exited | ${WALL} s: **$(awk -v n="$N" -v w="$WALL" 'BEGIN {printf "%.0f", n / w}') jobs/s** |"
 echo "| first claim → last completion (database clock) | ${span} s: $(awk -v n="$N" -v w="$span" 'BEGIN {printf "%.0f", n / w}') jobs/s |"
-[ -n "$VICTIM" ] && echo "| killed | w$VICTIM (pid ${WPID[$VICTIM]}) with SIGKILL at a third done, holding $KILLED_HELD leases (--lease $LEASE) |"
+[ -n "$VICTIM" ] && echo "| killed | w$VICTIM (pid ${WPID[$VICTIM]}) with SIGKILL at $KILL_AT of $N done, holding $KILLED_HELD leases (--lease $LEASE) |"
 echo "| jobs leased more than once | $released |"
 echo "| requests the server received | ${served:-?} (${repeated:-?} paths more than once: fetches are at least once) |"
 echo

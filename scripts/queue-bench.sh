@@ -29,6 +29,7 @@
 #   N_B=100000 C_B=64
 #   RUN_CAP=600     seconds any one run may take before it is killed (the run then fails)
 #   WORK_ARGS=...   more flags for every `fanout work` (e.g. "--poll 100ms"), shown in the table
+#   PG_OPTS=...     more postgres flags (e.g. "-c synchronous_commit=off"), shown above the table
 #   FANOUT_BIN=...  a fanout binary instead of `cargo build --release`
 #   PG_BINDIR=...   PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
 #   KEEP_TMP=1      keep the temp dir (logs, PostgreSQL's data)
@@ -46,6 +47,8 @@ C_B=${C_B:-64}
 RUN_CAP=${RUN_CAP:-600}
 WORK_ARGS=${WORK_ARGS:-}
 read -ra WORK_ARGV <<<"$WORK_ARGS"
+PG_OPTS=${PG_OPTS:-}
+read -ra PG_ARGV <<<"$PG_OPTS"
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 OUT_MD=$ROOT/target/queue-bench.md
 
@@ -108,7 +111,7 @@ PG_PORT=$(free_port)
 AS_NOBODY=()
 [ "$(id -u)" = 0 ] && AS_NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
 "${AS_NOBODY[@]}" "$PG_BINDIR/postgres" -D "$PGDIR/data" -p "$PG_PORT" -k "$PGDIR/sock" -c listen_addresses=127.0.0.1 \
-    -c max_connections=100 -c shared_preload_libraries=pg_stat_statements >"$TMP/pg.log" 2>&1 &
+    -c max_connections=100 -c shared_preload_libraries=pg_stat_statements "${PG_ARGV[@]}" >"$TMP/pg.log" 2>&1 &
 PG_PID=$!
 PIDS+=("$PG_PID")
 sql() { psql -X -q -At -h "$PGDIR/sock" -p "$PG_PORT" -U fanout -d "${2:-postgres}" -c "$1"; }
@@ -185,7 +188,8 @@ run_workers() {
         sleep 0.5 # the worker's backends exit and are reaped
         pg_cpu >"$TMP/pgcpu.after"
         psql -X -q -At -F ' | ' -h "$PGDIR/sock" -p "$PG_PORT" -U fanout -d postgres -c "
-            SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3), rows,
+            SELECT calls, round(total_exec_time::numeric, 1), round(min_exec_time::numeric, 3),
+                   round(mean_exec_time::numeric, 3), round(max_exec_time::numeric, 3), rows,
                    regexp_replace(left(regexp_replace(query, '\s+', ' ', 'g'), 90), '\|', '/', 'g')
             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
             WHERE d.datname = '$name' ORDER BY total_exec_time DESC LIMIT 8" >"$TMP/stmts.txt"
@@ -308,7 +312,7 @@ fi
 
 # -------------------------------------------------------------------------------------------- table
 {
-    echo "fanout work queue benchmark: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), PostgreSQL $PG_VERSION (fsync on), $(nproc) cores; load average before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg); medians of $RUNS runs"
+    echo "fanout work queue benchmark: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), PostgreSQL $PG_VERSION (${PG_OPTS:-default settings: fsync and synchronous_commit on}), $(nproc) cores; load average before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg); medians of $RUNS runs"
     echo
     echo "| workload | command | wall s | jobs/s (runs) | db span jobs/s | ratio | target / notes |"
     echo "|---|---|---:|---:|---:|---|---|"
@@ -323,8 +327,8 @@ fi
         echo
         echo "PostgreSQL statements of the last (b) worker run, by total time (pg_stat_statements):"
         echo
-        echo "| calls | total ms | mean ms | rows | statement |"
-        echo "|---:|---:|---:|---:|---|"
+        echo "| calls | total ms | min ms | mean ms | max ms | rows | statement |"
+        echo "|---:|---:|---:|---:|---:|---:|---|"
         sed 's/^/| /; s/$/ |/' "$TMP/stmts.txt"
     fi
 } | tee "$OUT_MD"
