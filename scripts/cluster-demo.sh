@@ -83,14 +83,12 @@ PG_PID=""
 WEB_PID=""
 declare -A WPID=() # worker index -> pid
 cleanup() {
-    local pid ns
-    # Workers and the server stop on SIGTERM; PostgreSQL's fast shutdown is SIGINT.
-    for pid in "${PIDS[@]}"; do
-        [ "$pid" = "$PG_PID" ] && continue
-        kill -TERM "$pid" 2>/dev/null
-    done
-    [ -n "$PG_PID" ] && kill -INT "$PG_PID" 2>/dev/null
-    for pid in "${PIDS[@]}"; do
+    local i pid
+    # Last started first: the workers hand their jobs back while PostgreSQL is still up, then the
+    # server, then PostgreSQL (SIGINT: its fast shutdown). Whatever outlasts 10 s gets SIGKILL.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[$i]}
+        if [ "$pid" = "$PG_PID" ]; then kill -INT "$pid" 2>/dev/null; else kill -TERM "$pid" 2>/dev/null; fi
         timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
     done
     wait 2>/dev/null

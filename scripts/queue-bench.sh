@@ -77,12 +77,24 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout-qbench.XXXXXX") || die "mktemp failed"
 chmod 755 "$TMP"
 PIDS=()
 PG_PID=""
+group_alive() { ps -e -o pgid= | awk -v g="$1" '$1 == g {f = 1} END {exit !f}'; }
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
+    local i pid
+    # Workers and fetches run under `timeout`, which makes a process group of its own (a Ctrl-C
+    # does not reach it), from subshells: their group ids are in $TMP/pids. Those groups go first,
+    # while PostgreSQL is up to take the workers' hand-backs; then the servers, last PostgreSQL
+    # (SIGINT: its fast shutdown). Whatever outlasts 10 s gets SIGKILL.
+    if [ -f "$TMP/pids" ]; then
+        while read -r pid; do
+            group_alive "$pid" || continue
+            kill -TERM -- "-$pid" 2>/dev/null
+            for _ in $(seq 100); do group_alive "$pid" || break; sleep 0.1; done
+            kill -KILL -- "-$pid" 2>/dev/null
+        done <"$TMP/pids"
+    fi
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[$i]}
         if [ "$pid" = "$PG_PID" ]; then kill -INT "$pid" 2>/dev/null; else kill -TERM "$pid" 2>/dev/null; fi
-    done
-    for pid in "${PIDS[@]}"; do
         timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
     done
     wait 2>/dev/null
@@ -146,13 +158,13 @@ EOF
 }
 
 # --------------------------------------------------------------------------------------- servers
-serve() { # LATENCY -> port
-    local port
-    port=$(free_port)
-    "$BIN" serve --port "$port" --latency "$1" >"$TMP/serve-$port.log" 2>&1 &
+# serve LATENCY: starts `fanout serve` and sets SERVE_PORT (not through $(...): the server's pid
+# must be recorded in this shell, for the cleanup).
+serve() {
+    SERVE_PORT=$(free_port)
+    "$BIN" serve --port "$SERVE_PORT" --latency "$1" >"$TMP/serve-$SERVE_PORT.log" 2>&1 &
     PIDS+=($!)
-    wait_port "$port" || die "fanout serve did not start: $(cat "$TMP/serve-$port.log")"
-    echo "$port"
+    wait_port "$SERVE_PORT" || die "fanout serve did not start: $(cat "$TMP/serve-$SERVE_PORT.log")"
 }
 
 check_store() { # WHAT N COUNT DISTINCT DONE
@@ -171,6 +183,7 @@ run_workers() {
         timeout "$RUN_CAP" /usr/bin/time -f '%e %U %S' -o "$TMP/$name.w$i.time" \
             "$BIN" work --db "$url" -c "$c" -q --progress never "${WORK_ARGV[@]}" >"$TMP/$name.w$i.log" 2>&1 &
         pids+=($!)
+        echo $! >>"$TMP/pids"
     done
     for i in $(seq "$w"); do
         wait "${pids[$((i - 1))]}"
@@ -226,7 +239,8 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ------------------------------------------------------------------------- (a) latency-bound scale
 if wants a; then
-    PORT_A=$(serve "$LAT_A")
+    serve "$LAT_A"
+    PORT_A=$SERVE_PORT
     seq 0 $((N_A - 1)) | sed "s|^|http://127.0.0.1:$PORT_A/item/|" >"$TMP/a.txt"
     declare -A A_RATE=() A_SPAN=() A_WALL=() A_HEAD=() A_TAIL=()
     for r in $(seq "$RUNS"); do
@@ -269,15 +283,17 @@ fi
 
 # ------------------------------------------------------------------------------ (b) queue overhead
 if wants b; then
-    PORT_B=$(serve 0s)
+    serve 0s
+    PORT_B=$SERVE_PORT
     seq 0 $((N_B - 1)) | sed "s|^|http://127.0.0.1:$PORT_B/item/|" >"$TMP/b.txt"
     B_HEAD=() B_TAIL=() B_FETCH=() B_WORK=() B_SPAN=() B_ENQ=() B_FCPU=() B_WCPU=() B_PGCPU=()
     for r in $(seq "$RUNS"); do
         db=$TMP/b$r.db
         t0=$(now)
         timeout "$RUN_CAP" /usr/bin/time -f '%e %U %S' -o "$TMP/b$r.fetch.time" \
-            "$BIN" fetch "$TMP/b.txt" -c "$C_B" -q --progress never --db "$db" >"$TMP/b$r.fetch.log" 2>&1 ||
-            die "fanout fetch failed: $(tail -3 "$TMP/b$r.fetch.log")"
+            "$BIN" fetch "$TMP/b.txt" -c "$C_B" -q --progress never --db "$db" >"$TMP/b$r.fetch.log" 2>&1 &
+        echo $! >>"$TMP/pids"
+        wait $! || die "fanout fetch failed: $(tail -3 "$TMP/b$r.fetch.log")"
         t1=$(now)
         got=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(*c.execute('SELECT count(*), count(DISTINCT key) FROM outcomes').fetchone())" "$db")
         check_store "fetch run $r" "$N_B" "${got% *}" "${got#* }" "$N_B"
