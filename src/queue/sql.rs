@@ -7,7 +7,9 @@
 /// `queue_jobs` churns: every job is updated two or three times (leased, renewed, done), so its
 /// pages keep room for new row versions (fillfactor 70, HOT updates when no indexed column
 /// changes) and autovacuum visits it after 1% of its rows changed instead of 20%. The partial
-/// indexes hold only rows in their state, so claims and sweeps never walk done jobs.
+/// indexes hold only rows in their state, so claims and sweeps never walk done jobs; done jobs
+/// have no index of their own (each costs index work on every completion, and only `status`
+/// would read it).
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS queue_jobs (
     queue         text NOT NULL,
@@ -37,8 +39,6 @@ CREATE INDEX IF NOT EXISTS queue_jobs_ready ON queue_jobs (queue, not_before)
     WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS queue_jobs_leased ON queue_jobs (queue, lease_expires)
     WHERE state = 'leased';
-CREATE INDEX IF NOT EXISTS queue_jobs_done ON queue_jobs (queue, done_at)
-    WHERE state = 'done';
 CREATE SEQUENCE IF NOT EXISTS queue_lease_seq;
 CREATE TABLE IF NOT EXISTS queue_workers (
     queue      text NOT NULL,
@@ -138,16 +138,29 @@ FROM c WHERE j.queue = $1 AND j.key = c.key
 RETURNING j.key, j.lease_token, j.method, j.url, j.headers, j.body, j.origin, j.line";
 
 /// Extends the leases named by keys `$3` and tokens `$4` by `$2` seconds from now; a lease that
-/// was taken away (expired and reclaimed) is not extended. Returns how many were.
+/// was taken away (expired and reclaimed) is not extended. Rows locked by a completion or a
+/// hand-back in progress are skipped (they are ending anyway): waiting for them could deadlock
+/// with a statement taking the same rows in another order.
 pub(crate) const RENEW: &str = "
+WITH r AS (
+    SELECT j.key FROM queue_jobs j
+    JOIN unnest($3::text[], $4::bigint[]) AS t(key, token)
+      ON j.queue = $1 AND j.key = t.key AND j.lease_token = t.token
+    WHERE j.state = 'leased'
+    FOR UPDATE OF j SKIP LOCKED
+)
 UPDATE queue_jobs j SET lease_expires = now() + make_interval(secs => $2)
-FROM unnest($3::text[], $4::bigint[]) AS t(key, token)
-WHERE j.queue = $1 AND j.key = t.key AND j.lease_token = t.token AND j.state = 'leased'";
+FROM r WHERE j.queue = $1 AND j.key = r.key";
 
 /// Returns expired leases to the queue. Run under [`SWEEP_LOCK`], so one worker sweeps at a time.
 pub(crate) const SWEEP: &str = "
-UPDATE queue_jobs SET state = 'queued', lease_token = NULL, lease_expires = NULL, worker = NULL
-WHERE queue = $1 AND state = 'leased' AND lease_expires < now()";
+WITH e AS (
+    SELECT key FROM queue_jobs
+    WHERE queue = $1 AND state = 'leased' AND lease_expires < now()
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE queue_jobs j SET state = 'queued', lease_token = NULL, lease_expires = NULL, worker = NULL
+FROM e WHERE j.queue = $1 AND j.key = e.key";
 
 /// A transaction-scoped lock per queue for the sweep: a worker that does not get it skips.
 pub(crate) const SWEEP_LOCK: &str =
@@ -203,14 +216,14 @@ WHERE queue = $1 AND worker = $2";
 pub(crate) const HEARTBEAT: &str =
     "UPDATE queue_workers SET seen_at = now(), state = $3 WHERE queue = $1 AND worker = $2";
 
-/// What is left of a queue: ready now, queued for later, leased (by anyone), and how soon the
-/// next later job is due (seconds).
+/// What is left of a queue: whether jobs are ready now, whether any is leased (by anyone), and
+/// in how many seconds the next job due later is due. Each part reads one partial index.
 pub(crate) const REMAINING: &str = "
-SELECT count(*) FILTER (WHERE state = 'queued' AND not_before <= now()),
-       count(*) FILTER (WHERE state = 'queued' AND not_before > now()),
-       count(*) FILTER (WHERE state = 'leased'),
-       extract(epoch FROM min(not_before) FILTER (WHERE state = 'queued') - now())::float8
-FROM queue_jobs WHERE queue = $1 AND state <> 'done'";
+SELECT EXISTS (SELECT 1 FROM queue_jobs WHERE queue = $1 AND state = 'queued'
+               AND not_before <= now()),
+       EXISTS (SELECT 1 FROM queue_jobs WHERE queue = $1 AND state = 'leased'),
+       (SELECT extract(epoch FROM min(not_before) - now())::float8 FROM queue_jobs
+        WHERE queue = $1 AND state = 'queued' AND not_before > now())";
 
 /// Pauses a host for every worker of the queue (a `Retry-After`), `$3` seconds from now.
 pub(crate) const PAUSE_HOST: &str = "

@@ -25,7 +25,7 @@ use tokio_postgres::Row;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::db::Db;
+use super::db::{ASYNC_COMMIT, Db};
 use super::{QueueError, gate, sql};
 use crate::config::RunConfig;
 use crate::engine::hosts::Gate;
@@ -39,6 +39,8 @@ use crate::stats::{RunEnd, Stats, Summary};
 
 /// Outcomes completed in one transaction at most.
 const COMPLETE_BATCH: usize = 2048;
+/// How often a queue with nothing ready but jobs leased elsewhere is looked at again.
+const LEASED_POLL: Duration = Duration::from_millis(200);
 /// How long an outcome may wait for its batch.
 const LINGER: Duration = Duration::from_millis(50);
 
@@ -126,6 +128,7 @@ pub async fn work(
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkSummary, QueueError> {
+    let started = Instant::now();
     config.run.validate()?;
     super::check_queue_name(&config.queue).map_err(QueueError::Open)?;
     let target = config.db.masked().to_owned();
@@ -159,7 +162,7 @@ pub async fn work(
         worker: worker.clone(),
         lease: config.lease,
     };
-    let (fleet_gate, gate_task) = gate::new(db(""), &config.queue, shared);
+    let (fleet_gate, gate_task) = gate::new(db(ASYNC_COMMIT), &config.queue, shared);
     engine_config.limits.gate = Some(Gate(fleet_gate));
     let concurrency = engine_config.sizes().concurrency;
     let engine = Engine::new(engine_config)?;
@@ -178,7 +181,7 @@ pub async fn work(
     let (items_tx, mut items_rx) = mpsc::channel::<Item<Ticket>>(concurrency.max(16));
     let (invalid_tx, mut invalid_rx) = mpsc::channel::<(Outcome, i64)>(64);
     let claimer = Claimer {
-        db: db(""),
+        db: db(ASYNC_COMMIT),
         queue: config.queue.clone(),
         worker: worker.clone(),
         lease: config.lease,
@@ -187,14 +190,14 @@ pub async fn work(
         headers: config.headers.clone(),
         held: held.clone(),
         in_hand: Arc::new(Semaphore::new(in_hand(concurrency))),
-        batch: concurrency.max(16),
+        batch: in_hand(concurrency) / 2,
         items: items_tx,
         invalid: invalid_tx,
         stopping: stopping.clone(),
     };
     let claimer = AbortOnDropHandle::new(tokio::spawn(claimer.run()));
     let renewer = AbortOnDropHandle::new(tokio::spawn(renew(
-        db(""),
+        db(ASYNC_COMMIT),
         config.queue.clone(),
         worker.clone(),
         config.lease,
@@ -325,6 +328,7 @@ pub async fn work(
     };
     recorder.summary.end = end;
     recorder.summary.run_id = run_id;
+    recorder.summary.elapsed = started.elapsed();
     recorder.summary.retries = stats.retries.load(std::sync::atomic::Ordering::Relaxed);
     let _ = recorder.finish(end).await;
     if let Some(e) = error {
@@ -442,18 +446,22 @@ impl Claimer {
                     async move { c.query_one(sql::REMAINING, &[&q]).await }
                 })
                 .await?;
-            let (ready, later, leased): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-            let next_due: Option<f64> = row.get(3);
-            if !self.follow && ready == 0 && later == 0 && leased == 0 && held_empty {
+            let (ready, leased): (bool, bool) = (row.get(0), row.get(1));
+            let next_due: Option<f64> = row.get(2);
+            if !self.follow && !ready && !leased && next_due.is_none() && held_empty {
                 return Ok(claimed);
             }
             let mut wait = self.poll;
-            if let Some(due) = next_due.filter(|d| *d > 0.0) {
-                wait = wait.min(Duration::from_secs_f64(due));
+            if let Some(due) = next_due {
+                wait = wait.min(Duration::from_secs_f64(due.max(0.0)));
             }
-            if ready > 0 {
+            if ready {
                 // Claimable jobs exist but were locked or their host is paused: soon again.
                 wait = wait.min(Duration::from_millis(50));
+            } else if leased {
+                // Leases elsewhere may end in a hand-back or expire: the last jobs of a queue
+                // should not wait a whole poll.
+                wait = wait.min(LEASED_POLL);
             }
             tokio::select! {
                 _ = self.stopping.cancelled() => return Ok(claimed),
