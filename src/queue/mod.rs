@@ -115,8 +115,10 @@ async fn open(url: &PgUrl) -> Result<(std::sync::Arc<Settings>, Client), QueueEr
     // worker's open transaction.
     let present: bool = client
         .query_one(
-            "SELECT to_regclass('queue_host_slots') IS NOT NULL AND to_regprocedure(\
-             'fanout_acquire(text,text,text,integer,double precision)') IS NOT NULL",
+            "SELECT to_regprocedure('fanout_acquire(text,text,text,integer,double precision)') \
+             IS NOT NULL AND EXISTS (SELECT 1 FROM information_schema.columns WHERE \
+             table_schema = current_schema() AND table_name = 'queue_workers' \
+             AND column_name = 'lease_secs')",
             &[],
         )
         .await
@@ -395,7 +397,8 @@ pub struct WorkerStatus {
     pub worker: String,
     /// Its run id.
     pub run_id: i64,
-    /// `working`, `finished` or `stopped`.
+    /// `working`, `finished`, `stopped`, or `lost` (still working by its row, but not heard from
+    /// for longer than its lease: it died or is frozen, and its jobs go to the others).
     pub state: String,
     /// Jobs it completed.
     pub done: i64,

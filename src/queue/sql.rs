@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS queue_workers (
     done       bigint NOT NULL DEFAULT 0,
     failed     bigint NOT NULL DEFAULT 0,
     stale      bigint NOT NULL DEFAULT 0,
+    lease_secs double precision NOT NULL DEFAULT 30,
     PRIMARY KEY (queue, worker)
 ) WITH (fillfactor = 50);
 CREATE TABLE IF NOT EXISTS queue_hosts (
@@ -261,9 +262,13 @@ SELECT count(*) FILTER (WHERE state = 'queued'),
        extract(epoch FROM now() - min(leased_at) FILTER (WHERE state = 'leased'))::float8
 FROM queue_jobs WHERE queue = $1";
 
-/// Workers seen in the last ten minutes.
+/// Workers seen in the last ten minutes; one still `working` but not heard from for longer than
+/// its lease is `lost` (died or frozen: its leases have run out).
 pub(crate) const WORKERS: &str = "
-SELECT worker, run_id, state, done, failed, stale,
+SELECT worker, run_id,
+       CASE WHEN state = 'working' AND seen_at < now() - make_interval(secs => lease_secs)
+            THEN 'lost' ELSE state END,
+       done, failed, stale,
        extract(epoch FROM now() - seen_at)::float8
 FROM queue_workers WHERE queue = $1 AND seen_at > now() - interval '10 minutes'
 ORDER BY started_at, worker";

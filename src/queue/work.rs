@@ -137,8 +137,8 @@ pub async fn work(
     let worker = format!("{}:{}:{run_id}", super::hostname(), std::process::id());
     client
         .execute(
-            "INSERT INTO queue_workers (queue, worker, run_id) VALUES ($1, $2, $3)",
-            &[&config.queue, &worker, &run_id],
+            "INSERT INTO queue_workers (queue, worker, run_id, lease_secs) VALUES ($1, $2, $3, $4)",
+            &[&config.queue, &worker, &run_id, &config.lease.as_secs_f64()],
         )
         .await
         .map_err(|e| QueueError::Open(format!("{target}: {}", crate::pg::describe(&e))))?;

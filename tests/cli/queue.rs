@@ -214,6 +214,22 @@ fn three_workers_one_killed_record_every_job_exactly_once() {
         pg.scalar(&name, "SELECT count(*) FROM outcomes WHERE status = 200"),
         N as i64
     );
+    // The status tells the dead worker from the two that finished.
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = dir
+        .fanout()
+        .args(["status", "--db", &url, "--json"])
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut states: Vec<&str> = s["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["state"].as_str().unwrap())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["finished", "finished", "lost"], "{s}");
     // Fetched at least once each; the killed worker's unfinished leases were fetched again.
     assert!(srv.stats().requests() >= N as u64);
 }
