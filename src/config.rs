@@ -165,6 +165,13 @@ impl RunConfig {
         }
         positive("timeout", self.client.timeout)?;
         positive("connect-timeout", self.client.connect_timeout)?;
+        positive("speed-time", self.client.speed_time)?;
+        if self.client.speed_limit == Some(0) {
+            return Err(ConfigError::new(
+                "speed-limit",
+                "must be at least 1 byte per second (none turns it off)",
+            ));
+        }
         if let Some(d) = self.deadline {
             positive("deadline", d)?;
         }
@@ -461,6 +468,14 @@ impl RunConfigBuilder {
         self
     }
 
+    /// Give an attempt up as `timeout` once it receives fewer than `bytes_per_sec` body bytes a
+    /// second over a whole `window` (curl's `--speed-limit` and `--speed-time`).
+    pub fn speed_limit(mut self, bytes_per_sec: u64, window: Duration) -> Self {
+        self.config.client.speed_limit = Some(bytes_per_sec);
+        self.config.client.speed_time = window;
+        self
+    }
+
     /// Opening a TCP connection (default 10 s).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.config.client.connect_timeout = d;
@@ -549,6 +564,14 @@ mod tests {
             "connect-timeout"
         );
         assert_eq!(field(b().deadline(Duration::ZERO).build()), "deadline");
+        assert_eq!(
+            field(b().speed_limit(0, Duration::from_secs(1)).build()),
+            "speed-limit"
+        );
+        assert_eq!(
+            field(b().speed_limit(1, Duration::ZERO).build()),
+            "speed-time"
+        );
         assert_eq!(
             field(b().store_timeout(Duration::ZERO).build()),
             "store-timeout"

@@ -40,7 +40,8 @@
 //!   own), and an in-memory channel; the recorder that batches outcomes for them.
 //! - [`stats`]: live counters for progress and the final [`Summary`].
 //! - [`report`]: the report of a store (`fanout report`), computed by SQL; text, JSON and HTML.
-//! - `serve`: a small local HTTP API used by examples, tests and benchmarks (feature `serve`).
+//! - `serve`: a small local HTTP API used by examples, tests and benchmarks (feature `serve`);
+//!   `serve::faults`, raw TCP that misbehaves in one way per path (`fanout serve --faults`).
 //! - `bench`: the sequential-vs-concurrent comparison behind `fanout bench` (feature `serve`).
 //! - [`units`]: parsing of durations and sizes as written on the command line.
 //!

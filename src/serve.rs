@@ -31,6 +31,9 @@
 //!   apart (at most 60 s), with no `Content-Length` (chunked in HTTP/1.1). For slow large bodies.
 //!
 //! Every route first waits the server's configured latency.
+//!
+//! [`faults`] is another server, of raw TCP, that misbehaves in one way per path
+//! (`fanout serve --faults`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -49,6 +52,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub mod faults;
 
 /// Server settings.
 #[derive(Debug, Clone)]

@@ -338,6 +338,16 @@ pub struct EngineArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
 
+    /// Give an attempt up as 'timeout' when fewer than SIZE body bytes a second arrive during
+    /// --speed-time (as curl; 0 turns it off). A large download at a good pace is not cut.
+    #[arg(short = 'Y', long, value_parser = parse_size, value_name = "SIZE")]
+    pub speed_limit: Option<u64>,
+
+    /// The window --speed-limit is measured over [default: 30s]; alone, it means a limit of 1
+    /// byte a second (as curl).
+    #[arg(short = 'y', long, value_parser = parse_duration, value_name = "DUR")]
+    pub speed_time: Option<Duration>,
+
     /// Time limit for opening a TCP connection (TLS and proxy handshakes count against --timeout).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub connect_timeout: Duration,
@@ -522,6 +532,10 @@ pub struct ServeArgs {
     /// Count requests per path and print how many paths were requested more than once at exit.
     #[arg(long)]
     pub count_paths: bool,
+    /// Serve the fault server instead: raw TCP that misbehaves in one way per path,
+    /// /fault/{name} (bad framing, resets, hangs, bombs, HTTP/2 violations; docs/errors.md).
+    #[arg(long, conflicts_with_all = ["latency", "count_paths"])]
+    pub faults: bool,
 }
 
 #[derive(Debug, Args)]
@@ -656,6 +670,14 @@ impl EngineArgs {
             max_body: self.max_body,
             max_head: usize::try_from(self.max_head).unwrap_or(usize::MAX),
             max_codings: self.max_codings,
+            // As curl: --speed-time alone is a limit of 1 byte a second; --speed-limit 0 is none.
+            speed_limit: match (self.speed_limit, self.speed_time) {
+                (Some(0), _) => None,
+                (Some(n), _) => Some(n),
+                (None, Some(_)) => Some(1),
+                (None, None) => None,
+            },
+            speed_time: self.speed_time.unwrap_or(Duration::from_secs(30)),
             raw: self.raw,
             http_version: match (self.http1, self.http2) {
                 (true, _) => HttpVersion::Http1,

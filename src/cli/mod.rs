@@ -278,6 +278,9 @@ async fn announce_resume(config: &fanout::RunConfig) {
 }
 
 async fn serve_cmd(a: args::ServeArgs) -> u8 {
+    if a.faults {
+        return faults_cmd(a).await;
+    }
     let config = serve::ServeConfig {
         addr: std::net::SocketAddr::new(a.host, a.port),
         latency: a.latency,
@@ -311,6 +314,34 @@ async fn serve_cmd(a: args::ServeArgs) -> u8 {
             hits.len()
         );
     }
+    exit::OK
+}
+
+/// `fanout serve --faults`: the fault server until Ctrl-C, then what it saw.
+async fn faults_cmd(a: args::ServeArgs) -> u8 {
+    let server =
+        match serve::faults::FaultServer::start(std::net::SocketAddr::new(a.host, a.port)).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("fanout: cannot listen on {}:{}: {e}", a.host, a.port);
+                return exit::USAGE;
+            }
+        };
+    eprintln!(
+        "fanout serve --faults: listening on http://{} (https:// URLs: a TLS handshake that stalls); Ctrl-C to stop",
+        server.addr()
+    );
+    for f in serve::faults::FAULTS {
+        eprintln!("  {:<24} {}", f.name, f.does);
+    }
+    wait_signal().await;
+    server.stop();
+    let s = server.stats();
+    eprintln!(
+        "fanout serve --faults: {} connections, {} requests",
+        s.connections(),
+        s.requests()
+    );
     exit::OK
 }
 

@@ -25,6 +25,7 @@ mod tls;
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -94,6 +95,14 @@ pub struct ClientConfig {
     /// Most content codings stacked on one body (`Content-Encoding: gzip, br, ...`); more is
     /// `decode` (each layer multiplies the work a small body can cause).
     pub max_codings: usize,
+    /// Bytes per second below which an attempt is given up as `timeout` when it stays that slow
+    /// for a whole [`speed_time`](Self::speed_time) (curl's `--speed-limit`); `None`: no such
+    /// limit. Counts body bytes as they arrive, before decoding; a wait for the head counts as
+    /// nothing arriving.
+    pub speed_limit: Option<u64>,
+    /// The window over which [`speed_limit`](Self::speed_limit) is measured (curl's
+    /// `--speed-time`, 30 s by default).
+    pub speed_time: Duration,
     /// Sent as User-Agent unless a request sets its own.
     pub user_agent: String,
     /// No `Accept-Encoding` is added and bodies are not decoded (`--raw`); otherwise gzip,
@@ -138,6 +147,8 @@ impl Default for ClientConfig {
             max_body: 10 << 20,
             max_head: 64 << 10,
             max_codings: 4,
+            speed_limit: None,
+            speed_time: Duration::from_secs(30),
             user_agent: concat!("fanout/", env!("CARGO_PKG_VERSION")).into(),
             raw: false,
             http_version: HttpVersion::Auto,
@@ -521,7 +532,26 @@ impl Client {
     pub async fn fetch(&self, req: &Request) -> Attempt {
         let started_at = SystemTime::now();
         let t0 = Instant::now();
-        let result = match tokio::time::timeout(self.config.timeout, self.attempt(req, t0)).await {
+        let received = AtomicU64::new(0);
+        let work = self.attempt(req, t0, &received);
+        let result = match self.config.speed_limit {
+            None => tokio::time::timeout(self.config.timeout, work).await,
+            // Boxed: only runs with --speed-limit pay for the watch's timer.
+            Some(limit) => {
+                let window = self.config.speed_time;
+                tokio::time::timeout(
+                    self.config.timeout,
+                    Box::pin(async {
+                        tokio::select! {
+                            r = work => r,
+                            f = too_slow(&received, limit, window) => Err(f),
+                        }
+                    }),
+                )
+                .await
+            }
+        };
+        let result = match result {
             Ok(r) => r,
             Err(_) => Err(Failure::new(
                 ErrorKind::Timeout,
@@ -561,7 +591,13 @@ impl Client {
         a
     }
 
-    async fn attempt(&self, req: &Request, t0: Instant) -> Result<Response, Failure> {
+    /// One attempt, redirects followed; body bytes are added to `received` as they arrive.
+    async fn attempt(
+        &self,
+        req: &Request,
+        t0: Instant,
+        received: &AtomicU64,
+    ) -> Result<Response, Failure> {
         let mut url = req.url.clone();
         let mut method = req.method.clone();
         let mut body = req.body.clone();
@@ -633,6 +669,7 @@ impl Client {
                     self.config.max_body,
                     BodyMode::Discard,
                     None,
+                    received,
                 )
                 .await;
                 if let (Ok(_), Some(conn)) = (read, conn) {
@@ -708,6 +745,7 @@ impl Client {
                 self.config.max_body,
                 self.config.body,
                 file.as_deref_mut(),
+                received,
             )
             .await?;
             if let Some(conn) = conn {
@@ -728,6 +766,33 @@ impl Client {
                 body_path,
             });
         }
+    }
+}
+
+/// Ends once fewer than `limit` bytes a second arrived over one whole `window` (windows follow each
+/// other from the attempt's start), as curl's `--speed-limit` with `--speed-time`: a large download
+/// at a good pace is never cut, a drip is. Pending while the attempt is fast enough.
+async fn too_slow(received: &AtomicU64, limit: u64, window: Duration) -> Failure {
+    let need = (limit as f64 * window.as_secs_f64()).ceil() as u64;
+    let mut seen = 0;
+    let mut since = tokio::time::Instant::now();
+    loop {
+        // A check that runs late (a busy runtime) measures a longer window against the same
+        // need: lateness never makes a transfer look slower than it is.
+        tokio::time::sleep_until(since + window).await;
+        since = tokio::time::Instant::now();
+        let now = received.load(Ordering::Relaxed);
+        let got = now - seen;
+        if got < need {
+            return Failure::new(
+                ErrorKind::Timeout,
+                format!(
+                    "slower than --speed-limit {limit} bytes/s for --speed-time {window:?}: \
+                     {got} bytes in the last {window:?}"
+                ),
+            );
+        }
+        seen = now;
     }
 }
 
@@ -887,6 +952,11 @@ fn classify(err: &(dyn StdError + 'static), connecting: bool) -> Failure {
         if kind.is_none() {
             kind = kind_of(e);
         }
+        // h2 words its errors for people ("unexpected internal error encountered"): the code is
+        // what a bug report or a server's log will name.
+        if let Some(reason) = e.downcast_ref::<h2::Error>().and_then(h2::Error::reason) {
+            detail.push_str(&format!(" (HTTP/2 {reason:?})"));
+        }
         cur = e.source();
     }
     let kind = match kind {
@@ -930,8 +1000,15 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
             Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof => {
                 Some(ErrorKind::Reset)
             }
+            // hyper's HTTP/1.1 body decoder says a body is badly framed (a chunk size that is not
+            // hex or overflows, trailers over its limit) with these; TLS errors, also InvalidData,
+            // were recognised above.
+            Io::InvalidData | Io::InvalidInput => Some(ErrorKind::Protocol),
             _ => None,
         };
+    }
+    if let Some(h2) = e.downcast_ref::<h2::Error>() {
+        return h2_kind(h2);
     }
     if let Some(h) = e.downcast_ref::<hyper::Error>() {
         if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
@@ -945,6 +1022,22 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
         }
     }
     None
+}
+
+/// The kind of an HTTP/2 stream or connection error. A stream the server refused before
+/// processing it (`REFUSED_STREAM`, RFC 9113 §8.7: safe to retry) or a graceful close (`NO_ERROR`)
+/// is `reset`, as a closed connection is; every other code (a stream the server reset with an
+/// error, a CONTINUATION flood, a header list over `--max-head`, which h2 refuses locally) is a
+/// protocol violation. An I/O error inside is left to the rest of the chain.
+fn h2_kind(e: &h2::Error) -> Option<ErrorKind> {
+    if e.is_io() {
+        return None;
+    }
+    Some(match e.reason() {
+        Some(h2::Reason::REFUSED_STREAM) if e.is_remote() => ErrorKind::Reset,
+        Some(h2::Reason::NO_ERROR) if e.is_remote() => ErrorKind::Reset,
+        _ => ErrorKind::Protocol,
+    })
 }
 
 #[cfg(test)]

@@ -136,6 +136,8 @@ pub trait HostGate: Send + Sync + 'static {
     fn try_start(&self, host: &str, now: Instant) -> Result<(), Instant>;
     /// `host` answered with a `Retry-After` of `pause` (already capped by the retry policy).
     fn paused(&self, host: &str, pause: Duration);
+    /// An attempt that [`HostGate::try_start`] let start has ended.
+    fn finished(&self, _host: &str) {}
 }
 
 /// A shared [`HostGate`].
@@ -364,6 +366,9 @@ impl<T> Hosts<T> {
 
     /// Records the end of an attempt to `key`: frees its slot and feeds the adaptive limit.
     pub(crate) fn completed(&mut self, key: &Arc<str>, signal: Signal, now: Instant) {
+        if let Some(g) = &self.limits.gate {
+            g.0.finished(key);
+        }
         let Some(h) = self.map.get_mut(key) else {
             return;
         };

@@ -55,12 +55,18 @@ impl StatusRange {
     /// assert_eq!(StatusRange::parse("5xx"), Ok(StatusRange { lo: 500, hi: 599 }));
     /// assert_eq!(StatusRange::parse("429"), Ok(StatusRange { lo: 429, hi: 429 }));
     /// assert!(StatusRange::parse("7xx").is_err());
+    /// // Classes are 1xx to 5xx: 657xx would be 65,700, over a u16 (found by fuzz/values).
+    /// assert!(StatusRange::parse("657xx").is_err());
+    /// assert!(StatusRange::parse("5005xx").is_err());
     /// ```
     pub fn parse(s: &str) -> Result<StatusRange, String> {
         let s = s.trim();
         let bad = || format!("'{s}' is not a status, a class like 5xx, or a range like 500-504");
         let range = if let Some(class) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
             let c: u16 = class.parse().map_err(|_| bad())?;
+            if !(1..=5).contains(&c) {
+                return Err(bad());
+            }
             StatusRange {
                 lo: c * 100,
                 hi: c * 100 + 99,

@@ -18,6 +18,14 @@ use crate::sink::postgres::{MAX_BACKOFF, transient};
 /// The server ends such a session after five seconds, which rolls its transaction back.
 pub(crate) const SESSION: &str = "SET idle_in_transaction_session_timeout = '5s'";
 
+/// For the connections that claim, renew, sweep, hand back and reserve slots (not the one that
+/// completes jobs): their commits need not wait for a WAL flush. A crash of the database server
+/// may forget the last fraction of a second of them, each transaction whole, and each is safe to
+/// forget: a forgotten claim leaves its jobs queued, so another worker may fetch them too, and
+/// only the completion under the lease the database knows is recorded; a forgotten renewal or hand-back lets a lease run out; a forgotten
+/// slot or pause costs a little politeness. Completions, which carry outcomes, commit durably.
+pub(crate) const ASYNC_COMMIT: &str = "SET synchronous_commit = off";
+
 /// A connection that reconnects.
 pub(crate) struct Db {
     target: String,

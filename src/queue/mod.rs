@@ -7,6 +7,28 @@
 //! tables and their use; the engine, the outcome schema and connecting are borrowed
 //! ([`crate::engine`], [`crate::sink::schema`], [`crate::pg`]). docs/scale-out.md explains the
 //! design and what happens in each failure.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), fanout::queue::QueueError> {
+//! use fanout::pg::PgUrl;
+//! use fanout::queue::{EnqueueConfig, WorkConfig};
+//! use fanout::source::{Input, SourceConfig};
+//!
+//! let db = PgUrl::parse("postgres://app@db.internal/crawl").unwrap();
+//! let source = SourceConfig {
+//!     inputs: vec![Input::from_arg("urls.txt")],
+//!     ..SourceConfig::default()
+//! };
+//! let loaded = fanout::queue::enqueue(EnqueueConfig::new(db.clone(), "default", source)).await?;
+//! println!("{} queued, {} skipped", loaded.queued, loaded.skipped);
+//!
+//! // On every machine: drains the queue together with the others, then returns.
+//! let stats = fanout::stats::Stats::new();
+//! let done = fanout::queue::work(WorkConfig::new(db.clone(), "default"), stats, std::future::pending()).await?;
+//! println!("{} outcomes recorded by worker {}", done.summary.total, done.worker);
+//! println!("{}", fanout::queue::status(&db, "default").await?);
+//! # Ok(()) }
+//! ```
 
 mod db;
 mod gate;
@@ -93,8 +115,10 @@ async fn open(url: &PgUrl) -> Result<(std::sync::Arc<Settings>, Client), QueueEr
     // worker's open transaction.
     let present: bool = client
         .query_one(
-            "SELECT to_regclass('queue_hosts') IS NOT NULL AND to_regprocedure(\
-             'fanout_reserve(text,text,double precision,double precision,integer)') IS NOT NULL",
+            "SELECT to_regprocedure('fanout_acquire(text,text,text,integer,double precision)') \
+             IS NOT NULL AND EXISTS (SELECT 1 FROM information_schema.columns WHERE \
+             table_schema = current_schema() AND table_name = 'queue_workers' \
+             AND column_name = 'lease_secs')",
             &[],
         )
         .await
@@ -373,7 +397,8 @@ pub struct WorkerStatus {
     pub worker: String,
     /// Its run id.
     pub run_id: i64,
-    /// `working`, `finished` or `stopped`.
+    /// `working`, `finished`, `stopped`, or `lost` (still working by its row, but not heard from
+    /// for longer than its lease: it died or is frozen, and its jobs go to the others).
     pub state: String,
     /// Jobs it completed.
     pub done: i64,

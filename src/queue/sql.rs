@@ -7,7 +7,9 @@
 /// `queue_jobs` churns: every job is updated two or three times (leased, renewed, done), so its
 /// pages keep room for new row versions (fillfactor 70, HOT updates when no indexed column
 /// changes) and autovacuum visits it after 1% of its rows changed instead of 20%. The partial
-/// indexes hold only rows in their state, so claims and sweeps never walk done jobs.
+/// indexes hold only rows in their state, so claims and sweeps never walk done jobs; done jobs
+/// have no index of their own (each costs index work on every completion, and only `status`
+/// would read it).
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS queue_jobs (
     queue         text NOT NULL,
@@ -37,8 +39,6 @@ CREATE INDEX IF NOT EXISTS queue_jobs_ready ON queue_jobs (queue, not_before)
     WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS queue_jobs_leased ON queue_jobs (queue, lease_expires)
     WHERE state = 'leased';
-CREATE INDEX IF NOT EXISTS queue_jobs_done ON queue_jobs (queue, done_at)
-    WHERE state = 'done';
 CREATE SEQUENCE IF NOT EXISTS queue_lease_seq;
 CREATE TABLE IF NOT EXISTS queue_workers (
     queue      text NOT NULL,
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS queue_workers (
     done       bigint NOT NULL DEFAULT 0,
     failed     bigint NOT NULL DEFAULT 0,
     stale      bigint NOT NULL DEFAULT 0,
+    lease_secs double precision NOT NULL DEFAULT 30,
     PRIMARY KEY (queue, worker)
 ) WITH (fillfactor = 50);
 CREATE TABLE IF NOT EXISTS queue_hosts (
@@ -59,6 +60,34 @@ CREATE TABLE IF NOT EXISTS queue_hosts (
     backoff_until timestamptz,
     PRIMARY KEY (queue, host)
 ) WITH (fillfactor = 50);
+CREATE TABLE IF NOT EXISTS queue_host_slots (
+    queue     text NOT NULL,
+    host      text NOT NULL,
+    worker    text NOT NULL,
+    in_flight integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, host, worker)
+) WITH (fillfactor = 50);
+CREATE OR REPLACE FUNCTION fanout_acquire(q text, h text, w text, lim integer,
+                                          stale_secs double precision)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    busy bigint;
+BEGIN
+    INSERT INTO queue_hosts (queue, host) VALUES (q, h) ON CONFLICT DO NOTHING;
+    -- The host's row serializes workers taking its slots.
+    PERFORM 1 FROM queue_hosts WHERE queue = q AND host = h FOR UPDATE;
+    -- Slots of workers not heard from within a lease are theirs no more (a dead worker's).
+    SELECT coalesce(sum(s.in_flight), 0) INTO busy
+    FROM queue_host_slots s JOIN queue_workers k ON k.queue = s.queue AND k.worker = s.worker
+    WHERE s.queue = q AND s.host = h AND k.state = 'working'
+      AND k.seen_at > clock_timestamp() - make_interval(secs => stale_secs);
+    IF busy >= lim THEN
+        RETURN false;
+    END IF;
+    INSERT INTO queue_host_slots (queue, host, worker, in_flight) VALUES (q, h, w, 1)
+    ON CONFLICT (queue, host, worker) DO UPDATE SET in_flight = queue_host_slots.in_flight + 1;
+    RETURN true;
+END $$;
 CREATE OR REPLACE FUNCTION fanout_reserve(q text, h text, iv double precision,
                                           tol double precision, n integer,
                                           OUT granted integer, OUT wait double precision)
@@ -110,16 +139,29 @@ FROM c WHERE j.queue = $1 AND j.key = c.key
 RETURNING j.key, j.lease_token, j.method, j.url, j.headers, j.body, j.origin, j.line";
 
 /// Extends the leases named by keys `$3` and tokens `$4` by `$2` seconds from now; a lease that
-/// was taken away (expired and reclaimed) is not extended. Returns how many were.
+/// was taken away (expired and reclaimed) is not extended. Rows locked by a completion or a
+/// hand-back in progress are skipped (they are ending anyway): waiting for them could deadlock
+/// with a statement taking the same rows in another order.
 pub(crate) const RENEW: &str = "
+WITH r AS (
+    SELECT j.key FROM queue_jobs j
+    JOIN unnest($3::text[], $4::bigint[]) AS t(key, token)
+      ON j.queue = $1 AND j.key = t.key AND j.lease_token = t.token
+    WHERE j.state = 'leased'
+    FOR UPDATE OF j SKIP LOCKED
+)
 UPDATE queue_jobs j SET lease_expires = now() + make_interval(secs => $2)
-FROM unnest($3::text[], $4::bigint[]) AS t(key, token)
-WHERE j.queue = $1 AND j.key = t.key AND j.lease_token = t.token AND j.state = 'leased'";
+FROM r WHERE j.queue = $1 AND j.key = r.key";
 
 /// Returns expired leases to the queue. Run under [`SWEEP_LOCK`], so one worker sweeps at a time.
 pub(crate) const SWEEP: &str = "
-UPDATE queue_jobs SET state = 'queued', lease_token = NULL, lease_expires = NULL, worker = NULL
-WHERE queue = $1 AND state = 'leased' AND lease_expires < now()";
+WITH e AS (
+    SELECT key FROM queue_jobs
+    WHERE queue = $1 AND state = 'leased' AND lease_expires < now()
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE queue_jobs j SET state = 'queued', lease_token = NULL, lease_expires = NULL, worker = NULL
+FROM e WHERE j.queue = $1 AND j.key = e.key";
 
 /// A transaction-scoped lock per queue for the sweep: a worker that does not get it skips.
 pub(crate) const SWEEP_LOCK: &str =
@@ -141,7 +183,7 @@ pub(crate) const STAGE: &str =
 
 /// Completes the jobs whose lease still matches (keys `$2`, tokens `$3`, failed `$4`, attempts
 /// `$5`) and inserts exactly their staged outcomes, in one statement (so in one transaction
-/// with the staging COPY). Returns the keys of the jobs completed. (A data-modifying `WITH`
+/// with the staging COPY). Returns the keys of the jobs completed, each with whether it failed. (A data-modifying `WITH`
 /// runs whether or not the final query reads it.)
 pub(crate) fn complete(columns: &str) -> String {
     format!(
@@ -154,14 +196,14 @@ pub(crate) fn complete(columns: &str) -> String {
         failed = t.failed, attempts = j.attempts + t.attempts
     FROM t WHERE j.queue = $1 AND j.key = t.key AND j.lease_token = t.token
       AND j.state = 'leased'
-    RETURNING j.key
+    RETURNING j.key, j.failed
 ), ins AS (
     INSERT INTO outcomes ({columns})
     SELECT {columns} FROM fanout_stage s WHERE s.key IN (SELECT key FROM done)
     ON CONFLICT (key) DO NOTHING
     RETURNING 1
 )
-SELECT key FROM done"
+SELECT key, failed FROM done"
     )
 }
 
@@ -175,14 +217,14 @@ WHERE queue = $1 AND worker = $2";
 pub(crate) const HEARTBEAT: &str =
     "UPDATE queue_workers SET seen_at = now(), state = $3 WHERE queue = $1 AND worker = $2";
 
-/// What is left of a queue: ready now, queued for later, leased (by anyone), and how soon the
-/// next later job is due (seconds).
+/// What is left of a queue: whether jobs are ready now, whether any is leased (by anyone), and
+/// in how many seconds the next job due later is due. Each part reads one partial index.
 pub(crate) const REMAINING: &str = "
-SELECT count(*) FILTER (WHERE state = 'queued' AND not_before <= now()),
-       count(*) FILTER (WHERE state = 'queued' AND not_before > now()),
-       count(*) FILTER (WHERE state = 'leased'),
-       extract(epoch FROM min(not_before) FILTER (WHERE state = 'queued') - now())::float8
-FROM queue_jobs WHERE queue = $1 AND state <> 'done'";
+SELECT EXISTS (SELECT 1 FROM queue_jobs WHERE queue = $1 AND state = 'queued'
+               AND not_before <= now()),
+       EXISTS (SELECT 1 FROM queue_jobs WHERE queue = $1 AND state = 'leased'),
+       (SELECT extract(epoch FROM min(not_before) - now())::float8 FROM queue_jobs
+        WHERE queue = $1 AND state = 'queued' AND not_before > now())";
 
 /// Pauses a host for every worker of the queue (a `Retry-After`), `$3` seconds from now.
 pub(crate) const PAUSE_HOST: &str = "
@@ -196,6 +238,15 @@ SET backoff_until = greatest(coalesce(queue_hosts.backoff_until, '-infinity'),
 pub(crate) const PAUSED_HOSTS: &str = "
 SELECT host, extract(epoch FROM backoff_until - now())::float8 FROM queue_hosts
 WHERE queue = $1 AND backoff_until > now() ORDER BY backoff_until DESC";
+
+/// Takes one of host `$2`'s `$4` fleet-wide concurrency slots for worker `$3`, if one is free.
+pub(crate) const ACQUIRE: &str = "SELECT fanout_acquire($1, $2, $3, $4, $5)";
+
+/// Gives back `$4` slots of each host `$3` that worker `$2` held.
+pub(crate) const RELEASE_SLOTS: &str = "
+UPDATE queue_host_slots s SET in_flight = greatest(s.in_flight - t.n, 0)
+FROM unnest($3::text[], $4::integer[]) AS t(host, n)
+WHERE s.queue = $1 AND s.worker = $2 AND s.host = t.host";
 
 /// Reserves up to `$5` send slots to host `$2` at interval `$3` s with burst tolerance `$4` s.
 pub(crate) const RESERVE: &str = "SELECT granted, wait FROM fanout_reserve($1, $2, $3, $4, $5)";
@@ -211,9 +262,13 @@ SELECT count(*) FILTER (WHERE state = 'queued'),
        extract(epoch FROM now() - min(leased_at) FILTER (WHERE state = 'leased'))::float8
 FROM queue_jobs WHERE queue = $1";
 
-/// Workers seen in the last ten minutes.
+/// Workers seen in the last ten minutes; one still `working` but not heard from for longer than
+/// its lease is `lost` (died or frozen: its leases have run out).
 pub(crate) const WORKERS: &str = "
-SELECT worker, run_id, state, done, failed, stale,
+SELECT worker, run_id,
+       CASE WHEN state = 'working' AND seen_at < now() - make_interval(secs => lease_secs)
+            THEN 'lost' ELSE state END,
+       done, failed, stale,
        extract(epoch FROM now() - seen_at)::float8
 FROM queue_workers WHERE queue = $1 AND seen_at > now() - interval '10 minutes'
 ORDER BY started_at, worker";

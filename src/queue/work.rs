@@ -25,7 +25,7 @@ use tokio_postgres::Row;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::db::Db;
+use super::db::{ASYNC_COMMIT, Db};
 use super::{QueueError, gate, sql};
 use crate::config::RunConfig;
 use crate::engine::hosts::Gate;
@@ -39,6 +39,8 @@ use crate::stats::{RunEnd, Stats, Summary};
 
 /// Outcomes completed in one transaction at most.
 const COMPLETE_BATCH: usize = 2048;
+/// How often a queue with nothing ready but jobs leased elsewhere is looked at again.
+const LEASED_POLL: Duration = Duration::from_millis(200);
 /// How long an outcome may wait for its batch.
 const LINGER: Duration = Duration::from_millis(50);
 
@@ -126,6 +128,7 @@ pub async fn work(
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkSummary, QueueError> {
+    let started = Instant::now();
     config.run.validate()?;
     super::check_queue_name(&config.queue).map_err(QueueError::Open)?;
     let target = config.db.masked().to_owned();
@@ -134,8 +137,8 @@ pub async fn work(
     let worker = format!("{}:{}:{run_id}", super::hostname(), std::process::id());
     client
         .execute(
-            "INSERT INTO queue_workers (queue, worker, run_id) VALUES ($1, $2, $3)",
-            &[&config.queue, &worker, &run_id],
+            "INSERT INTO queue_workers (queue, worker, run_id, lease_secs) VALUES ($1, $2, $3, $4)",
+            &[&config.queue, &worker, &run_id, &config.lease.as_secs_f64()],
         )
         .await
         .map_err(|e| QueueError::Open(format!("{target}: {}", crate::pg::describe(&e))))?;
@@ -147,9 +150,19 @@ pub async fn work(
     // A retry further off than a third of the lease goes back to the queue with a not-before
     // (any worker may take it then) instead of holding the lease while it waits.
     engine_config.hand_back_after = Some(config.lease / 3);
+    // The fleet's per-host rate replaces each worker's; the fleet's per-host concurrency comes
+    // on top of each worker's (the same number, so a lone worker behaves as a fetch would).
     let fleet_rate = engine_config.limits.per_host_rate.take();
-    let burst = fleet_rate.map_or(1, |r| engine_config.limits.burst_for(r));
-    let (fleet_gate, gate_task) = gate::new(db(""), &config.queue, fleet_rate, burst);
+    let shared = gate::Shared {
+        rate: fleet_rate.map(|r| (r, engine_config.limits.burst_for(r))),
+        per_host: engine_config
+            .limits
+            .per_host
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        worker: worker.clone(),
+        lease: config.lease,
+    };
+    let (fleet_gate, gate_task) = gate::new(db(ASYNC_COMMIT), &config.queue, shared);
     engine_config.limits.gate = Some(Gate(fleet_gate));
     let concurrency = engine_config.sizes().concurrency;
     let engine = Engine::new(engine_config)?;
@@ -168,7 +181,7 @@ pub async fn work(
     let (items_tx, mut items_rx) = mpsc::channel::<Item<Ticket>>(concurrency.max(16));
     let (invalid_tx, mut invalid_rx) = mpsc::channel::<(Outcome, i64)>(64);
     let claimer = Claimer {
-        db: db(""),
+        db: db(ASYNC_COMMIT),
         queue: config.queue.clone(),
         worker: worker.clone(),
         lease: config.lease,
@@ -177,14 +190,14 @@ pub async fn work(
         headers: config.headers.clone(),
         held: held.clone(),
         in_hand: Arc::new(Semaphore::new(in_hand(concurrency))),
-        batch: concurrency.max(16),
+        batch: in_hand(concurrency) / 2,
         items: items_tx,
         invalid: invalid_tx,
         stopping: stopping.clone(),
     };
     let claimer = AbortOnDropHandle::new(tokio::spawn(claimer.run()));
     let renewer = AbortOnDropHandle::new(tokio::spawn(renew(
-        db(""),
+        db(ASYNC_COMMIT),
         config.queue.clone(),
         worker.clone(),
         config.lease,
@@ -315,6 +328,7 @@ pub async fn work(
     };
     recorder.summary.end = end;
     recorder.summary.run_id = run_id;
+    recorder.summary.elapsed = started.elapsed();
     recorder.summary.retries = stats.retries.load(std::sync::atomic::Ordering::Relaxed);
     let _ = recorder.finish(end).await;
     if let Some(e) = error {
@@ -432,18 +446,22 @@ impl Claimer {
                     async move { c.query_one(sql::REMAINING, &[&q]).await }
                 })
                 .await?;
-            let (ready, later, leased): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-            let next_due: Option<f64> = row.get(3);
-            if !self.follow && ready == 0 && later == 0 && leased == 0 && held_empty {
+            let (ready, leased): (bool, bool) = (row.get(0), row.get(1));
+            let next_due: Option<f64> = row.get(2);
+            if !self.follow && !ready && !leased && next_due.is_none() && held_empty {
                 return Ok(claimed);
             }
             let mut wait = self.poll;
-            if let Some(due) = next_due.filter(|d| *d > 0.0) {
-                wait = wait.min(Duration::from_secs_f64(due));
+            if let Some(due) = next_due {
+                wait = wait.min(Duration::from_secs_f64(due.max(0.0)));
             }
-            if ready > 0 {
+            if ready {
                 // Claimable jobs exist but were locked or their host is paused: soon again.
                 wait = wait.min(Duration::from_millis(50));
+            } else if leased {
+                // Leases elsewhere may end in a hand-back or expire: the last jobs of a queue
+                // should not wait a whole poll.
+                wait = wait.min(LEASED_POLL);
             }
             tokio::select! {
                 _ = self.stopping.cancelled() => return Ok(claimed),
@@ -557,17 +575,15 @@ impl Recorder {
         if batch.is_empty() {
             return Ok(());
         }
-        let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
+        let (outcomes, tokens): (Vec<Outcome>, Vec<i64>) = batch.into_iter().unzip();
         let data = encode_copy(&outcomes, self.run_id, &self.types)
             .map_err(|e| QueueError::Internal(e.to_string()))?;
-        let keys: Vec<String> = batch.iter().map(|(o, _)| o.key.clone()).collect();
-        let tokens: Vec<i64> = batch.iter().map(|(_, t)| *t).collect();
-        let failed: Vec<bool> = batch.iter().map(|(o, _)| o.error.is_some()).collect();
-        let attempts: Vec<i32> = batch
+        let keys: Vec<String> = outcomes.iter().map(|o| o.key.clone()).collect();
+        let failed: Vec<bool> = outcomes.iter().map(|o| o.error.is_some()).collect();
+        let attempts: Vec<i32> = outcomes
             .iter()
-            .map(|(o, _)| i32::try_from(o.attempts).unwrap_or(i32::MAX))
+            .map(|o| i32::try_from(o.attempts).unwrap_or(i32::MAX))
             .collect();
-        let n_failed = failed.iter().filter(|f| **f).count() as i64;
         let (q, w, stmt) = (
             self.queue.clone(),
             self.worker.clone(),
@@ -597,12 +613,11 @@ impl Recorder {
                         .query(stmt.as_str(), &[&q, &keys, &tokens, &failed, &attempts])
                         .await?;
                     let done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-                    let stale = batch_len(&keys) - done.len() as i64;
-                    // Close enough for the status page: failures among the refused are rare.
-                    let ok_failed = n_failed.min(done.len() as i64);
+                    let failed_done = rows.iter().filter(|r| r.get::<_, bool>(1)).count() as i64;
+                    let stale = (keys.len() - done.len()) as i64;
                     c.execute(
                         sql::WORKER_COUNTS,
-                        &[&q, &w, &(done.len() as i64), &ok_failed, &stale],
+                        &[&q, &w, &(done.len() as i64), &failed_done, &stale],
                     )
                     .await?;
                     c.batch_execute("COMMIT").await?;
@@ -613,13 +628,12 @@ impl Recorder {
         let accepted: std::collections::HashSet<&str> = done.iter().map(String::as_str).collect();
         {
             let mut held = lock(&self.held);
-            for (o, _) in &batch {
-                held.remove(&o.key);
+            for k in &keys {
+                held.remove(k);
             }
         }
-        let recorded: Vec<Outcome> = batch
+        let recorded: Vec<Outcome> = outcomes
             .into_iter()
-            .map(|(o, _)| o)
             .filter(|o| accepted.contains(o.key.as_str()))
             .collect();
         self.stale += (keys.len() - recorded.len()) as u64;
@@ -682,14 +696,15 @@ impl Recorder {
                         &[&id, &end.as_str(), &total, &responses, &errors],
                     )
                     .await?;
-                    c.execute(sql::HEARTBEAT, &[&q, &w, &state]).await
+                    c.execute(sql::HEARTBEAT, &[&q, &w, &state]).await?;
+                    c.execute(
+                        "DELETE FROM queue_host_slots WHERE queue = $1 AND worker = $2",
+                        &[&q, &w],
+                    )
+                    .await
                 }
             })
             .await
             .map(|_| ())
     }
-}
-
-fn batch_len(keys: &[String]) -> i64 {
-    keys.len() as i64
 }

@@ -4,6 +4,7 @@
 
 mod demo;
 mod dns;
+mod faults;
 mod fetch;
 mod files;
 mod harness;

@@ -214,6 +214,22 @@ fn three_workers_one_killed_record_every_job_exactly_once() {
         pg.scalar(&name, "SELECT count(*) FROM outcomes WHERE status = 200"),
         N as i64
     );
+    // The status tells the dead worker from the two that finished.
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = dir
+        .fanout()
+        .args(["status", "--db", &url, "--json"])
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut states: Vec<&str> = s["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["state"].as_str().unwrap())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["finished", "finished", "lost"], "{s}");
     // Fetched at least once each; the killed worker's unfinished leases were fetched again.
     assert!(srv.stats().requests() >= N as u64);
 }
@@ -527,5 +543,44 @@ fn a_worker_whose_clock_reads_otherwise_changes_nothing() {
     assert_eq!(
         pg.scalar(&name, "SELECT count(*) FROM queue_workers WHERE done > 0"),
         2
+    );
+}
+
+#[test]
+fn per_host_concurrency_holds_for_the_whole_fleet() {
+    const N: usize = 240;
+    let pg = PgServer::shared();
+    let name = pg.create_db();
+    let url = pg.url(&name);
+    let srv = TestServer::start(Duration::from_millis(150));
+    let dir = Dir::new();
+    dir.write("urls.txt", &urls(&srv, N, "/item/"));
+    enqueue(&dir, &url, &["urls.txt"]);
+    let args = ["-c", "8", "--per-host", "2"];
+    let ws = [
+        worker(&dir, &url, &args),
+        worker(&dir, &url, &args),
+        worker(&dir, &url, &args),
+    ];
+    for w in ws {
+        let (code, stderr) = finish(w);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    assert_eq!(tally(pg, &name), (N as i64, N as i64, N as i64, 0));
+    assert_eq!(
+        pg.scalar(&name, "SELECT count(*) FROM queue_workers WHERE done > 0"),
+        3,
+        "all three worked the host"
+    );
+    // Each worker alone may have 2 in flight; the fleet together no more than 2 either.
+    assert!(
+        srv.stats().max_in_flight() <= 2,
+        "{} at once",
+        srv.stats().max_in_flight()
+    );
+    assert_eq!(
+        pg.scalar(&name, "SELECT count(*) FROM queue_host_slots"),
+        0,
+        "finished workers leave no slots behind"
     );
 }

@@ -3,6 +3,7 @@
 //! never holding more than the limit. Owns no connection and names no file; it only consumes one body.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use bytes::{Bytes, BytesMut};
@@ -117,13 +118,15 @@ impl Sink {
 
 /// Reads `body` to its end, undoing `codings` (last applied, first undone), never holding more than
 /// `max` decoded bytes and never buffering the body unless `mode` keeps it. With `file`, each
-/// decoded chunk is also appended to it once counted (a chunk past `max` is not written).
+/// decoded chunk is also appended to it once counted (a chunk past `max` is not written). Bytes
+/// as received (before decoding) are added to `received`, which `--speed-limit` watches.
 pub(super) async fn read(
     body: hyper::body::Incoming,
     codings: &[Coding],
     max: u64,
     mode: BodyMode,
     mut file: Option<&mut BodyFile>,
+    received: &AtomicU64,
 ) -> Result<Body, Failure> {
     let mut sink = Sink::new(max, mode);
     if codings.is_empty() {
@@ -131,6 +134,7 @@ pub(super) async fn read(
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| classify(&e, false))?;
             if let Ok(data) = frame.into_data() {
+                received.fetch_add(data.len() as u64, Relaxed);
                 sink.push(&data)?;
                 if let Some(f) = file.as_deref_mut() {
                     f.write(&data).await?;
@@ -140,7 +144,13 @@ pub(super) async fn read(
         return Ok(sink.finish());
     }
     let stream = BodyStream::new(body)
-        .try_filter_map(|frame| std::future::ready(Ok(frame.into_data().ok())))
+        .try_filter_map(|frame| {
+            let data = frame.into_data().ok();
+            if let Some(d) = &data {
+                received.fetch_add(d.len() as u64, Relaxed);
+            }
+            std::future::ready(Ok(data))
+        })
         .map_err(io::Error::other);
     let mut raw = StreamReader::new(stream);
     // An empty body (HEAD, 204, 304, or a server that labels nothing) has nothing to decode.

@@ -120,6 +120,8 @@ impl Client {
                     MAX_ENCODED,
                     BodyMode::Store,
                     None,
+                    // Not an attempt: no --speed-limit watches it (--timeout bounds it).
+                    &std::sync::atomic::AtomicU64::new(0),
                 )
                 .await
                 {
