@@ -195,8 +195,8 @@ pub enum Command {
     /// Load requests into a PostgreSQL work queue (keys already queued or done are skipped).
     Enqueue(Box<EnqueueArgs>),
     /// Work a PostgreSQL queue with any number of other workers: claim jobs under leases, fetch
-    /// them (every engine flag of fetch applies; --per-host-rate is the whole fleet's), record
-    /// each outcome once. Exits 0 when the queue is drained.
+    /// them (every engine flag of fetch applies; --per-host-rate and --per-host hold for the
+    /// whole fleet), record each outcome once. Exits 0 when the queue is drained.
     #[command(after_help = WORK_EXIT_CODES)]
     Work(Box<WorkArgs>),
     /// Where a PostgreSQL queue stands: queued, leased, done and failed jobs, the last minute's
