@@ -216,7 +216,7 @@ pub async fn work(
     };
     let (mut events, running) = engine.run(stats.clone(), items, stop);
 
-    let mut recorder = Recorder {
+    let recorder = Recorder {
         db: db(sql::STAGE),
         queue: config.queue.clone(),
         worker: worker.clone(),
@@ -229,9 +229,16 @@ pub async fn work(
         complete: sql::complete(&column_list()),
         types: wire_types(),
     };
+    // Batches are written on a task of their own, one at a time, while the next one fills: the
+    // engine's events keep being taken while a completion commits (one batch may wait).
+    let (batches_tx, batches_rx) = mpsc::channel::<WriteBatch>(1);
+    let writer = AbortOnDropHandle::new(tokio::spawn(write_batches(
+        recorder,
+        batches_rx,
+        failed.clone(),
+    )));
     let mut outcomes: Vec<(Outcome, i64)> = Vec::new();
     let mut releases: Vec<Release> = Vec::new();
-    let mut error: Option<QueueError> = None;
     let mut first_at: Option<Instant> = None;
     let (mut events_open, mut invalid_open) = (true, true);
     while events_open || invalid_open {
@@ -274,21 +281,17 @@ pub async fn work(
             continue;
         }
         first_at = None;
-        if error.is_some() {
+        let batch = (std::mem::take(&mut outcomes), std::mem::take(&mut releases));
+        if failed.is_cancelled() || batches_tx.send(batch).await.is_err() {
             // Nothing more is written; the leases run out and other workers take the jobs.
-            outcomes.clear();
-            releases.clear();
             continue;
         }
-        let result = match recorder.complete(std::mem::take(&mut outcomes)).await {
-            Ok(()) => recorder.release(std::mem::take(&mut releases)).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            error = Some(e);
-            failed.cancel();
-        }
     }
+    drop(batches_tx);
+    let (mut recorder, mut error) = match writer.await {
+        Ok(r) => r,
+        Err(e) => return Err(QueueError::Internal(format!("the writer failed: {e}"))),
+    };
     let engine_end = running.await;
     stopping.cancel();
     let claimed = match claimer.await {
@@ -343,6 +346,33 @@ pub async fn work(
         handed_back: recorder.handed_back,
     })
 }
+
+/// Writes batches of completions and hand-backs in order until the channel closes; after a
+/// failure, takes and drops the rest (the run is stopping) and returns the error.
+async fn write_batches(
+    mut recorder: Recorder,
+    mut batches: mpsc::Receiver<WriteBatch>,
+    failed: CancellationToken,
+) -> (Recorder, Option<QueueError>) {
+    let mut error = None;
+    while let Some((outcomes, releases)) = batches.recv().await {
+        if error.is_some() {
+            continue;
+        }
+        let result = match recorder.complete(outcomes).await {
+            Ok(()) => recorder.release(releases).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            error = Some(e);
+            failed.cancel();
+        }
+    }
+    (recorder, error)
+}
+
+/// Outcomes with their lease tokens, and jobs to hand back: one transaction's worth each.
+type WriteBatch = (Vec<(Outcome, i64)>, Vec<Release>);
 
 /// A job handed back.
 struct Release {
