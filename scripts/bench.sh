@@ -21,6 +21,8 @@
 #   WRK_SECS=5        wrk's fixed duration; WRK_THREADS=2
 #   NGINX_WORKERS=1   nginx worker_processes ("auto" = one per core)
 #   ONLY="a b c d e f g h i" workloads to run
+#   B_SHAPES="2000:200 10000:1000"   workload (b): N:C pairs, N URLs at 100 ms latency (fanout serve) at
+#                     concurrency C; e.g. add 100000:10000 for the memory shape
 #   N_E=50000 N_F=20000 N_G=10000 C_EFG=64   workloads (e) HTTPS keep-alive (h2 by ALPN, then
 #                     --http1), (f) plain http with nginx keepalive_timeout 0 (a new connection per
 #                     request), (g) HTTPS with keep-alive off (a TLS handshake per request, session
@@ -45,6 +47,7 @@ WRK_SECS=${WRK_SECS:-5}
 WRK_THREADS=${WRK_THREADS:-2}
 NGINX_WORKERS=${NGINX_WORKERS:-1}
 ONLY=${ONLY:-a b c d e f g h i}
+B_SHAPES=${B_SHAPES:-2000:200 10000:1000}
 N_E=${N_E:-50000}
 N_F=${N_F:-20000}
 N_G=${N_G:-10000}
@@ -185,7 +188,7 @@ NGINX_PORT=$(free_port) || die "no free port"
 # ALPN), plain http with keep-alive off, HTTPS with keep-alive off (HTTP/1.1 only: nginx closes an h2
 # connection only on its idle timeout, so a TLS handshake per request needs h1). The certificate is
 # an ECDSA P-256 leaf for IP 127.0.0.1 signed by a CA made here (rustls refuses a CA certificate as the
-# server's own); clients get the CA (fanout --cacert, curl --cacert, wget2 --ca-certificate). nginx
+# server's own); clients get the CA (--cacert; wget2 --ca-certificate). nginx
 # logs $ssl_session_reused for (g), so each run's resumed handshakes are counted.
 EFG_SERVERS=""
 CA=$TMP/tls/ca.pem
@@ -342,7 +345,7 @@ fi
 
 # ----------------------------------------------------------------------------------- workload (b)
 if wants b; then
-    for nc in 2000:200 10000:1000; do
+    for nc in $B_SHAPES; do
         n=${nc%%:*}; c=${nc##*:}
         log "workload (b): $n URLs at 100 ms latency, C=$c (ideal 1.0 s), $RUNS runs"
         urls "$n" "$SERVE/item/" >"$TMP/b$n.txt"
@@ -399,16 +402,17 @@ fi
 
 # ----------------------------------------------------------------------------- workloads (e)-(g)
 # one_host SHAPE BASE PROTO N C: one round of every tool against one nginx server. fanout, wget2 and
-# curl get N distinct URLs under BASE; oha gets BASE + 1 N times (it takes one URL). PROTO is h2
-# (HTTP/2, by ALPN where the tool negotiates, forced where it does not: oha) or h1. For (g) the
-# record's extra column is the run's resumed TLS handshakes, from nginx's log.
+# curl get N distinct URLs under BASE; oha gets BASE + 1 N times (it takes one URL); all verify the
+# certificate against the CA. PROTO is h2 (HTTP/2, by ALPN where the tool negotiates, forced where it
+# does not: oha, as -c C connections of one stream each) or h1. For (g) the record's extra column is
+# the run's resumed TLS handshakes, from nginx's log.
 one_host() {
     local shape=$1 base=$2 proto=$3 n=$4 c=$5 got ok tls=0 r0=0
     local list=$TMP/$shape.txt f_args=() o_args=() w_args=() c_args=()
     [ -s "$list" ] || urls "$n" "$base" >"$list"
     case $base in https:*) tls=1 ;; esac
     if [ "$tls" = 1 ]; then
-        f_args+=(--cacert "$CA"); o_args+=(--insecure); w_args+=(--ca-certificate="$CA"); c_args+=(--cacert "$CA")
+        f_args+=(--cacert "$CA"); o_args+=(--cacert "$CA"); w_args+=(--ca-certificate="$CA"); c_args+=(--cacert "$CA")
     fi
     if [ "$proto" = h1 ]; then
         [ "$tls" = 1 ] && f_args+=(--http1)
@@ -666,7 +670,7 @@ header() {
         fi
     fi
     if wants b; then
-        for nc in 2000:200 10000:1000; do
+        for nc in $B_SHAPES; do
             n=${nc%%:*}; c=${nc##*:}
             [ -s "$RES/b.$n.$c" ] || continue
             header
