@@ -440,6 +440,12 @@ one_host() {
         measure "$shape-oha" "$RUN_CAP" "$OHA" -n "$n" -c "$c" --no-tui "${o_args[@]}" "${base}1"
         ok=$(sed -n 's/^ *\[200\] *\([0-9]*\) responses.*/\1/p' "$TMP/$shape-oha.out")
         record "$shape.oha" "$n" "${ok:-nan}" "$(reused)"
+        # fanout (hyper's pool) multiplexes an origin's h2 requests on one connection: oha that way too.
+        if [ "$proto" = h2 ]; then
+            measure "$shape-oha-mux" "$RUN_CAP" "$OHA" -n "$n" -c 1 -p "$c" --no-tui "${o_args[@]}" "${base}1"
+            ok=$(sed -n 's/^ *\[200\] *\([0-9]*\) responses.*/\1/p' "$TMP/$shape-oha-mux.out")
+            record "$shape.oha-mux" "$n" "${ok:-nan}"
+        fi
     fi
     if [ "$HAVE_WGET2" = 1 ]; then
         r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null); rm -f "$TMP/wget2.csv"
@@ -703,12 +709,13 @@ header() {
             g) what="(g) $N_G HTTPS URLs, a TLS handshake per request, C=$C_EFG" ;;
         esac
         F=$(rps_of "$shape.fanout")
-        for t in fanout fanout-base oha wget2 curl; do
+        for t in fanout fanout-base oha oha-mux wget2 curl; do
             [ -s "$RES/$shape.$t" ] || continue
             case $t in
                 fanout) label="fanout fetch -c N --db (SQLite)"; note="—" ;;
                 fanout-base) label="FANOUT_BASE fetch -c N --db (SQLite)" ;;
                 oha) label="oha -n N -c N (one URL)" ;;
+                oha-mux) label="oha --http2 -n N -c 1 -p N (one connection, as fanout)" ;;
                 wget2) label="wget2 --max-threads N -i" ;;
                 curl) label="curl --parallel --parallel-max N" ;;
             esac
@@ -716,7 +723,7 @@ header() {
             [ "$t" = oha ] && [ "$p" = h2 ] && label="oha --http2 -n N -c N (one URL)"
             [ "$t" = fanout ] && [ "$shape" != f ] && [ "$p" = h1 ] && label="fanout fetch --http1 -c N --db (SQLite)"
             [ "$t" = fanout ] || note="fanout $(fmt "$(div "$F" "$(rps_of "$shape.$t")")" '%.2f')× this"
-            [ "$t" = oha ] && note="$note (target ≥ 1.0×)"
+            case $t in oha | oha-mux) note="$note (target ≥ 1.0×)" ;; esac
             [ "$shape" = g ] && note="$note; $(fmt "$(med "$shape.$t" 7)" '%d') resumed handshakes"
             row "$shape.$t" "$what" "$label" "$note"
         done
