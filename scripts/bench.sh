@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Benchmark harness for issue 5: fanout against wrk, curl --parallel, an asyncio + aiohttp script and
-# oha, all on 127.0.0.1. Run on demand (it is not part of the test suite or CI):
+# Benchmark harness for issues 5 and 17: fanout against wrk, curl --parallel, an asyncio + aiohttp
+# script, oha, wget2 and a hand-written reqwest program, all on 127.0.0.1. Run on demand (it is not
+# part of the test suite or CI):
 #
 #   scripts/bench.sh                  # everything, median of 3 runs each
 #   RUNS=5 BENCH_BIG=0 scripts/bench.sh
+#   ONLY="e f g" RUNS=3 scripts/bench.sh
 #
-# It installs what is missing (Debian nginx, wrk, curl, time, sqlite3 with apt-get; aiohttp into a venv
-# under target/bench-venv; oha with cargo install into target/bench-tools), builds fanout (or uses
-# FANOUT_BIN), starts nginx and `fanout serve` on free loopback ports, runs the workloads, prints one
-# markdown table and writes it to target/bench-results.md. Every server it starts is stopped on exit.
+# It installs what is missing (Debian nginx, wrk, curl, wget2, openssl, time, sqlite3 with apt-get;
+# aiohttp into a venv under target/bench-venv; oha with cargo install into target/bench-tools),
+# builds fanout (or uses FANOUT_BIN), starts nginx and `fanout serve` on free loopback ports, runs the
+# workloads, prints one markdown table per shape and writes them to target/bench-results.md. Every
+# server it starts is stopped on exit.
 #
 # Environment:
 #   RUNS=3            runs per figure; each figure is the median of the runs
