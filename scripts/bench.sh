@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Benchmark harness for issue 5: fanout against wrk, curl --parallel, an asyncio + aiohttp script and
-# oha, all on 127.0.0.1. Run on demand (it is not part of the test suite or CI):
+# Benchmark harness for issues 5 and 17: fanout against wrk, curl --parallel, an asyncio + aiohttp
+# script, oha, wget2 and a hand-written reqwest program, all on 127.0.0.1. Run on demand (it is not
+# part of the test suite or CI):
 #
 #   scripts/bench.sh                  # everything, median of 3 runs each
 #   RUNS=5 BENCH_BIG=0 scripts/bench.sh
+#   ONLY="e f g" RUNS=3 scripts/bench.sh
 #
-# It installs what is missing (Debian nginx, wrk, curl, time, sqlite3 with apt-get; aiohttp into a venv
-# under target/bench-venv; oha with cargo install into target/bench-tools), builds fanout (or uses
-# FANOUT_BIN), starts nginx and `fanout serve` on free loopback ports, runs the workloads, prints one
-# markdown table and writes it to target/bench-results.md. Every server it starts is stopped on exit.
+# It installs what is missing (Debian nginx, wrk, curl, wget2, openssl, time, sqlite3 with apt-get;
+# aiohttp into a venv under target/bench-venv; oha with cargo install into target/bench-tools),
+# builds fanout (or uses FANOUT_BIN), starts nginx and `fanout serve` on free loopback ports, runs the
+# workloads, prints one markdown table per shape and writes them to target/bench-results.md. Every
+# server it starts is stopped on exit.
 #
 # Environment:
 #   RUNS=3            runs per figure; each figure is the median of the runs
@@ -20,7 +23,13 @@
 #   N_A=100000        distinct URLs in workload (a); N_CURL=$N_A for curl's share of it
 #   WRK_SECS=5        wrk's fixed duration; WRK_THREADS=2
 #   NGINX_WORKERS=1   nginx worker_processes ("auto" = one per core)
-#   ONLY="a b c d h i" workloads to run
+#   ONLY="a b c d e f g h i" workloads to run
+#   B_SHAPES="2000:200 10000:1000"   workload (b): N:C pairs, N URLs at 100 ms latency (fanout serve) at
+#                     concurrency C; e.g. add 100000:10000 for the issue's memory shape
+#   N_E=50000 N_F=20000 N_G=10000 C_EFG=64   workloads (e) HTTPS keep-alive (h2 by ALPN, then
+#                     --http1), (f) plain http with nginx keepalive_timeout 0 (a new connection per
+#                     request), (g) HTTPS with keep-alive off (a TLS handshake per request, session
+#                     resumption on); one host, a self-signed CA and certificate made with openssl
 #   SKIP="oha ..."    peers to leave out (wrk curl aiohttp oha wget2 reqwest), e.g. to avoid an install
 #   H_ORIGINS=1000 H_PER=100 C_H=256     workload (h): URLs over many origins (nginx, one worker,
 #                     listening on that many loopback ports), shuffled; H_BIG=1 also runs 10,000 × 10
@@ -40,7 +49,12 @@ C_A=64
 WRK_SECS=${WRK_SECS:-5}
 WRK_THREADS=${WRK_THREADS:-2}
 NGINX_WORKERS=${NGINX_WORKERS:-1}
-ONLY=${ONLY:-a b c d h i}
+ONLY=${ONLY:-a b c d e f g h i}
+B_SHAPES=${B_SHAPES:-2000:200 10000:1000}
+N_E=${N_E:-50000}
+N_F=${N_F:-20000}
+N_G=${N_G:-10000}
+C_EFG=${C_EFG:-64}
 H_ORIGINS=${H_ORIGINS:-1000}
 H_PER=${H_PER:-100}
 C_H=${C_H:-256}
@@ -127,8 +141,10 @@ fi
 # Peers of the many-host workloads (h) and (i): wget2 (Debian) and the hand-written Rust program of
 # bench/reqwest-peer (reqwest + buffer_unordered + SQLite inserts on a thread), built here.
 HAVE_WGET2=0; HAVE_REQWEST=0
-if wants h || wants i; then
+if wants e || wants f || wants g || wants h || wants i; then
     if skipped wget2; then :; elif need wget2 wget2; then HAVE_WGET2=1; else warn "wget2 could not be installed: skipping it"; fi
+fi
+if wants h || wants i; then
     PEER=$ROOT/target/bench-peer/release/reqwest-peer
     if skipped reqwest; then :; else
         log "cargo build --release bench/reqwest-peer"
@@ -171,6 +187,39 @@ wait_port() {
 NG=$TMP/nginx
 mkdir -p "$NG"
 NGINX_PORT=$(free_port) || die "no free port"
+# Workloads (e)-(g): three more servers in the same nginx (one worker): HTTPS with keep-alive (h2 by
+# ALPN), plain http with keep-alive off, HTTPS with keep-alive off (HTTP/1.1 only: nginx closes an h2
+# connection only on its idle timeout, so a TLS handshake per request needs h1). The certificate is
+# an ECDSA P-256 leaf for IP 127.0.0.1 signed by a CA made here (rustls refuses a CA certificate as the
+# server's own); clients get the CA (--cacert; wget2 --ca-certificate). nginx
+# logs $ssl_session_reused for (g), so each run's resumed handshakes are counted.
+EFG_SERVERS=""
+CA=$TMP/tls/ca.pem
+if wants e || wants f || wants g; then
+    need openssl openssl || die "openssl is required for workloads (e)-(g)"
+    mkdir -p "$TMP/tls"
+    (
+        cd "$TMP/tls" || exit 1
+        printf 'basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >leaf.ext
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+            -subj "/CN=fanout bench CA" -keyout ca.key -out ca.pem &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+                -keyout leaf.key -out leaf.csr &&
+            openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 7 \
+                -extfile leaf.ext -out leaf.pem
+    ) >"$TMP/tls/openssl.log" 2>&1 || die "openssl could not make the test certificate: $(cat "$TMP/tls/openssl.log")"
+    TLS_PORT=$(free_port) || die "no free port"
+    CLOSE_PORT=$(free_port) || die "no free port"
+    TLS_CLOSE_PORT=$(free_port) || die "no free port"
+    TLS_CONF="ssl_certificate $TMP/tls/leaf.pem; ssl_certificate_key $TMP/tls/leaf.key; ssl_session_cache shared:SSL:10m;"
+    ITEM="location / { default_type application/json; return 200 '{\"id\":1,\"name\":\"item\"}'; }"
+    EFG_SERVERS="
+    log_format reused '\$ssl_session_reused';
+    server { listen 127.0.0.1:$TLS_PORT ssl http2; $TLS_CONF $ITEM }
+    server { listen 127.0.0.1:$CLOSE_PORT; keepalive_timeout 0; $ITEM }
+    server { listen 127.0.0.1:$TLS_CLOSE_PORT ssl; keepalive_timeout 0; $TLS_CONF
+        access_log $NG/g-reused.log reused; $ITEM }"
+fi
 cat >"$NG/nginx.conf" <<EOF
 worker_processes $NGINX_WORKERS;
 daemon off;
@@ -189,7 +238,7 @@ http {
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / { default_type application/json; return 200 '{"id":1,"name":"item"}'; }
-    }
+    }$EFG_SERVERS
 }
 EOF
 nginx -p "$NG" -c "$NG/nginx.conf" -e "$NG/error.log" &
@@ -299,7 +348,7 @@ fi
 
 # ----------------------------------------------------------------------------------- workload (b)
 if wants b; then
-    for nc in 2000:200 10000:1000; do
+    for nc in $B_SHAPES; do
         n=${nc%%:*}; c=${nc##*:}
         log "workload (b): $n URLs at 100 ms latency, C=$c (ideal 1.0 s), $RUNS runs"
         urls "$n" "$SERVE/item/" >"$TMP/b$n.txt"
@@ -351,6 +400,90 @@ if wants d; then
         sp=$(sed -n 's/^speed-up \([0-9.]*\)x.*/\1/p' "$TMP/bench.out")
         ok=$(awk '$1 == "sequential" || $1 == "concurrent" { s += $NF } END { print s + 0 }' "$TMP/bench.out")
         record d.bench 20 "${ok:-nan}" "${sp:-nan}"
+    done
+fi
+
+# ----------------------------------------------------------------------------- workloads (e)-(g)
+# one_host SHAPE BASE PROTO N C: one round of every tool against one nginx server. fanout, wget2 and
+# curl get N distinct URLs under BASE; oha gets BASE + 1 N times (it takes one URL); all verify the
+# certificate against the CA. PROTO is h2 (HTTP/2, by ALPN where the tool negotiates, forced where it
+# does not: oha, as -c C connections of one stream each) or h1. For (g) the record's extra column is
+# the run's resumed TLS handshakes, from nginx's log.
+one_host() {
+    local shape=$1 base=$2 proto=$3 n=$4 c=$5 got ok tls=0 r0=0
+    local list=$TMP/$shape.txt f_args=() o_args=() w_args=() c_args=()
+    [ -s "$list" ] || urls "$n" "$base" >"$list"
+    case $base in https:*) tls=1 ;; esac
+    if [ "$tls" = 1 ]; then
+        f_args+=(--cacert "$CA"); o_args+=(--cacert "$CA"); w_args+=(--ca-certificate="$CA"); c_args+=(--cacert "$CA")
+    fi
+    if [ "$proto" = h1 ]; then
+        [ "$tls" = 1 ] && f_args+=(--http1)
+        w_args+=(--no-http2); c_args+=(--http1.1)
+    else
+        o_args+=(--http2)
+    fi
+    reused() { if [ "$shape" = g ]; then echo $(( $(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null) - r0 )); else echo nan; fi; }
+    r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null)
+    rm -f "$TMP"/o.db*
+    measure "$shape-fanout" "$RUN_CAP" "$FANOUT" fetch "$list" -c "$c" "${f_args[@]}" --db "$TMP/o.db" -q
+    read -r got ok < <(fanout_counts "$TMP/o.db")
+    other=$(fanout_other "$TMP/o.db")
+    [ -n "$other" ] && warn "fanout ($shape) outcomes other than 200: $other"
+    record "$shape.fanout" "$got" "$ok" "$(reused)"
+    if [ -n "${FANOUT_BASE:-}" ]; then
+        r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null); rm -f "$TMP"/o.db*
+        measure "$shape-base" "$RUN_CAP" "$FANOUT_BASE" fetch "$list" -c "$c" "${f_args[@]}" --db "$TMP/o.db" -q
+        read -r got ok < <(fanout_counts "$TMP/o.db")
+        record "$shape.fanout-base" "$got" "$ok" "$(reused)"
+    fi
+    rm -f "$TMP"/o.db*
+    if [ "$HAVE_OHA" = 1 ]; then
+        r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null)
+        measure "$shape-oha" "$RUN_CAP" "$OHA" -n "$n" -c "$c" --no-tui "${o_args[@]}" "${base}1"
+        ok=$(sed -n 's/^ *\[200\] *\([0-9]*\) responses.*/\1/p' "$TMP/$shape-oha.out")
+        record "$shape.oha" "$n" "${ok:-nan}" "$(reused)"
+        # fanout (hyper's pool) multiplexes an origin's h2 requests on one connection: oha that way too.
+        if [ "$proto" = h2 ]; then
+            measure "$shape-oha-mux" "$RUN_CAP" "$OHA" -n "$n" -c 1 -p "$c" --no-tui "${o_args[@]}" "${base}1"
+            ok=$(sed -n 's/^ *\[200\] *\([0-9]*\) responses.*/\1/p' "$TMP/$shape-oha-mux.out")
+            record "$shape.oha-mux" "$n" "${ok:-nan}"
+        fi
+    fi
+    if [ "$HAVE_WGET2" = 1 ]; then
+        r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null); rm -f "$TMP/wget2.csv"
+        measure "$shape-wget2" "$RUN_CAP" wget2 -q --no-robots --max-threads="$c" "${w_args[@]}" -i "$list" \
+            -O /dev/null --stats-site="csv:$TMP/wget2.csv"
+        got=$(awk 'NR > 1' "$TMP/wget2.csv" 2>/dev/null | wc -l)
+        ok=$(awk -F, 'NR > 1 && $4 == 200' "$TMP/wget2.csv" 2>/dev/null | wc -l)
+        record "$shape.wget2" "$got" "$ok" "$(reused)"
+    fi
+    if [ "$HAVE_CURL" = 1 ]; then
+        [ -s "$TMP/$shape-curl.cfg" ] ||
+            awk '{ print "url = \"" $0 "\"\noutput = \"/dev/null\"" }' "$list" >"$TMP/$shape-curl.cfg"
+        r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null)
+        measure "$shape-curl" "$RUN_CAP" curl -s --no-progress-meter --parallel --parallel-max "$c" \
+            "${c_args[@]}" -m 30 -w '%{http_code}\n' -K "$TMP/$shape-curl.cfg"
+        record "$shape.curl" "$(wc -l <"$TMP/$shape-curl.out")" "$(grep -c '^200$' "$TMP/$shape-curl.out")" "$(reused)"
+    fi
+}
+
+if wants e || wants f || wants g; then
+    wait_port "$TLS_PORT" || die "nginx's TLS server did not start (see $NG/error.log)"
+    for _ in $(seq 1 "$RUNS"); do
+        if wants e; then
+            log "workload (e): $N_E HTTPS URLs, one host, keep-alive, C=$C_EFG: h2 by ALPN, then h1"
+            one_host e2 "https://127.0.0.1:$TLS_PORT/item/" h2 "$N_E" "$C_EFG"
+            one_host e1 "https://127.0.0.1:$TLS_PORT/item/" h1 "$N_E" "$C_EFG"
+        fi
+        if wants f; then
+            log "workload (f): $N_F http URLs, nginx keepalive_timeout 0 (a connection per request), C=$C_EFG"
+            one_host f "http://127.0.0.1:$CLOSE_PORT/item/" h1 "$N_F" "$C_EFG"
+        fi
+        if wants g; then
+            log "workload (g): $N_G HTTPS URLs, keep-alive off (a TLS handshake per request), C=$C_EFG"
+            one_host g "https://127.0.0.1:$TLS_CLOSE_PORT/item/" h1 "$N_G" "$C_EFG"
+        fi
     done
 fi
 
@@ -502,7 +635,7 @@ failures() {
     awk '{ if ($6 != 0 || $4 != $5) bad++ } END { if (bad) printf " (%d of %d runs: non-zero exit or non-200 outcomes)", bad, NR }' "$RES/$1"
 }
 # row ID WORKLOAD TOOL NOTE [norate]: one table row from the medians of ID's runs; with norate, req/s
-# and CPU per 1k are left out (fanout bench is 20 requests that mostly wait).
+# and CPU per request are left out (fanout bench is 20 requests that mostly wait).
 row() {
     local id=$1 wall cpu rss n ok rps
     [ -s "$RES/$id" ] || return 0
@@ -511,14 +644,21 @@ row() {
     [ "${5:-}" = norate ] && { rps=nan; cpu=nan; }
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s%s |\n' "$2" "$3" "$(fmt "$n" '%d')" \
         "$(fmt "$ok" '%d')" "$(fmt "$wall" '%.2f')" "$(fmt "$rps" '%.0f')" \
-        "$(fmt "$(div "$cpu" "$(div "$n" 1000)")" '%.3f')" "$(fmt "$(div "$rss" 1024)" '%.1f')" "$4" "$(failures "$id")"
+        "$(fmt "$(div "$cpu" "$(div "$n" 1000000)")" '%.1f')" "$(fmt "$(div "$rss" 1024)" '%.1f')" "$4" "$(failures "$id")"
 }
 rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
+# header: one table per shape, each with its own header (a blank line before all but the first).
+HEADERS=0
+header() {
+    [ "$HEADERS" = 0 ] || echo
+    HEADERS=$((HEADERS + 1))
+    echo "| workload | tool | requests | 200s | wall s | req/s | CPU µs / req | peak RSS MB | fanout ratio / target |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+}
 
 {
-    echo "| workload | tool | requests | 200s | wall s | req/s | CPU s / 1k req | peak RSS MB | fanout ratio / target |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
-    if wants a; then
+    if wants a && [ -s "$RES/a.fanout" ]; then
+        header
         F=$(rps_of a.fanout)
         for t in wrk curl aiohttp oha; do
             [ -s "$RES/a.$t" ] || continue
@@ -539,9 +679,10 @@ rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
         fi
     fi
     if wants b; then
-        for nc in 2000:200 10000:1000; do
+        for nc in $B_SHAPES; do
             n=${nc%%:*}; c=${nc##*:}
             [ -s "$RES/b.$n.$c" ] || continue
+            header
             w=$(med "b.$n.$c" 1); e=$(med "b.$n.$c" 7)
             row "b.$n.$c" "(b) $n URLs, 100 ms, C=$c" "fanout fetch -c $c" \
                 "wall $(fmt "$w" '%.3f') s = $(fmt "$w" '%.3f')× ideal 1.0 s; run-reported $(fmt "$e" '%.3f') s (target ≤ 1.03×)"
@@ -555,13 +696,44 @@ rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
     if wants c; then
         for n in 1000000 10000000; do
             [ -s "$RES/c.$n" ] || continue
+            header
             rss=$(med "c.$n" 3)
             verdict=$(awk -v r="$rss" 'BEGIN { if (r == "nan") print "?"; else print (r / 1024 <= 50 ? "met" : "missed") }')
             row "c.$n" "(c) $n lines, nginx" "fanout fetch --body discard" "peak RSS target ≤ 50 MB: $verdict"
         done
     fi
+    for shape in e2 e1 f g; do
+        [ -s "$RES/$shape.fanout" ] || continue
+        header
+        case $shape in
+            e2) what="(e) $N_E HTTPS URLs, keep-alive, h2, C=$C_EFG" ;;
+            e1) what="(e) $N_E HTTPS URLs, keep-alive, h1, C=$C_EFG" ;;
+            f) what="(f) $N_F http URLs, a connection per request, C=$C_EFG" ;;
+            g) what="(g) $N_G HTTPS URLs, a TLS handshake per request, C=$C_EFG" ;;
+        esac
+        F=$(rps_of "$shape.fanout")
+        for t in fanout fanout-base oha oha-mux wget2 curl; do
+            [ -s "$RES/$shape.$t" ] || continue
+            case $t in
+                fanout) label="fanout fetch -c N --db (SQLite)"; note="—" ;;
+                fanout-base) label="FANOUT_BASE fetch -c N --db (SQLite)" ;;
+                oha) label="oha -n N -c N (one URL)" ;;
+                oha-mux) label="oha --http2 -n N -c 1 -p N (one connection, as fanout)" ;;
+                wget2) label="wget2 --max-threads N -i" ;;
+                curl) label="curl --parallel --parallel-max N" ;;
+            esac
+            case $shape in e1) p=h1 ;; e2) p=h2 ;; *) p=h1 ;; esac
+            [ "$t" = oha ] && [ "$p" = h2 ] && label="oha --http2 -n N -c N (one URL)"
+            [ "$t" = fanout ] && [ "$shape" != f ] && [ "$p" = h1 ] && label="fanout fetch --http1 -c N --db (SQLite)"
+            [ "$t" = fanout ] || note="fanout $(fmt "$(div "$F" "$(rps_of "$shape.$t")")" '%.2f')× this"
+            case $t in oha | oha-mux) note="$note (target ≥ 1.0×)" ;; esac
+            [ "$shape" = g ] && note="$note; $(fmt "$(med "$shape.$t" 7)" '%d') resumed handshakes"
+            row "$shape.$t" "$what" "$label" "$note"
+        done
+    done
     for shape in h h2 i; do
         [ -s "$RES/$shape.fanout" ] || continue
+        header
         case $shape in
             h) what="($shape) $((H_ORIGINS * H_PER)) URLs over $H_ORIGINS origins, C=$C_H" ;;
             h2) what="(h) 100000 URLs over 10000 origins, C=$C_H" ;;
@@ -582,7 +754,8 @@ rps_of() { div "$(med "$1" 4)" "$(med "$1" 1)"; }
             row "$shape.$t" "$what" "$label" "$note"
         done
     done
-    if wants d; then
+    if wants d && [ -s "$RES/d.bench" ]; then
+        header
         sp=$(med d.bench 7)
         row d.bench "(d) fanout bench (10 × 1 s)" "fanout bench (sequential + concurrent)" \
             "speed-up $(fmt "$sp" '%.2f')× of ideal 10× (target ≥ 9.9×)" norate
