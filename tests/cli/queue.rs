@@ -48,6 +48,27 @@ fn finish(child: Child) -> (Option<i32>, String) {
     )
 }
 
+/// A new database, a server answering after `latency`, and a queue of `n` jobs for its
+/// `/item/{i}`: the database's name and URL, the server, and the directory commands run in.
+fn queued(pg: &PgServer, latency: Duration, n: usize) -> (String, String, TestServer, Dir) {
+    let name = pg.create_db();
+    let url = pg.url(&name);
+    let srv = TestServer::start(latency);
+    let dir = Dir::new();
+    dir.write("urls.txt", &urls(&srv, n, "/item/"));
+    enqueue(&dir, &url, &["urls.txt"]);
+    (name, url, srv, dir)
+}
+
+/// Starts `n` workers with `args` at once and waits for each to exit 0.
+fn drain(dir: &Dir, url: &str, n: usize, args: &[&str]) {
+    let ws: Vec<Child> = (0..n).map(|_| worker(dir, url, args)).collect();
+    for w in ws {
+        let (code, stderr) = finish(w);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+}
+
 /// Outcome rows, distinct keys, jobs done, jobs not done.
 fn tally(pg: &PgServer, db: &str) -> (i64, i64, i64, i64) {
     (
@@ -189,12 +210,7 @@ fn bad_queue_flags_are_usage_errors() {
 fn three_workers_one_killed_record_every_job_exactly_once() {
     const N: usize = 20_000;
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::from_millis(1));
-    let dir = Dir::new();
-    dir.write("urls.txt", &urls(&srv, N, "/item/"));
-    enqueue(&dir, &url, &["urls.txt"]);
+    let (name, url, srv, dir) = queued(pg, Duration::from_millis(1), N);
     let args = ["-c", "32", "--lease", "2s"];
     let victim = worker(&dir, &url, &args);
     let others = [worker(&dir, &url, &args), worker(&dir, &url, &args)];
@@ -238,13 +254,8 @@ fn three_workers_one_killed_record_every_job_exactly_once() {
 fn a_worker_paused_past_its_leases_records_nothing_late() {
     const N: usize = 400;
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let url = pg.url(&name);
     // Slow answers, so the paused worker has requests in flight when it is stopped.
-    let srv = TestServer::start(Duration::from_millis(300));
-    let dir = Dir::new();
-    dir.write("urls.txt", &urls(&srv, N, "/item/"));
-    enqueue(&dir, &url, &["urls.txt"]);
+    let (name, url, _srv, dir) = queued(pg, Duration::from_millis(300), N);
     let zombie = worker(&dir, &url, &["-c", "20", "--lease", "1s"]);
     assert!(wait_until(Duration::from_secs(30), || {
         pg.try_scalar(
@@ -283,12 +294,7 @@ fn a_worker_paused_past_its_leases_records_nothing_late() {
 fn the_database_restarted_mid_run_loses_and_doubles_nothing() {
     const N: usize = 10_000;
     let pg = PgServer::start();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::from_millis(2));
-    let dir = Dir::new();
-    dir.write("urls.txt", &urls(&srv, N, "/item/"));
-    enqueue(&dir, &url, &["urls.txt"]);
+    let (name, url, _srv, dir) = queued(&pg, Duration::from_millis(2), N);
     let ws = [
         worker(&dir, &url, &["-c", "16", "--lease", "10s"]),
         worker(&dir, &url, &["-c", "16", "--lease", "10s"]),
@@ -326,22 +332,9 @@ fn a_per_host_rate_holds_for_the_whole_fleet() {
     // More jobs than one worker holds (`in_hand`), so all three work the host at once.
     const N: usize = 200;
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::ZERO);
-    let dir = Dir::new();
-    dir.write("urls.txt", &urls(&srv, N, "/item/"));
-    enqueue(&dir, &url, &["urls.txt"]);
+    let (name, url, srv, dir) = queued(pg, Duration::ZERO, N);
     let args = ["-c", "8", "--per-host-rate", "20/s", "--burst", "2"];
-    let ws = [
-        worker(&dir, &url, &args),
-        worker(&dir, &url, &args),
-        worker(&dir, &url, &args),
-    ];
-    for w in ws {
-        let (code, stderr) = finish(w);
-        assert_eq!(code, Some(0), "{stderr}");
-    }
+    drain(&dir, &url, 3, &args);
     assert_eq!(tally(pg, &name).0, N as i64);
     let t = arrivals(&srv, "/item/");
     assert_eq!(t.len(), N);
@@ -381,15 +374,7 @@ fn a_retry_after_seen_by_one_worker_pauses_the_host_for_every_worker() {
     dir.write("urls.txt", &list);
     enqueue(&dir, &url, &["urls.txt"]);
     let args = ["-c", "4", "--per-host-rate", "20/s", "--burst", "1"];
-    let ws = [
-        worker(&dir, &url, &args),
-        worker(&dir, &url, &args),
-        worker(&dir, &url, &args),
-    ];
-    for w in ws {
-        let (code, stderr) = finish(w);
-        assert_eq!(code, Some(0), "{stderr}");
-    }
+    drain(&dir, &url, 3, &args);
     assert_eq!(tally(pg, &name).0, 61);
     let all = srv.stats().arrivals();
     let (paused_at, _) = all
@@ -416,12 +401,7 @@ fn a_retry_after_seen_by_one_worker_pauses_the_host_for_every_worker() {
 fn ctrl_c_hands_unfinished_jobs_back_at_once() {
     const N: usize = 200;
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::from_millis(400));
-    let dir = Dir::new();
-    dir.write("urls.txt", &urls(&srv, N, "/item/"));
-    enqueue(&dir, &url, &["urls.txt"]);
+    let (name, url, _srv, dir) = queued(pg, Duration::from_millis(400), N);
     // A lease far longer than the test: jobs come back only if they are handed back.
     let w = worker(&dir, &url, &["-c", "10", "--lease", "10m", "--grace", "0s"]);
     assert!(wait_until(Duration::from_secs(30), || {
@@ -498,12 +478,7 @@ fn a_retry_due_after_a_long_retry_after_goes_back_to_the_queue_instead_of_holdin
 fn a_worker_whose_clock_reads_otherwise_changes_nothing() {
     const N: usize = 3000;
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::from_millis(1));
-    let dir = Dir::new();
-    dir.write("urls.txt", &urls(&srv, N, "/item/"));
-    enqueue(&dir, &url, &["urls.txt"]);
+    let (name, url, _srv, dir) = queued(pg, Duration::from_millis(1), N);
     // A time namespace of its own: this worker's monotonic and boot clocks read ten days ahead
     // of the other's. (Its wall clock cannot be moved this way; no lease, slot or pause is ever
     // judged by a worker's wall clock either: every comparison is the database's now().)
@@ -550,22 +525,9 @@ fn a_worker_whose_clock_reads_otherwise_changes_nothing() {
 fn per_host_concurrency_holds_for_the_whole_fleet() {
     const N: usize = 240;
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::from_millis(150));
-    let dir = Dir::new();
-    dir.write("urls.txt", &urls(&srv, N, "/item/"));
-    enqueue(&dir, &url, &["urls.txt"]);
+    let (name, url, srv, dir) = queued(pg, Duration::from_millis(150), N);
     let args = ["-c", "8", "--per-host", "2"];
-    let ws = [
-        worker(&dir, &url, &args),
-        worker(&dir, &url, &args),
-        worker(&dir, &url, &args),
-    ];
-    for w in ws {
-        let (code, stderr) = finish(w);
-        assert_eq!(code, Some(0), "{stderr}");
-    }
+    drain(&dir, &url, 3, &args);
     assert_eq!(tally(pg, &name), (N as i64, N as i64, N as i64, 0));
     assert_eq!(
         pg.scalar(&name, "SELECT count(*) FROM queue_workers WHERE done > 0"),
