@@ -502,6 +502,108 @@ fn tls_config(mode: SslMode, rootcert: Option<&Path>) -> Result<rustls::ClientCo
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
+/// Whether an error may go away by connecting again: the connection broke or could not be made,
+/// or the server is shutting down, starting up or out of connections (or a transaction lost a
+/// serialization or deadlock race). Anything else (a refused password, a missing permission, a
+/// bad table) is reported at once.
+pub(crate) fn transient(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08") || c.starts_with("57P") || c == "53300" || c.starts_with("40")
+        }
+    }
+}
+
+/// What an attempt to use the database ended with, when not with success.
+pub(crate) enum Failure {
+    /// Worth connecting again.
+    Transient(String),
+    /// Not worth it.
+    Permanent(String),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Failure {
+        let text = describe(&e);
+        if transient(&e) {
+            Failure::Transient(text)
+        } else {
+            Failure::Permanent(text)
+        }
+    }
+}
+
+impl From<ConnectError> for Failure {
+    fn from(e: ConnectError) -> Failure {
+        match e {
+            ConnectError::Setup(s) => Failure::Permanent(s),
+            ConnectError::Pg(e) => e.into(),
+        }
+    }
+}
+
+/// Longest pause between two attempts to reach the database again.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A connection that can be made again: the store's and the work queue's.
+pub(crate) trait Reconnect {
+    /// What an operation runs on (a client, with statements prepared on it).
+    type Live;
+    /// The live connection, connecting first if there is none.
+    fn live(&mut self) -> impl std::future::Future<Output = Result<Self::Live, Failure>> + Send;
+    /// Forgets the connection (after a failure its state is not trusted).
+    fn reset(&mut self);
+}
+
+/// Runs `op` on `conn`'s live connection; when that fails with a transient error, connects again
+/// with backoff (50 ms doubling to [`MAX_BACKOFF`]) and runs `op` again, until `timeout` has
+/// passed since the first failure. `op` must be safe to run again after a failure whose commit
+/// may or may not have happened. The error says `what` failed, and why.
+pub(crate) async fn with_retries<C, T, F, Fut>(
+    conn: &mut C,
+    timeout: Duration,
+    what: &str,
+    mut op: F,
+) -> Result<T, String>
+where
+    C: Reconnect,
+    F: FnMut(C::Live) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    let mut first_failure: Option<tokio::time::Instant> = None;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let attempt = async {
+            let live = conn.live().await?;
+            op(live).await.map_err(Failure::from)
+        };
+        let failure = match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(f)) => f,
+            Err(_) => Failure::Transient(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            )),
+        };
+        conn.reset();
+        let message = match failure {
+            Failure::Permanent(m) => return Err(format!("{what}: {m}")),
+            Failure::Transient(m) => m,
+        };
+        let since = *first_failure.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() + delay >= timeout {
+            return Err(format!(
+                "{what}: the database was unreachable for {} (--store-timeout): {message}",
+                humantime::format_duration(timeout)
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_BACKOFF);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tokio_postgres::Client;
 
 use super::QueueError;
-use crate::pg::{ConnectError, Settings, connect, describe};
-use crate::sink::postgres::{MAX_BACKOFF, transient};
+use crate::pg::{Failure, Reconnect, Settings, connect, with_retries};
 
 /// Every queue transaction lasts milliseconds; a worker frozen inside one (SIGSTOP, a VM paused)
 /// would hold its row locks and the sweep's advisory lock, and stall every other worker's sweep.
@@ -34,22 +32,6 @@ pub(crate) struct Db {
     /// Run on every new connection (a temporary staging table).
     setup: &'static str,
     client: Option<Arc<Client>>,
-}
-
-/// Why an attempt failed, when it did.
-enum Failure {
-    Transient(String),
-    Permanent(String),
-}
-
-impl From<tokio_postgres::Error> for Failure {
-    fn from(e: tokio_postgres::Error) -> Failure {
-        if transient(&e) {
-            Failure::Transient(describe(&e))
-        } else {
-            Failure::Permanent(describe(&e))
-        }
-    }
 }
 
 impl Db {
@@ -76,11 +58,7 @@ impl Db {
             return Ok(c.clone());
         }
         self.client = None;
-        let client = match connect(&self.settings).await {
-            Ok(c) => c,
-            Err(ConnectError::Setup(s)) => return Err(Failure::Permanent(s)),
-            Err(ConnectError::Pg(e)) => return Err(e.into()),
-        };
+        let client = connect(&self.settings).await?;
         client.batch_execute(SESSION).await?;
         if !self.setup.is_empty() {
             client.batch_execute(self.setup).await?;
@@ -90,48 +68,30 @@ impl Db {
         Ok(client)
     }
 
-    /// Runs `op`, connecting first if needed; on a transient failure connects again with backoff
-    /// and runs it again, until the store timeout has passed since the first failure. `op` must
-    /// be safe to run again after a failure whose commit may or may not have happened.
-    pub(crate) async fn retry<T, F, Fut>(&mut self, what: &str, mut op: F) -> Result<T, QueueError>
+    /// Runs `op`, connecting first if needed, and again on a new connection with backoff after a
+    /// transient failure, for up to the store timeout ([`with_retries`]). `op` must be safe to
+    /// run again after a failure whose commit may or may not have happened.
+    pub(crate) async fn retry<T, F, Fut>(&mut self, what: &str, op: F) -> Result<T, QueueError>
     where
         F: FnMut(Arc<Client>) -> Fut,
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        let mut first_failure: Option<Instant> = None;
-        let mut delay = Duration::from_millis(50);
         let timeout = self.timeout;
-        loop {
-            let attempt = async {
-                let c = self.client().await?;
-                op(c).await.map_err(Failure::from)
-            };
-            let failure = match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(f)) => f,
-                Err(_) => Failure::Transient(format!(
-                    "no answer within {}",
-                    humantime::format_duration(timeout)
-                )),
-            };
-            // Whatever state the connection is in (a transaction left open), it is not reused.
-            self.client = None;
-            let message = match failure {
-                Failure::Permanent(m) => {
-                    return Err(QueueError::Db(format!("{}: {what}: {m}", self.target)));
-                }
-                Failure::Transient(m) => m,
-            };
-            let since = *first_failure.get_or_insert_with(Instant::now);
-            if since.elapsed() + delay >= self.timeout {
-                return Err(QueueError::Db(format!(
-                    "{}: {what}: the database was unreachable for {} (--store-timeout): {message}",
-                    self.target,
-                    humantime::format_duration(self.timeout)
-                )));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_BACKOFF);
-        }
+        with_retries(self, timeout, what, op)
+            .await
+            .map_err(|m| QueueError::Db(format!("{}: {m}", self.target)))
+    }
+}
+
+impl Reconnect for Db {
+    type Live = Arc<Client>;
+
+    fn live(&mut self) -> impl Future<Output = Result<Arc<Client>, Failure>> + Send {
+        self.client()
+    }
+
+    fn reset(&mut self) {
+        // Whatever state the connection is in (a transaction left open), it is not reused.
+        self.client = None;
     }
 }

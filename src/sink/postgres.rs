@@ -16,14 +16,15 @@ use std::time::{Duration, SystemTime};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
 use futures_util::future::BoxFuture;
-use tokio::time::Instant;
 use tokio_postgres::types::{IsNull, ToSql, Type as PgType, to_sql_checked};
 use tokio_postgres::{Client, Statement};
 
 use super::schema::{OUTCOME_COLUMNS, SCHEMA_VERSION, Source, Value, check_version};
 use super::{Batch, Journal, Opened, Prior, RunInfo, Sink, SinkError, SinkErrorKind};
 use crate::outcome::Outcome;
-use crate::pg::{ConnectError, PgUrl, Settings, connect, describe, mask_secrets};
+use crate::pg::{
+    Failure, PgUrl, Reconnect, Settings, connect, describe, mask_secrets, with_retries,
+};
 use crate::stats::Summary;
 
 /// The `runs`, `schema_version` and `run_hosts` tables, created when missing (the SQLite store's,
@@ -55,9 +56,6 @@ CREATE TABLE IF NOT EXISTS run_hosts (
 /// Serializes fanouts creating or migrating the same database's tables (CREATE TABLE IF NOT
 /// EXISTS races otherwise). An arbitrary constant ("fanout" in ASCII).
 pub(crate) const SCHEMA_LOCK: i64 = 0x66616e6f7574;
-
-/// Longest pause between two attempts to reach the database again.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The whole schema, created when missing.
 pub(crate) fn schema() -> String {
@@ -170,19 +168,6 @@ pub(crate) fn encode_copy(
     Ok(buf.freeze())
 }
 
-/// Whether an error may go away by connecting again: the connection broke or could not be made,
-/// or the server is shutting down, starting up or out of connections. Anything else (a
-/// refused password, a missing permission, a bad table) is reported at once.
-pub(crate) fn transient(e: &tokio_postgres::Error) -> bool {
-    match e.code() {
-        None => true,
-        Some(code) => {
-            let c = code.code();
-            c.starts_with("08") || c.starts_with("57P") || c == "53300" || c.starts_with("40")
-        }
-    }
-}
-
 /// A connection's statements, prepared on it.
 #[derive(Clone)]
 struct Live {
@@ -190,25 +175,6 @@ struct Live {
     copy: Option<Statement>,
     merge: Option<Statement>,
     lookup: Option<Statement>,
-}
-
-/// What an attempt to use the database ended with, when not with success.
-enum Failure {
-    /// Worth connecting again.
-    Transient(String),
-    /// Not worth it.
-    Permanent(String),
-}
-
-impl From<tokio_postgres::Error> for Failure {
-    fn from(e: tokio_postgres::Error) -> Failure {
-        let text = describe(&e);
-        if transient(&e) {
-            Failure::Transient(text)
-        } else {
-            Failure::Permanent(text)
-        }
-    }
 }
 
 /// Which statements a connection prepares.
@@ -236,11 +202,7 @@ impl Conn {
             return Ok(l.clone());
         }
         self.live = None;
-        let client = match connect(&self.settings).await {
-            Ok(c) => c,
-            Err(ConnectError::Setup(s)) => return Err(Failure::Permanent(s)),
-            Err(ConnectError::Pg(e)) => return Err(e.into()),
-        };
+        let client = connect(&self.settings).await?;
         let mut live = Live {
             client: Arc::new(client),
             copy: None,
@@ -293,56 +255,29 @@ impl Conn {
         Ok(live)
     }
 
-    /// Runs `op` on the live connection; when the connection fails, connects again with backoff
-    /// and runs `op` again, until the store timeout has passed since the first failure. `op` must
-    /// be safe to run again after a failure whose commit may or may not have happened.
-    async fn retry<T, F, Fut>(&mut self, what: &str, mut op: F) -> Result<T, SinkError>
+    /// Runs `op` on the live connection, connecting again with backoff when it fails, for up to
+    /// the store timeout ([`with_retries`]).
+    async fn retry<T, F, Fut>(&mut self, what: &str, op: F) -> Result<T, SinkError>
     where
         F: FnMut(Live) -> Fut,
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        let mut first_failure: Option<Instant> = None;
-        let mut delay = Duration::from_millis(50);
         let timeout = self.timeout;
-        loop {
-            let attempt = async {
-                let live = self.live().await?;
-                op(live).await.map_err(Failure::from)
-            };
-            let failure = match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(f)) => f,
-                Err(_) => Failure::Transient(format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.timeout)
-                )),
-            };
-            // Whatever state the connection is in, it is not trusted again.
-            self.live = None;
-            let message = match failure {
-                Failure::Permanent(m) => {
-                    return Err(SinkError::new(
-                        &self.target,
-                        SinkErrorKind::Io,
-                        format!("{what}: {m}"),
-                    ));
-                }
-                Failure::Transient(m) => m,
-            };
-            let since = *first_failure.get_or_insert_with(Instant::now);
-            if since.elapsed() + delay >= self.timeout {
-                return Err(SinkError::new(
-                    &self.target,
-                    SinkErrorKind::Io,
-                    format!(
-                        "{what}: the database was unreachable for {} (--store-timeout): {message}",
-                        humantime::format_duration(self.timeout)
-                    ),
-                ));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_BACKOFF);
-        }
+        with_retries(self, timeout, what, op)
+            .await
+            .map_err(|m| SinkError::new(&self.target, SinkErrorKind::Io, m))
+    }
+}
+
+impl Reconnect for Conn {
+    type Live = Live;
+
+    fn live(&mut self) -> impl Future<Output = Result<Live, Failure>> + Send {
+        Conn::live(self)
+    }
+
+    fn reset(&mut self) {
+        self.live = None;
     }
 }
 
