@@ -46,6 +46,9 @@ pub enum ErrorKind {
     /// Not fetched: the origin's robots.txt disallows it for the run's User-Agent, or could not
     /// be fetched after every try (`--robots`).
     Robots,
+    /// Not fetched again: a work-queue job whose lease ran out `--max-lost-leases` times, each
+    /// time with its worker dead or frozen while holding it (a request that kills its workers).
+    Abandoned,
 }
 
 impl ErrorKind {
@@ -67,13 +70,14 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Io => "io",
             ErrorKind::Robots => "robots",
+            ErrorKind::Abandoned => "abandoned",
         }
     }
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::InvalidInput,
         ErrorKind::Dns,
         ErrorKind::Connect,
@@ -89,6 +93,7 @@ impl ErrorKind {
         ErrorKind::Cancelled,
         ErrorKind::Io,
         ErrorKind::Robots,
+        ErrorKind::Abandoned,
     ];
 
     /// The kind stored under `name`, if any.

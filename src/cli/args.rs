@@ -121,6 +121,11 @@ pub struct WorkArgs {
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub headers: Vec<String>,
 
+    /// A job whose lease ran out this many times (its workers died or froze holding it, e.g. a
+    /// response that crashes them) is recorded as 'abandoned' instead of fetched again; 0: never.
+    #[arg(long, default_value_t = fanout::queue::DEFAULT_MAX_LOST_LEASES, value_name = "N")]
+    pub max_lost_leases: u32,
+
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -173,6 +178,7 @@ impl WorkArgs {
         c.follow = self.follow;
         c.poll = self.poll.max(Duration::from_millis(10));
         c.headers = parse_headers(&self.headers)?;
+        c.max_lost_leases = self.max_lost_leases;
         self.engine.apply(&mut c.run)?;
         validate(&c.run)?;
         Ok(c)

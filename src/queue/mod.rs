@@ -43,7 +43,7 @@ use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
-pub use self::work::{WorkConfig, WorkSummary, in_hand, work};
+pub use self::work::{DEFAULT_MAX_LOST_LEASES, WorkConfig, WorkSummary, in_hand, work};
 use crate::config::ConfigError;
 use crate::engine::client::ClientError;
 use crate::outcome::Outcome;
@@ -117,8 +117,8 @@ async fn open(url: &PgUrl) -> Result<(std::sync::Arc<Settings>, Client), QueueEr
         .query_one(
             "SELECT to_regprocedure('fanout_acquire(text,text,text,integer,double precision)') \
              IS NOT NULL AND EXISTS (SELECT 1 FROM information_schema.columns WHERE \
-             table_schema = current_schema() AND table_name = 'queue_workers' \
-             AND column_name = 'lease_secs')",
+             table_schema = current_schema() AND table_name = 'queue_jobs' \
+             AND column_name = 'expired')",
             &[],
         )
         .await

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS queue_jobs (
     leased_at     timestamptz,
     worker        text,
     leases        integer NOT NULL DEFAULT 0,
+    expired       integer NOT NULL DEFAULT 0,
     attempts      integer NOT NULL DEFAULT 0,
     failed        boolean,
     enqueued_at   timestamptz NOT NULL DEFAULT now(),
@@ -136,7 +137,7 @@ SET state = 'leased', lease_token = nextval('queue_lease_seq'),
     lease_expires = now() + make_interval(secs => $3), leased_at = now(), worker = $4,
     leases = j.leases + 1
 FROM c WHERE j.queue = $1 AND j.key = c.key
-RETURNING j.key, j.lease_token, j.method, j.url, j.headers, j.body, j.origin, j.line";
+RETURNING j.key, j.lease_token, j.method, j.url, j.headers, j.body, j.origin, j.line, j.expired";
 
 /// Extends the leases named by keys `$3` and tokens `$4` by `$2` seconds from now; a lease that
 /// was taken away (expired and reclaimed) is not extended. Rows locked by a completion or a
@@ -153,14 +154,16 @@ WITH r AS (
 UPDATE queue_jobs j SET lease_expires = now() + make_interval(secs => $2)
 FROM r WHERE j.queue = $1 AND j.key = r.key";
 
-/// Returns expired leases to the queue. Run under [`SWEEP_LOCK`], so one worker sweeps at a time.
+/// Returns expired leases to the queue, counting each on its job (`expired`). Run under
+/// [`SWEEP_LOCK`], so one worker sweeps at a time.
 pub(crate) const SWEEP: &str = "
 WITH e AS (
     SELECT key FROM queue_jobs
     WHERE queue = $1 AND state = 'leased' AND lease_expires < now()
     FOR UPDATE SKIP LOCKED
 )
-UPDATE queue_jobs j SET state = 'queued', lease_token = NULL, lease_expires = NULL, worker = NULL
+UPDATE queue_jobs j SET state = 'queued', lease_token = NULL, lease_expires = NULL, worker = NULL,
+    expired = j.expired + 1
 FROM e WHERE j.queue = $1 AND j.key = e.key";
 
 /// A transaction-scoped lock per queue for the sweep: a worker that does not get it skips.

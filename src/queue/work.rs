@@ -37,6 +37,9 @@ use crate::sink::postgres::{column_list, encode_copy, wire_types};
 use crate::source::parse_url;
 use crate::stats::{RunEnd, Stats, Summary};
 
+/// Lost leases after which a job is recorded as `abandoned` (`--max-lost-leases`).
+pub const DEFAULT_MAX_LOST_LEASES: u32 = 5;
+
 /// Outcomes completed in one transaction at most.
 const COMPLETE_BATCH: usize = 2048;
 /// How often a queue with nothing ready but jobs leased elsewhere is looked at again.
@@ -61,6 +64,9 @@ pub struct WorkConfig {
     /// Headers added to every job that does not set them (credentials given to workers, not
     /// stored in the queue).
     pub headers: HeaderMap,
+    /// A job whose lease ran out this many times (its workers died or froze holding it) is
+    /// recorded as `abandoned` instead of being fetched again; 0: never.
+    pub max_lost_leases: u32,
     /// Engine settings: client, concurrency, limits (`per_host_rate` is the fleet's), retries,
     /// grace, the store timeout and the command line. Sources, stores and resume are not used.
     pub run: RunConfig,
@@ -76,6 +82,7 @@ impl WorkConfig {
             follow: false,
             poll: Duration::from_secs(1),
             headers: HeaderMap::new(),
+            max_lost_leases: DEFAULT_MAX_LOST_LEASES,
             run: RunConfig::default(),
         }
     }
@@ -188,6 +195,7 @@ pub async fn work(
         follow: config.follow,
         poll: config.poll,
         headers: config.headers.clone(),
+        max_lost_leases: config.max_lost_leases,
         held: held.clone(),
         in_hand: Arc::new(Semaphore::new(in_hand(concurrency))),
         batch: in_hand(concurrency) / 2,
@@ -392,6 +400,7 @@ struct Claimer {
     follow: bool,
     poll: Duration,
     headers: HeaderMap,
+    max_lost_leases: u32,
     held: Held,
     in_hand: Arc<Semaphore>,
     /// Jobs asked for at once: claims wait until this many may be held, so one claim serves
@@ -442,7 +451,7 @@ impl Claimer {
                     Some(p) => p,
                     None => permits.take().expect("one permit per row claimed"),
                 };
-                match job_request(&r, &self.headers) {
+                match job_request(&r, &self.headers, self.max_lost_leases) {
                     Ok(request) => {
                         let item = Item {
                             request: Arc::new(request),
@@ -501,9 +510,9 @@ impl Claimer {
     }
 }
 
-/// The request a job row describes, or the `invalid-input` outcome when it cannot be one (a row
-/// edited by hand).
-fn job_request(row: &Row, extra: &HeaderMap) -> Result<Request, Box<Outcome>> {
+/// The request a job row describes; or the `invalid-input` outcome when it cannot be one (a row
+/// edited by hand), or the `abandoned` one when its leases ran out `max_lost` times.
+fn job_request(row: &Row, extra: &HeaderMap, max_lost: u32) -> Result<Request, Box<Outcome>> {
     let key: String = row.get(0);
     let method: String = row.get(2);
     let url: String = row.get(3);
@@ -522,6 +531,19 @@ fn job_request(row: &Row, extra: &HeaderMap) -> Result<Request, Box<Outcome>> {
             format!("queued job from {origin}: {why}"),
         ))
     };
+    let expired: i32 = row.get(8);
+    if max_lost > 0 && u32::try_from(expired).unwrap_or(0) >= max_lost {
+        return Err(Box::new(Outcome::failed(
+            key.clone(),
+            url.clone(),
+            method.clone(),
+            ErrorKind::Abandoned,
+            format!(
+                "its lease ran out {expired} times, each time with the worker holding it dead or \
+                 frozen (--max-lost-leases {max_lost}); not fetched again"
+            ),
+        )));
+    }
     let m = Method::from_bytes(method.as_bytes()).map_err(|_| bad("invalid method".into()))?;
     let u = parse_url(&url).map_err(&bad)?;
     let mut map = HeaderMap::new();

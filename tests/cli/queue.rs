@@ -279,6 +279,10 @@ fn a_worker_paused_past_its_leases_records_nothing_late() {
     let (code, stderr) = finish(zombie);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(tally(pg, &name), (N as i64, N as i64, N as i64, 0));
+    assert!(
+        pg.scalar(&name, "SELECT count(*) FROM queue_jobs WHERE expired > 0") > 0,
+        "the sweep counts each lease that ran out on its job"
+    );
     let refused = pg.scalar(&name, "SELECT coalesce(sum(stale), 0) FROM queue_workers");
     assert!(
         refused > 0,
@@ -545,4 +549,31 @@ fn per_host_concurrency_holds_for_the_whole_fleet() {
         0,
         "finished workers leave no slots behind"
     );
+}
+
+#[test]
+fn a_job_whose_leases_keep_running_out_is_recorded_as_abandoned() {
+    let pg = PgServer::shared();
+    let (name, url, srv, dir) = queued(pg, Duration::ZERO, 3);
+    // As if the workers holding this one had died twice (what the sweep counts).
+    pg.psql(
+        &name,
+        "UPDATE queue_jobs SET expired = 2 WHERE url LIKE '%/item/0'",
+    );
+    let (code, stderr) = finish(worker(&dir, &url, &["--max-lost-leases", "2"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(tally(pg, &name), (3, 3, 3, 0));
+    assert_eq!(
+        pg.psql(
+            &name,
+            "SELECT error FROM outcomes WHERE url LIKE '%/item/0'"
+        ),
+        "abandoned\n"
+    );
+    assert_eq!(
+        srv.stats().hits().get("/item/0"),
+        None,
+        "never fetched again"
+    );
+    assert_eq!(srv.stats().requests(), 2);
 }
