@@ -522,7 +522,7 @@ impl<T> Job<T> {
 }
 
 /// The key of a URL's host state: `host:port`.
-fn host_key(url: &url::Url) -> Arc<str> {
+pub(crate) fn host_key(url: &url::Url) -> Arc<str> {
     let host = url.host_str().unwrap_or("");
     let port = url.port_or_known_default().unwrap_or(0);
     // Built by hand: `format!` was a measurable share of the dispatcher's time per request.

@@ -286,7 +286,8 @@ pub async fn enqueue(config: EnqueueConfig) -> Result<Enqueued, QueueError> {
             let writer = BinaryCopyInWriter::new(sink, &types);
             let mut writer = std::pin::pin!(writer);
             for r in jobs.drain(..) {
-                let host = host_key(&r.url);
+                // Keyed as the engine keys its hosts: the fleet's per-host rows use the same.
+                let host = crate::engine::host_key(&r.url);
                 let headers = (!r.headers.is_empty()).then(|| {
                     let pairs: Vec<(&str, String)> = r
                         .headers
@@ -301,7 +302,7 @@ pub async fn enqueue(config: EnqueueConfig) -> Result<Enqueued, QueueError> {
                     .as_mut()
                     .write(&[
                         &r.key,
-                        &host,
+                        &&*host,
                         &r.method.as_str(),
                         &r.url.as_str(),
                         &headers,
@@ -378,15 +379,6 @@ pub async fn enqueue(config: EnqueueConfig) -> Result<Enqueued, QueueError> {
             .map_err(db_err)?;
     }
     Ok(done)
-}
-
-/// `host:port`, as the engine keys its hosts (the fleet's per-host rows use the same).
-fn host_key(url: &url::Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0)
-    )
 }
 
 /// A worker as [`status`] reports it.

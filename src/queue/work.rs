@@ -235,6 +235,10 @@ pub async fn work(
         stale: 0,
         handed_back: 0,
         complete: sql::complete(&column_list()),
+        copy: format!(
+            "COPY fanout_stage ({}) FROM STDIN (FORMAT binary)",
+            column_list()
+        ),
         types: wire_types(),
     };
     // Batches are written on a task of their own, one at a time, while the next one fills: the
@@ -618,6 +622,8 @@ struct Recorder {
     stale: u64,
     handed_back: u64,
     complete: String,
+    /// The COPY into the staging table.
+    copy: String,
     types: Vec<tokio_postgres::types::Type>,
 }
 
@@ -636,40 +642,30 @@ impl Recorder {
             .iter()
             .map(|o| i32::try_from(o.attempts).unwrap_or(i32::MAX))
             .collect();
-        let (q, w, stmt) = (
-            self.queue.clone(),
-            self.worker.clone(),
-            self.complete.clone(),
-        );
+        // Shared by every attempt (a retry after a lost connection sends the same batch).
+        let args = Arc::new((keys, tokens, failed, attempts));
+        let (q, w) = (&self.queue, &self.worker);
+        let (stmt, copy) = (&self.complete, &self.copy);
         let done: Vec<String> = self
             .db
             .retry("complete jobs", |c| {
-                let (data, q, w, stmt) = (data.clone(), q.clone(), w.clone(), stmt.clone());
-                let (keys, tokens, failed, attempts) = (
-                    keys.clone(),
-                    tokens.clone(),
-                    failed.clone(),
-                    attempts.clone(),
-                );
+                let (data, args) = (data.clone(), args.clone());
                 async move {
+                    let (keys, tokens, failed, attempts) = &*args;
                     c.batch_execute("BEGIN").await?;
-                    let copy = format!(
-                        "COPY fanout_stage ({}) FROM STDIN (FORMAT binary)",
-                        column_list()
-                    );
                     let sink = c.copy_in::<_, Bytes>(copy.as_str()).await?;
                     let mut sink = std::pin::pin!(sink);
                     sink.send(data).await?;
                     sink.as_mut().finish().await?;
                     let rows = c
-                        .query(stmt.as_str(), &[&q, &keys, &tokens, &failed, &attempts])
+                        .query(stmt.as_str(), &[q, keys, tokens, failed, attempts])
                         .await?;
                     let done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
                     let failed_done = rows.iter().filter(|r| r.get::<_, bool>(1)).count() as i64;
                     let stale = (keys.len() - done.len()) as i64;
                     c.execute(
                         sql::WORKER_COUNTS,
-                        &[&q, &w, &(done.len() as i64), &failed_done, &stale],
+                        &[q, w, &(done.len() as i64), &failed_done, &stale],
                     )
                     .await?;
                     c.batch_execute("COMMIT").await?;
@@ -677,10 +673,11 @@ impl Recorder {
                 }
             })
             .await?;
+        let keys = &args.0;
         let accepted: std::collections::HashSet<&str> = done.iter().map(String::as_str).collect();
         {
             let mut held = lock(&self.held);
-            for k in &keys {
+            for k in keys {
                 held.remove(k);
             }
         }
