@@ -36,7 +36,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
-use hyper_util::rt::TokioExecutor;
 use tower_service::Service;
 use url::Url;
 
@@ -202,13 +201,30 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Spawns hyper's HTTP/2 tasks (one per request: it waits for the response) boxed. Moved into
+/// tokio's task cell unboxed, each ~1 KB future was copied several times on the way (callgrind:
+/// ~3,400 instructions of memcpy per HTTP/2 request with hyper-util's `TokioExecutor`).
+#[derive(Clone, Copy)]
+struct BoxingExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxingExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Box::pin(fut));
+    }
+}
+
 /// A cheap-to-clone handle on a pooled HTTP client.
 #[derive(Clone)]
 pub struct Client {
     connector: HttpsConnector<connector::Connector>,
     pool: Arc<Pool>,
     config: Arc<ClientConfig>,
-    user_agent: HeaderValue,
+    /// Headers every request gets unless it has its own of that name.
+    defaults: Arc<HeaderMap>,
 }
 
 /// A response, and for HTTP/1.1 the connection to give back once its body is read.
@@ -384,6 +400,14 @@ impl Client {
         };
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| ClientError("invalid user agent".into()))?;
+        let mut defaults = HeaderMap::with_capacity(2);
+        defaults.insert(header::USER_AGENT, user_agent);
+        if !config.raw {
+            defaults.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static(body::ACCEPT_ENCODING),
+            );
+        }
         if config.out_dir.is_some() && config.body == BodyMode::Store {
             return Err(ClientError(
                 "bodies written to out_dir are not also stored (BodyMode::Store)".into(),
@@ -393,7 +417,7 @@ impl Client {
             connector: https,
             pool: Arc::new(Pool::new(config.max_idle.max(1), IDLE_TIMEOUT)),
             config: Arc::new(config),
-            user_agent,
+            defaults: Arc::new(defaults),
         })
     }
 
@@ -489,7 +513,7 @@ impl Client {
         };
         let (failed_tx, failed) = tokio::sync::oneshot::channel();
         if h2 {
-            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+            let (tx, conn) = http2::Builder::new(BoxingExecutor)
                 .max_header_list_size(u32::try_from(self.config.max_head).unwrap_or(u32::MAX))
                 // Pings find connections that died silently (a NAT that forgot them).
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -533,7 +557,9 @@ impl Client {
         let started_at = SystemTime::now();
         let t0 = Instant::now();
         let received = AtomicU64::new(0);
-        let work = self.attempt(req, t0, &received);
+        // Boxed: the attempt's future is ~3 KB, and inline it was copied into the timeout and
+        // again into this future's state (callgrind: ~680 instructions of memcpy per request).
+        let work = Box::pin(self.attempt(req, t0, &received));
         let result = match self.config.speed_limit {
             None => tokio::time::timeout(self.config.timeout, work).await,
             // Boxed: only runs with --speed-limit pay for the watch's timer.
@@ -612,15 +638,12 @@ impl Client {
             *hreq.method_mut() = method.clone();
             *hreq.uri_mut() = uri;
             *hreq.headers_mut() = headers.as_ref().clone();
-            if !hreq.headers().contains_key(header::USER_AGENT) {
-                hreq.headers_mut()
-                    .insert(header::USER_AGENT, self.user_agent.clone());
-            }
-            if !self.config.raw && !hreq.headers().contains_key(header::ACCEPT_ENCODING) {
-                hreq.headers_mut().insert(
-                    header::ACCEPT_ENCODING,
-                    HeaderValue::from_static(body::ACCEPT_ENCODING),
-                );
+            // Inserted one by one: building a map of the defaults (or cloning one) measured
+            // slower than two inserts into the request's own (callgrind).
+            for (name, value) in self.defaults.iter() {
+                if !hreq.headers().contains_key(name) {
+                    hreq.headers_mut().insert(name.clone(), value.clone());
+                }
             }
             let (resp, conn) = self.send(&url, hreq).await?;
             let ttfb = t0.elapsed();

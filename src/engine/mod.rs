@@ -30,6 +30,7 @@ pub mod hosts;
 pub mod resume;
 pub mod retry;
 mod robots;
+mod woken;
 mod worker;
 
 use std::future::Future;
@@ -636,7 +637,8 @@ impl<T: Send + 'static> Dispatcher<T> {
         grace: Duration,
         stop: impl Future<Output = StopReason>,
     ) -> RunEnd {
-        let stop = stop.fuse();
+        // Polled on every turn of the loop, but only after it woke (see `woken.rs`).
+        let stop = woken::WhenWoken::new(stop.fuse());
         tokio::pin!(stop);
         // Ten years stands in for "no timer" so that one select! serves both cases.
         let far = Duration::from_secs(10 * 365 * 86400);
