@@ -451,25 +451,36 @@ impl Client {
             Err(req) => req,
         };
         // One HTTP/2 connection per origin: while one is being opened, others wait for it rather
-        // than each opening their own, then use it.
-        let gate = self
-            .pool
-            .h2_gate(origin, self.config.http_version == HttpVersion::Http2);
-        let _opening = match &gate {
+        // than each opening their own, then use it. Over https with ALPN, the first connection
+        // says whether the origin multiplexes; until then the others wait for it too.
+        let forced = self.config.http_version == HttpVersion::Http2;
+        let negotiates = self.config.http_version == HttpVersion::Auto && url.scheme() == "https";
+        let gate = self.pool.h2_gate(origin, forced, negotiates);
+        let opening = match &gate {
             Some(g) => {
                 let held = g.lock().await;
                 req = match self.send_pooled(origin, req, forward).await? {
                     Ok(sent) => return Ok(sent),
                     Err(req) => req,
                 };
-                Some(held)
+                // The first one spoke HTTP/1.1 (or failed): connect alongside the others.
+                (forced || !self.pool.is_ungated(origin)).then_some(held)
             }
             None => None,
         };
         // Boxed: opening a connection (TLS, HTTP/2 handshake) is a large future, and only the
         // first request to an origin needs it; inline, it made every request's future larger.
-        let (conn, failed) = Box::pin(self.connect(origin, req.uri())).await?;
-        drop(_opening);
+        let connected = Box::pin(self.connect(origin, req.uri())).await;
+        if opening.is_some() && !forced {
+            match &connected {
+                Ok((Conn::H2(_), _)) => {}
+                // Nothing to share (HTTP/1.1), or nothing learned (failed): waiters need not
+                // queue behind each other's connection attempts.
+                _ => self.pool.ungate(origin),
+            }
+        }
+        drop(opening);
+        let (conn, failed) = connected?;
         match send_on(conn, req, forward).await {
             Ok(r) => Ok(r),
             // A new connection that cannot take a request: say why it ended.
