@@ -302,7 +302,7 @@ impl Attempt {
         started_at: SystemTime,
         total: Duration,
     ) -> Outcome {
-        let mut o = Outcome::for_request(req);
+        let mut o = Outcome::for_request_started(req, started_at);
         o.status = self.status;
         o.error = self.error;
         // A URL in a message (a redirect's target) keeps no password.
@@ -313,7 +313,6 @@ impl Attempt {
                 std::borrow::Cow::Owned(m) => m,
             });
         o.attempts = attempts;
-        o.started_at = started_at;
         o.ttfb = self.ttfb;
         o.total = total;
         o.bytes = self.bytes;
@@ -565,7 +564,12 @@ impl Client {
 
     /// Makes one attempt at `req` (following redirects) and returns its outcome with `attempts: 1`.
     pub async fn fetch(&self, req: &Request) -> Attempt {
-        let started_at = SystemTime::now();
+        self.fetch_started(req, SystemTime::now()).await
+    }
+
+    /// [`Client::fetch`], starting at `started_at` by the wall clock (the engine's first attempt
+    /// at a request has just read it).
+    pub(crate) async fn fetch_started(&self, req: &Request, started_at: SystemTime) -> Attempt {
         let t0 = Instant::now();
         let received = AtomicU64::new(0);
         // Boxed: the attempt's future is ~3 KB, and inline it was copied into the timeout and

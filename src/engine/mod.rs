@@ -679,11 +679,13 @@ impl<T: Send + 'static> Dispatcher<T> {
                 biased;
                 reason = &mut stop => break Some(reason),
                 Some(done) = self.done_rx.recv() => {
-                    self.on_done(done).await;
+                    // One clock read for the batch: they all finished within these microseconds.
+                    let now = Instant::now();
+                    self.on_done(done, now).await;
                     // Whatever else has finished meanwhile, without another turn of the loop.
                     for _ in 0..DRAIN {
                         match self.done_rx.try_recv() {
-                            Ok(done) => self.on_done(done).await,
+                            Ok(done) => self.on_done(done, now).await,
                             Err(_) => break,
                         }
                     }
@@ -711,7 +713,7 @@ impl<T: Send + 'static> Dispatcher<T> {
             while self.in_flight > 0 {
                 tokio::select! {
                     _ = &mut grace => break,
-                    Some(done) = self.done_rx.recv() => self.on_done(done).await,
+                    Some(done) = self.done_rx.recv() => self.on_done(done, Instant::now()).await,
                 }
             }
         }
@@ -748,7 +750,7 @@ impl<T: Send + 'static> Dispatcher<T> {
         drop(items);
         while self.in_flight > 0 {
             match self.done_rx.recv().await {
-                Some(done) => self.on_done(done).await,
+                Some(done) => self.on_done(done, Instant::now()).await,
                 None => break,
             }
         }
@@ -762,12 +764,13 @@ impl<T: Send + 'static> Dispatcher<T> {
     /// wait), to wait for their host. Whether the input is still open.
     fn take_items(&mut self, first: Option<Item<T>>, items: &mut ItemStream<T>) -> bool {
         let mut next = first;
+        // Items already ready are taken within microseconds: one clock read for all of them.
+        let now = Instant::now();
         for taken in 1.. {
             match next {
                 None => return false,
                 Some(item) => {
                     let job = Job::new(item.request, item.ticket);
-                    let now = Instant::now();
                     match self.robots.as_mut() {
                         Some(gate) => {
                             let admit = gate.admit(job);
@@ -913,11 +916,11 @@ impl<T: Send + 'static> Dispatcher<T> {
         w
     }
 
-    async fn on_done(&mut self, done: Done<T>) {
+    /// A worker's report, `now` (read once for a batch of reports).
+    async fn on_done(&mut self, done: Done<T>, now: Instant) {
         self.in_flight -= 1;
         self.idle.push(done.worker);
         self.stats.finished.fetch_add(1, Relaxed);
-        let now = Instant::now();
         // The retry is queued first, so the host does not look idle (and get forgotten) meanwhile.
         let mut stopped = None;
         if let Some(retry) = done.retry {
