@@ -34,7 +34,6 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tower_service::Service;
@@ -205,7 +204,7 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// A cheap-to-clone handle on a pooled HTTP client.
 #[derive(Clone)]
 pub struct Client {
-    connector: HttpsConnector<connector::Connector>,
+    connector: connector::Https,
     pool: Arc<Pool>,
     config: Arc<ClientConfig>,
     user_agent: HeaderValue,
@@ -371,17 +370,7 @@ impl Client {
         let connector =
             connector::Connector::new(http, resolver, &config.resolve, &config.proxy, proxy_tls);
         let tls = tls::client_config(&config, provider)?;
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let https = match config.http_version {
-            HttpVersion::Auto => builder
-                .enable_http1()
-                .enable_http2()
-                .wrap_connector(connector),
-            HttpVersion::Http1 => builder.enable_http1().wrap_connector(connector),
-            HttpVersion::Http2 => builder.enable_http2().wrap_connector(connector),
-        };
+        let https = connector::Https::new(connector, tls, config.http_version);
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| ClientError("invalid user agent".into()))?;
         if config.out_dir.is_some() && config.body == BodyMode::Store {
