@@ -34,7 +34,6 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use tower_service::Service;
 use url::Url;
@@ -220,7 +219,7 @@ where
 /// A cheap-to-clone handle on a pooled HTTP client.
 #[derive(Clone)]
 pub struct Client {
-    connector: HttpsConnector<connector::Connector>,
+    connector: connector::Https,
     pool: Arc<Pool>,
     config: Arc<ClientConfig>,
     /// Headers every request gets unless it has its own of that name.
@@ -386,17 +385,7 @@ impl Client {
         let connector =
             connector::Connector::new(http, resolver, &config.resolve, &config.proxy, proxy_tls);
         let tls = tls::client_config(&config, provider)?;
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let https = match config.http_version {
-            HttpVersion::Auto => builder
-                .enable_http1()
-                .enable_http2()
-                .wrap_connector(connector),
-            HttpVersion::Http1 => builder.enable_http1().wrap_connector(connector),
-            HttpVersion::Http2 => builder.enable_http2().wrap_connector(connector),
-        };
+        let https = connector::Https::new(connector, tls, config.http_version);
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| ClientError("invalid user agent".into()))?;
         let mut defaults = HeaderMap::with_capacity(2);

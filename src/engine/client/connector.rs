@@ -3,13 +3,14 @@
 //! scheme by [`ProxyRules`] (`--proxy`, or the environment as curl reads it, less `NO_PROXY`). An
 //! `https://` proxy is reached over TLS of its own (checked against the proxy's name), inside which
 //! https URLs get a CONNECT tunnel and http URLs are sent to the proxy in absolute form, as curl
-//! does. TLS to the target is layered on top by hyper-rustls, so certificates are checked against
+//! does. TLS to the target is layered on top ([`Https`]), so certificates are checked against
 //! the URL's host, never the overriding address. Host names go to `dns` (cached, async). Owns no
-//! pool; `pool` keeps the connections it opens.
+//! pool; `pool` keeps the connections it opens. `stream`: the connection type and TLS handshakes.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::str::FromStr;
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Uri;
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::rt::TokioIo;
@@ -25,13 +25,14 @@ use percent_encoding::percent_decode_str;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
+use super::HttpVersion;
 use super::dns::Resolver;
+
+mod stream;
+use stream::{Io, Stream, Tls};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
-/// A connection the client speaks HTTP on (or TLS to the target over): TCP, or TLS to an
-/// `https://` proxy.
-pub(super) type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 type IoConnecting = Pin<Box<dyn Future<Output = Result<Io, BoxError>> + Send>>;
 
 /// A `--resolve host:port:addr` entry: connections to `host:port` go to `addr` with no DNS look-up.
@@ -229,6 +230,15 @@ impl Direct {
         let ip = self.overrides.get(&(host, port))?;
         Some(SocketAddr::new(*ip, port))
     }
+
+    /// A TCP connection to `dst`'s host and port (or the address `--resolve` gives).
+    async fn connect(&self, dst: Uri) -> Result<TokioIo<TcpStream>, BoxError> {
+        let dst = match self.overridden(&dst) {
+            Some(addr) => with_authority(&dst, &addr.to_string())?,
+            None => dst,
+        };
+        Ok(self.http.clone().call(dst).await?)
+    }
 }
 
 impl Service<Uri> for Direct {
@@ -242,12 +252,34 @@ impl Service<Uri> for Direct {
     }
 
     fn call(&mut self, dst: Uri) -> Connecting {
-        let dst = match self.overridden(&dst) {
-            Some(addr) => with_authority(&dst, &addr.to_string()),
-            None => Ok(dst),
-        };
-        let mut http = self.http.clone();
-        Box::pin(async move { Ok(http.call(dst?).await?) })
+        let direct = self.clone();
+        Box::pin(async move { direct.connect(dst).await })
+    }
+}
+
+/// TLS connections to an `https://` proxy (HTTP/1.1 only: CONNECT and absolute-form requests,
+/// never HTTP/2, go to the proxy).
+#[derive(Clone)]
+struct ToProxy {
+    direct: Direct,
+    tls: Tls,
+}
+
+impl Service<Uri> for ToProxy {
+    type Response = Io;
+    type Error = BoxError;
+    type Future = IoConnecting;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> IoConnecting {
+        let to = self.clone();
+        Box::pin(async move {
+            let tcp = to.direct.connect(dst.clone()).await?;
+            to.tls.handshake(&dst, Stream::tcp(tcp)).await
+        })
     }
 }
 
@@ -467,8 +499,8 @@ enum Via {
     /// An `https://` proxy: CONNECT inside TLS to the proxy for https URLs; for http URLs, the TLS
     /// connection to the proxy itself (the client then sends requests in absolute form).
     Tls {
-        tunnel: Tunnel<HttpsConnector<Direct>>,
-        proxy: HttpsConnector<Direct>,
+        tunnel: Tunnel<ToProxy>,
+        proxy: ToProxy,
         addr: Uri,
     },
     Socks {
@@ -478,17 +510,14 @@ enum Via {
 }
 
 impl Via {
-    /// `tls` is the configuration for TLS to the proxy, required for an `https://` one.
-    fn new(proxy: &Proxy, direct: &Direct, tls: Option<&rustls::ClientConfig>) -> Via {
+    /// `tls` is TLS to the proxy, required for an `https://` one.
+    fn new(proxy: &Proxy, direct: &Direct, tls: Option<&Tls>) -> Via {
         match proxy.protocol {
             ProxyProtocol::Https => {
-                // HTTP/1.1 only: CONNECT and absolute-form requests, never HTTP/2, to the proxy.
-                let tls = tls.cloned().expect("TLS settings for an https:// proxy");
-                let to_proxy = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_only()
-                    .enable_http1()
-                    .wrap_connector(direct.clone());
+                let to_proxy = ToProxy {
+                    direct: direct.clone(),
+                    tls: tls.cloned().expect("TLS settings for an https:// proxy"),
+                };
                 let mut tunnel = Tunnel::new(proxy.addr.clone(), to_proxy.clone());
                 if let Some(auth) = proxy.authorization() {
                     tunnel = tunnel.with_auth(auth);
@@ -519,19 +548,18 @@ impl Via {
     }
 }
 
-/// The connector under TLS: direct, or through the proxy the rules give for the URL.
-#[derive(Clone)]
+/// The connection under TLS to the target: direct, or through the proxy the rules give for the URL.
 pub(super) struct Connector {
     direct: Direct,
     http: Option<Via>,
     https: Option<Via>,
-    no_proxy: Arc<NoProxy>,
+    no_proxy: NoProxy,
 }
 
 impl Connector {
     /// Builds the connector over `http` (TCP settings, and `resolver` for host names) with
     /// `--resolve` entries and proxy rules; `proxy_tls` is the TLS configuration for `https://`
-    /// proxies (required if there is one).
+    /// proxies (required if there is one; its ALPN list stays empty: HTTP/1.1 to the proxy).
     pub(super) fn new(
         http: HttpConnector<Resolver>,
         resolver: Resolver,
@@ -548,6 +576,7 @@ impl Connector {
             resolver,
             overrides: Arc::new(overrides),
         };
+        let proxy_tls = proxy_tls.map(|c| Tls::new(Arc::new(c)));
         Connector {
             http: proxies
                 .http
@@ -557,13 +586,74 @@ impl Connector {
                 .https
                 .as_ref()
                 .map(|p| Via::new(p, &direct, proxy_tls.as_ref())),
-            no_proxy: Arc::new(proxies.no_proxy.clone()),
+            no_proxy: proxies.no_proxy.clone(),
             direct,
+        }
+    }
+
+    /// A connection to `dst`'s origin: TCP, a tunnel through a proxy, or (an http URL through an
+    /// `https://` proxy) TLS to the proxy. No TLS to the target: [`Https`] adds it.
+    async fn open(&self, dst: &Uri) -> Result<Io, BoxError> {
+        let via = match dst.scheme_str() {
+            Some("https") => self.https.as_ref(),
+            _ => self.http.as_ref(),
+        };
+        let via = via.filter(|_| !self.no_proxy.matches(dst.host().unwrap_or_default()));
+        match via {
+            None => Ok(Stream::tcp(self.direct.connect(dst.clone()).await?)),
+            Some(Via::Tunnel(t)) => {
+                // hyper-util's tunnel assumes port 443 when the URI has none; say it.
+                let dst = with_authority(dst, &authority_with_port(dst))?;
+                Ok(Stream::tcp(t.clone().call(dst).await?))
+            }
+            // An http URL: the connection to the proxy is the connection (absolute form).
+            Some(Via::Tls { proxy, addr, .. }) if dst.scheme_str() != Some("https") => {
+                proxy.clone().call(addr.clone()).await
+            }
+            Some(Via::Tls { tunnel, .. }) => {
+                let dst = with_authority(dst, &authority_with_port(dst))?;
+                Ok(tunnel.clone().call(dst).await?)
+            }
+            Some(Via::Socks { socks, remote_dns }) => {
+                let port = port_of(dst);
+                let target = match self.direct.overridden(dst) {
+                    Some(addr) => addr.to_string(),
+                    None if *remote_dns => authority_with_port(dst),
+                    None => local_lookup(&self.direct.resolver, dst, port)
+                        .await?
+                        .to_string(),
+                };
+                let dst = with_authority(dst, &target)?;
+                Ok(Stream::tcp(socks.clone().call(dst).await?))
+            }
         }
     }
 }
 
-impl Service<Uri> for Connector {
+/// Every connection the client opens: [`Connector`]'s, with TLS to the target for https URLs
+/// (ALPN as `--http1` / `--http2` ask). Cheap to clone (one reference count), and one allocation
+/// per connection for the connecting future (the TLS handshake, when there is one, another).
+#[derive(Clone)]
+pub(in crate::engine::client) struct Https(Arc<(Connector, Tls)>);
+
+impl Https {
+    /// TLS with `tls` over `connector`'s connections, offering the protocols `version` allows:
+    /// `h2` and `http/1.1` (auto), none (HTTP/1.1 only), or `h2` alone.
+    pub(in crate::engine::client) fn new(
+        connector: Connector,
+        mut tls: rustls::ClientConfig,
+        version: HttpVersion,
+    ) -> Https {
+        tls.alpn_protocols = match version {
+            HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            HttpVersion::Http1 => Vec::new(),
+            HttpVersion::Http2 => vec![b"h2".to_vec()],
+        };
+        Https(Arc::new((connector, Tls::new(Arc::new(tls)))))
+    }
+}
+
+impl Service<Uri> for Https {
     type Response = Io;
     type Error = BoxError;
     type Future = IoConnecting;
@@ -573,51 +663,25 @@ impl Service<Uri> for Connector {
     }
 
     fn call(&mut self, dst: Uri) -> IoConnecting {
-        let via = match dst.scheme_str() {
-            Some("https") => self.https.as_ref(),
-            _ => self.http.as_ref(),
-        };
-        let via = via.filter(|_| !self.no_proxy.matches(dst.host().unwrap_or_default()));
-        match via {
-            None => {
-                let direct = self.direct.call(dst);
-                Box::pin(async move { Ok(MaybeHttpsStream::Http(direct.await?)) })
+        let this = self.0.clone();
+        Box::pin(async move {
+            let (connector, tls) = &*this;
+            let tls_to_target = match dst.scheme_str() {
+                Some("https") => true,
+                Some("http") => false,
+                Some(other) => {
+                    return Err(io::Error::other(format!("unsupported scheme {other}")).into());
+                }
+                None => return Err(io::Error::other("missing scheme").into()),
+            };
+            let io = connector.open(&dst).await?;
+            if !tls_to_target {
+                return Ok(io);
             }
-            Some(Via::Tunnel(t)) => {
-                // hyper-util's tunnel assumes port 443 when the URI has none; say it.
-                let dst = with_authority(&dst, &authority_with_port(&dst));
-                let mut t = t.clone();
-                Box::pin(async move { Ok(MaybeHttpsStream::Http(t.call(dst?).await?)) })
-            }
-            // An http URL: the connection to the proxy is the connection (absolute form).
-            Some(Via::Tls { proxy, addr, .. }) if dst.scheme_str() != Some("https") => {
-                let mut proxy = proxy.clone();
-                let addr = addr.clone();
-                Box::pin(async move { proxy.call(addr).await })
-            }
-            Some(Via::Tls { tunnel, .. }) => {
-                let dst = with_authority(&dst, &authority_with_port(&dst));
-                let mut t = tunnel.clone();
-                Box::pin(async move { Ok(t.call(dst?).await?) })
-            }
-            Some(Via::Socks { socks, remote_dns }) => {
-                let mut socks = socks.clone();
-                let direct = self.direct.clone();
-                let remote_dns = *remote_dns;
-                Box::pin(async move {
-                    let port = port_of(&dst);
-                    let target = match direct.overridden(&dst) {
-                        Some(addr) => addr.to_string(),
-                        None if remote_dns => authority_with_port(&dst),
-                        None => local_lookup(&direct.resolver, &dst, port)
-                            .await?
-                            .to_string(),
-                    };
-                    let dst = with_authority(&dst, &target)?;
-                    Ok(MaybeHttpsStream::Http(socks.call(dst).await?))
-                })
-            }
-        }
+            // Boxed: the handshake's future holds a whole rustls connection; inline, it would make
+            // every plain connection's future as large.
+            Box::pin(tls.handshake(&dst, io)).await
+        })
     }
 }
 
