@@ -317,7 +317,7 @@ urls() { seq 1 "$1" | awk -v b="$2" '{ print b $0 }'; }
 # concurrency C (ARGS: --cacert CA, --http2), recorded as ID.httpx; the prefix of PREFIX... (e.g.
 # `ip netns exec NS`) goes in HTTPX_PREFIX.
 httpx_run() {
-    local id=$1 list=$2 c=$3 got ok
+    local id=$1 list=$2 c=$3 got ok other
     shift 3
     [ "$HAVE_HTTPX" = 1 ] || return 0
     head -n "$N_HTTPX" "$list" >"$TMP/$id-httpx.txt"
@@ -325,6 +325,8 @@ httpx_run() {
     measure "$id-httpx" "$RUN_CAP" ${HTTPX_PREFIX:-} "$PY" "$ROOT/scripts/httpx_fetch.py" \
         "$TMP/$id-httpx.txt" "$c" "$TMP/hx.db" "$@"
     read -r got ok < <(sed -n 's/^\([0-9]*\) outcomes, \([0-9]*\) 200s$/\1 \2/p' "$TMP/$id-httpx.out")
+    other=$(fanout_other "$TMP/hx.db") # the same columns as fanout's outcomes
+    [ -n "$other" ] && warn "httpx ($id) outcomes other than 200: $other"
     record "$id.httpx" "${got:-nan}" "${ok:-nan}"
     rm -f "$TMP"/hx.db*
 }
