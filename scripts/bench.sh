@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark harness for issues 5 and 17: fanout against wrk, curl --parallel, an asyncio + aiohttp
 # script, an asyncio + httpx script that records to SQLite, oha, wget2 and a hand-written reqwest
-# program, all on 127.0.0.1. Run on demand (it is not
-# part of the test suite or CI):
+# program, all on 127.0.0.1. Run on demand (it is not part of the test suite or CI):
 #
 #   scripts/bench.sh                  # everything, median of 3 runs each
 #   RUNS=5 BENCH_BIG=0 scripts/bench.sh
 #   ONLY="e f g" RUNS=3 scripts/bench.sh
 #
 # It installs what is missing (Debian nginx, wrk, curl, wget2, openssl, time, sqlite3 with apt-get;
-# aiohttp and httpx[http2] from PyPI into a venv under target/bench-venv; oha with cargo install into target/bench-tools),
+# aiohttp and httpx[http2] from PyPI into a venv under target/bench-venv; oha with cargo install
+# into target/bench-tools),
 # builds fanout (or uses FANOUT_BIN), starts nginx and `fanout serve` on free loopback ports, runs the
 # workloads, prints one markdown table per shape and writes them to target/bench-results.md. Every
 # server it starts is stopped on exit.
@@ -23,7 +23,8 @@
 #                     right after FANOUT_BIN in every round, so before/after medians are interleaved
 #   N_A=100000        distinct URLs in workload (a); N_CURL=$N_A for curl's share of it
 #   N_HTTPX=5000      the httpx peer's share of every workload it runs in (the first N_HTTPX URLs of
-#                     the list): it manages ~0.2k req/s at C=64 here, so the whole list would take minutes
+#                     the list): it manages ~0.45k req/s at C=64 here, so the whole list of (a)
+#                     would take minutes
 #   WRK_SECS=5        wrk's fixed duration; WRK_THREADS=2
 #   NGINX_WORKERS=1   nginx worker_processes ("auto" = one per core)
 #   ONLY="a b c d e f g h i" workloads to run
@@ -180,10 +181,14 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# free_port: a port nothing listens on, below the kernel's ephemeral range (a port in that range may
+# be the source port of some connection, which no listener shows, and then bind() fails).
 free_port() {
-    local p i
+    local p i lo
+    lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+    [ "${lo:-0}" -gt 21000 ] || lo=32768
     for i in $(seq 1 200); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM + i) % 40000))
+        p=$((20000 + (RANDOM * 32768 + RANDOM + i) % (lo - 20000)))
         port_open "$p" || { echo "$p"; return 0; }
     done
     return 1
@@ -314,8 +319,8 @@ fanout_elapsed() { sed -n 's/^[0-9]* outcomes in \([0-9.]*\)s .*/\1/p' "$1" | ta
 
 urls() { seq 1 "$1" | awk -v b="$2" '{ print b $0 }'; }
 # httpx_run ID LIST C [ARGS...]: one run of the httpx peer over the first N_HTTPX URLs of LIST at
-# concurrency C (ARGS: --cacert CA, --http2), recorded as ID.httpx; the prefix of PREFIX... (e.g.
-# `ip netns exec NS`) goes in HTTPX_PREFIX.
+# concurrency C (ARGS: --cacert CA, --http2), recorded as ID.httpx; run behind the words of
+# HTTPX_PREFIX when set (e.g. `ip netns exec NS`).
 httpx_run() {
     local id=$1 list=$2 c=$3 got ok other
     shift 3
@@ -499,7 +504,10 @@ one_host() {
     [ "$proto" = h2 ] && h_args+=(--http2)
     r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null)
     httpx_run "$shape" "$list" "$c" "${h_args[@]}"
-    [ -s "$RES/$shape.httpx" ] && [ "$shape" = g ] && sed -i "\$s/nan\$/$(reused)/" "$RES/$shape.httpx"
+    # (g): the run's resumed handshakes in the record's extra column, as for the others.
+    if [ "$shape" = g ] && [ -s "$RES/$shape.httpx" ]; then
+        sed -i "\$s/nan\$/$(reused)/" "$RES/$shape.httpx"
+    fi
 }
 
 if wants e || wants f || wants g; then
@@ -602,7 +610,10 @@ many_hosts() {
     if [ "$HAVE_HTTPX" = 1 ]; then
         q0=$(queries)
         HTTPX_PREFIX="$*" httpx_run "$shape" "$list" "$c"
-        [ -s "$RES/$shape.httpx" ] && [ -f "$qlog" ] && sed -i "\$s/nan\$/$(extra)/" "$RES/$shape.httpx"
+        # With a DNS log: the run's queries in the record's extra column, as for the others.
+        if [ -f "$qlog" ] && [ -s "$RES/$shape.httpx" ]; then
+            sed -i "\$s/nan\$/$(extra)/" "$RES/$shape.httpx"
+        fi
     fi
     rm -f "$TMP"/m.db*
 }
