@@ -63,14 +63,8 @@ for t in ip setpriv psql jq timeout; do command -v "$t" >/dev/null || usage "'$t
 . "$ROOT/scripts/lib/pg.sh"
 pg_check
 
-if [ -n "${FANOUT_BIN:-}" ]; then
-    BIN=$FANOUT_BIN
-else
-    log "cargo build --release"
-    cargo build --release --locked --quiet --manifest-path "$ROOT/Cargo.toml" || die "cargo build failed"
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/fanout
-fi
-[ -x "$BIN" ] || die "no fanout binary at $BIN"
+. "$ROOT/scripts/lib/bin.sh"
+fanout_bin
 
 # ------------------------------------------------------------------------------- state and cleanup
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout-cluster.XXXXXX") || die "mktemp failed"
@@ -85,15 +79,10 @@ PG_PID=""
 WEB_PID=""
 declare -A WPID=() # worker index -> pid
 cleanup() {
-    local i pid
+    local ns
     # Last started first: the workers hand their jobs back while PostgreSQL is still up, then the
     # server, then PostgreSQL (SIGINT: its fast shutdown). Whatever outlasts 10 s gets SIGKILL.
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[$i]}
-        if [ "$pid" = "$PG_PID" ]; then kill -INT "$pid" 2>/dev/null; else kill -TERM "$pid" 2>/dev/null; fi
-        timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
+    pg_stop_all
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }

@@ -65,14 +65,8 @@ for t in psql python3 timeout; do command -v "$t" >/dev/null || usage "'$t' is r
 . "$ROOT/scripts/lib/pg.sh"
 pg_check
 
-if [ -n "${FANOUT_BIN:-}" ]; then
-    BIN=$FANOUT_BIN
-else
-    log "cargo build --release"
-    cargo build --release --locked --quiet --manifest-path "$ROOT/Cargo.toml" || die "cargo build failed"
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/fanout
-fi
-[ -x "$BIN" ] || die "no fanout binary at $BIN"
+. "$ROOT/scripts/lib/bin.sh"
+fanout_bin
 ulimit -n 65536 2>/dev/null || true
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout-qbench.XXXXXX") || die "mktemp failed"
@@ -81,7 +75,7 @@ PIDS=()
 PG_PID=""
 group_alive() { ps -e -o pgid= | awk -v g="$1" '$1 == g {f = 1} END {exit !f}'; }
 cleanup() {
-    local i pid
+    local pid
     # Workers and fetches run under `timeout`, which makes a process group of its own (a Ctrl-C
     # does not reach it), from subshells: their group ids are in $TMP/pids. Those groups go first,
     # while PostgreSQL is up to take the workers' hand-backs; then the servers, last PostgreSQL
@@ -94,12 +88,7 @@ cleanup() {
             kill -KILL -- "-$pid" 2>/dev/null
         done <"$TMP/pids"
     fi
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[$i]}
-        if [ "$pid" = "$PG_PID" ]; then kill -INT "$pid" 2>/dev/null; else kill -TERM "$pid" 2>/dev/null; fi
-        timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
+    pg_stop_all
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT

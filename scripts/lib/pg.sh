@@ -64,3 +64,16 @@ pg_wait() {
     for _ in $(seq 300); do pg_sql 'SELECT 1' >/dev/null 2>&1 && return 0; sleep 0.1; done
     die "PostgreSQL did not start: $(tail -3 "$PG_DIR/pg.log")"
 }
+
+# pg_stop_all: the caller's cleanup: stops every pid of PIDS, last started first (what uses
+# PostgreSQL goes while it is still up), PostgreSQL (PG_PID) with SIGINT (its fast shutdown), the
+# others with SIGTERM; whatever outlasts 10 s gets SIGKILL.
+pg_stop_all() {
+    local i pid
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[$i]}
+        if [ "$pid" = "${PG_PID:-}" ]; then kill -INT "$pid" 2>/dev/null; else kill -TERM "$pid" 2>/dev/null; fi
+        timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+    done
+    wait 2>/dev/null
+}
