@@ -1,5 +1,7 @@
 //! Test harness: a real fanout test server on 127.0.0.1 port 0 (kept alive on its own runtime),
-//! a temp dir, the real binary, and helpers to read the SQLite store.
+//! a temp dir, the real binary, helpers to read the SQLite store, a DNS server and a proxy skeleton
+//! on 127.0.0.1 (tunnels to 127.0.0.1 only), and the common start of the PostgreSQL tests (the
+//! server itself is tests/cli/pg.rs's).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
