@@ -413,6 +413,7 @@ impl Client {
     /// request back when there was none, or when it closed before the request was written.
     async fn send_pooled(
         &self,
+        url: &Url,
         origin: &str,
         req: http::Request<Full<Bytes>>,
         forward: Option<&Forward>,
@@ -420,7 +421,7 @@ impl Client {
         let Some(conn) = self.pool.checkout(origin) else {
             return Ok(Err(req));
         };
-        match send_on(conn, req, forward).await {
+        match send_on(conn, url, req, forward).await {
             Ok(sent) => Ok(Ok(sent)),
             Err(SendError::NotSent(req)) => Ok(Err(*req)),
             Err(SendError::Failed(f)) => Err(f),
@@ -434,7 +435,7 @@ impl Client {
         // An http URL for an https:// proxy goes to it in absolute form.
         let forward = self.config.proxy.forwarding(url);
         let forward = forward.as_ref();
-        let mut req = match self.send_pooled(origin, req, forward).await? {
+        let mut req = match self.send_pooled(url, origin, req, forward).await? {
             Ok(sent) => return Ok(sent),
             Err(req) => req,
         };
@@ -447,7 +448,7 @@ impl Client {
         let opening = match &gate {
             Some(g) => {
                 let held = g.lock().await;
-                req = match self.send_pooled(origin, req, forward).await? {
+                req = match self.send_pooled(url, origin, req, forward).await? {
                     Ok(sent) => return Ok(sent),
                     Err(req) => req,
                 };
@@ -469,7 +470,7 @@ impl Client {
         }
         drop(opening);
         let (conn, failed) = connected?;
-        match send_on(conn, req, forward).await {
+        match send_on(conn, url, req, forward).await {
             Ok(r) => Ok(r),
             // A new connection that cannot take a request: say why it ended.
             Err(SendError::NotSent(_)) => Err(match failed.await {
@@ -828,6 +829,7 @@ async fn too_slow(received: &AtomicU64, limit: u64, window: Duration) -> Failure
 /// an `https://` proxy), HTTP/2 as is.
 async fn send_on(
     conn: Conn,
+    url: &Url,
     mut req: http::Request<Full<Bytes>>,
     forward: Option<&Forward>,
 ) -> Result<Sent, SendError> {
@@ -839,7 +841,7 @@ async fn send_on(
             let absolute = req.uri().clone();
             let mut added_host = false;
             if !req.headers().contains_key(header::HOST)
-                && let Some(host) = host_header(&absolute)
+                && let Some(host) = host_header(url)
             {
                 req.headers_mut().insert(header::HOST, host);
                 added_host = true;
@@ -893,33 +895,11 @@ async fn send_on(
     }
 }
 
-/// `Host` for an HTTP/1.1 request: the URI's host, with the port unless it is the scheme's default.
-fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    let authority = uri.authority()?;
-    let host = authority.host();
-    let default = match uri.scheme_str() {
-        Some("https") => 443,
-        _ => 80,
-    };
-    match authority.port_u16() {
-        // The common case (no user info, no default port): the authority as written.
-        Some(p) if p != default && authority.as_str().len() == host.len() + 1 + port_len(p) => {
-            HeaderValue::from_str(authority.as_str()).ok()
-        }
-        Some(p) if p != default => HeaderValue::from_str(&format!("{host}:{p}")).ok(),
-        _ => HeaderValue::from_str(host).ok(),
-    }
-}
-
-/// Decimal digits of a port number.
-fn port_len(p: u16) -> usize {
-    match p {
-        0..=9 => 1,
-        10..=99 => 2,
-        100..=999 => 3,
-        1000..=9999 => 4,
-        _ => 5,
-    }
+/// `Host` for an HTTP/1.1 request to `url`: its host, with the port unless it is the scheme's
+/// default. A parsed URL already leaves a default port out and keeps user info apart, so this is
+/// a slice of it (taking it apart from the request's `Uri` cost ~600 instructions a request).
+fn host_header(url: &Url) -> Option<HeaderValue> {
+    HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort]).ok()
 }
 
 /// The path and query of `uri` (`/` when empty), as HTTP/1.1 sends it to an origin server.
@@ -1075,7 +1055,7 @@ mod tests {
 
     #[test]
     fn host_header_drops_user_info_and_default_ports() {
-        let h = |s: &str| host_header(&s.parse::<Uri>().unwrap()).unwrap();
+        let h = |s: &str| host_header(&Url::parse(s).unwrap()).unwrap();
         assert_eq!(h("http://a.test/x"), "a.test");
         assert_eq!(h("http://a.test:8080/x"), "a.test:8080");
         assert_eq!(h("http://127.0.0.1:9/"), "127.0.0.1:9");
