@@ -459,7 +459,10 @@ impl Client {
         };
         // Boxed: opening a connection (TLS, HTTP/2 handshake) is a large future, and only the
         // first request to an origin needs it; inline, it made every request's future larger.
-        let connected = Box::pin(self.connect(origin, req.uri())).await;
+        let connected = match absolute_uri(url) {
+            Ok(uri) => Box::pin(self.connect(origin, &uri)).await,
+            Err(f) => Err(f),
+        };
         if opening.is_some() && !forced {
             match &connected {
                 Ok((Conn::H2(_), _)) => {}
@@ -635,9 +638,10 @@ impl Client {
         let mut headers = std::borrow::Cow::Borrowed(&req.headers);
         let mut hops = 0;
         loop {
-            let uri: Uri = url
-                .as_str()
-                .parse()
+            // In origin form: most requests go out on a pooled HTTP/1.1 connection as just their
+            // path, so the whole URL is parsed into a `Uri` only for what needs it (a new
+            // connection, HTTP/2, a proxy): see `send_on`.
+            let uri = origin_uri(&url)
                 .map_err(|e| Failure::new(ErrorKind::InvalidInput, format!("{url}: {e}")))?;
             let mut hreq = http::Request::new(Full::new(body.clone()));
             *hreq.method_mut() = method.clone();
@@ -824,9 +828,10 @@ async fn too_slow(received: &AtomicU64, limit: u64, window: Duration) -> Failure
     }
 }
 
-/// Sends `req` (absolute URI) on `conn`: HTTP/1.1 in origin form with a `Host` header (in
-/// absolute form, without user info, with the proxy's `Proxy-Authorization`, when `forward`ed to
-/// an `https://` proxy), HTTP/2 as is.
+/// Sends `req` for `url` on `conn`. Requests travel in origin form (their path and query):
+/// HTTP/1.1 sends them so with a `Host` header (or in absolute form, without user info, with the
+/// proxy's `Proxy-Authorization`, when `forward`ed to an `https://` proxy), HTTP/2 with the whole
+/// URL. A request given back unsent is in origin form again.
 async fn send_on(
     conn: Conn,
     url: &Url,
@@ -838,7 +843,6 @@ async fn send_on(
             if tx.ready().await.is_err() {
                 return Err(SendError::NotSent(Box::new(req)));
             }
-            let absolute = req.uri().clone();
             let mut added_host = false;
             if !req.headers().contains_key(header::HOST)
                 && let Some(host) = host_header(url)
@@ -848,17 +852,17 @@ async fn send_on(
             }
             *req.version_mut() = http::Version::HTTP_11;
             let mut added_auth = false;
-            match forward {
-                None => *req.uri_mut() = origin_form(&absolute),
-                Some(f) => {
-                    *req.uri_mut() = absolute_form(&absolute);
-                    if let Some(auth) = &f.authorization
-                        && !req.headers().contains_key(header::PROXY_AUTHORIZATION)
-                    {
-                        req.headers_mut()
-                            .insert(header::PROXY_AUTHORIZATION, auth.clone());
-                        added_auth = true;
-                    }
+            // Origin form as it came, or absolute form (less user info) for a proxy.
+            let mut origin = None;
+            if let Some(f) = forward {
+                let absolute = absolute_uri(url).map_err(SendError::Failed)?;
+                origin = Some(std::mem::replace(req.uri_mut(), absolute_form(&absolute)));
+                if let Some(auth) = &f.authorization
+                    && !req.headers().contains_key(header::PROXY_AUTHORIZATION)
+                {
+                    req.headers_mut()
+                        .insert(header::PROXY_AUTHORIZATION, auth.clone());
+                    added_auth = true;
                 }
             }
             match tx.try_send_request(req).await {
@@ -866,7 +870,9 @@ async fn send_on(
                 Err(mut e) => match e.take_message() {
                     Some(mut req) => {
                         // Back to the form every connection kind starts from.
-                        *req.uri_mut() = absolute;
+                        if let Some(origin) = origin {
+                            *req.uri_mut() = origin;
+                        }
                         if added_host {
                             req.headers_mut().remove(header::HOST);
                         }
@@ -883,11 +889,17 @@ async fn send_on(
             if tx.ready().await.is_err() {
                 return Err(SendError::NotSent(Box::new(req)));
             }
+            // HTTP/2 sends the scheme and authority as pseudo-headers: the whole URL.
+            let absolute = absolute_uri(url).map_err(SendError::Failed)?;
+            let origin = std::mem::replace(req.uri_mut(), absolute);
             *req.version_mut() = http::Version::HTTP_2;
             match tx.try_send_request(req).await {
                 Ok(resp) => Ok((resp, None)),
                 Err(mut e) => match e.take_message() {
-                    Some(req) => Err(SendError::NotSent(Box::new(req))),
+                    Some(mut req) => {
+                        *req.uri_mut() = origin;
+                        Err(SendError::NotSent(Box::new(req)))
+                    }
                     None => Err(SendError::Failed(classify(&e.into_error(), false))),
                 },
             }
@@ -895,23 +907,24 @@ async fn send_on(
     }
 }
 
+/// `url` as a `Uri` in origin form: its path and query (a special URL's path is never empty).
+fn origin_uri(url: &Url) -> Result<Uri, http::uri::InvalidUri> {
+    let pq = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    Uri::from_maybe_shared(Bytes::copy_from_slice(pq.as_bytes()))
+}
+
+/// `url` as an absolute `Uri` (for a new connection, HTTP/2 and proxies).
+fn absolute_uri(url: &Url) -> Result<Uri, Failure> {
+    url.as_str()
+        .parse()
+        .map_err(|e| Failure::new(ErrorKind::InvalidInput, format!("{url}: {e}")))
+}
+
 /// `Host` for an HTTP/1.1 request to `url`: its host, with the port unless it is the scheme's
 /// default. A parsed URL already leaves a default port out and keeps user info apart, so this is
 /// a slice of it (taking it apart from the request's `Uri` cost ~600 instructions a request).
 fn host_header(url: &Url) -> Option<HeaderValue> {
     HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort]).ok()
-}
-
-/// The path and query of `uri` (`/` when empty), as HTTP/1.1 sends it to an origin server.
-fn origin_form(uri: &Uri) -> Uri {
-    match uri.path_and_query() {
-        // Sharing the parsed path (a reference-counted buffer) rather than parsing it again.
-        Some(pq) if pq.as_str().starts_with('/') => Uri::from(pq.clone()),
-        Some(pq) if pq.as_str().starts_with('?') => format!("/{}", pq.as_str())
-            .parse()
-            .unwrap_or_else(|_| Uri::from_static("/")),
-        _ => Uri::from_static("/"),
-    }
 }
 
 /// `uri` in absolute form for a proxy: as it is, less any user info (`user:pass@`).
@@ -1049,7 +1062,7 @@ fn h2_kind(e: &h2::Error) -> Option<ErrorKind> {
 
 #[cfg(test)]
 mod tests {
-    use super::{host_header, origin_form, same_origin};
+    use super::{host_header, origin_uri, same_origin};
     use http::Uri;
     use url::Url;
 
@@ -1076,10 +1089,11 @@ mod tests {
 
     #[test]
     fn origin_form_is_path_and_query() {
-        let o = |s: &str| origin_form(&s.parse::<Uri>().unwrap()).to_string();
+        let o = |s: &str| origin_uri(&Url::parse(s).unwrap()).unwrap().to_string();
         assert_eq!(o("http://a.test/x/y?q=1"), "/x/y?q=1");
         assert_eq!(o("http://a.test"), "/");
         assert_eq!(o("http://a.test?q"), "/?q");
+        assert_eq!(o("http://u:p@a.test:8080/x#part"), "/x");
     }
 
     #[test]

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::StatusCode;
 use http::header::{self, HeaderValue};
-use http::{StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use url::Url;
 
@@ -65,7 +65,7 @@ impl Client {
     async fn robots_attempt(&self, first: &Url) -> RobotsFetch {
         let mut url = first.clone();
         for _ in 0..=ROBOTS_MAX_REDIRECTS {
-            let Ok(uri) = url.as_str().parse::<Uri>() else {
+            let Ok(uri) = super::origin_uri(&url) else {
                 return RobotsFetch::Unavailable(format!("{url} is not a usable URL"));
             };
             let mut req = http::Request::new(Full::new(Bytes::new()));
