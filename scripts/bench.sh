@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark harness for issues 5 and 17: fanout against wrk, curl --parallel, an asyncio + aiohttp
-# script, oha, wget2 and a hand-written reqwest program, all on 127.0.0.1. Run on demand (it is not
-# part of the test suite or CI):
+# script, an asyncio + httpx script that records to SQLite, oha, wget2 and a hand-written reqwest
+# program, all on 127.0.0.1. Run on demand (it is not part of the test suite or CI):
 #
 #   scripts/bench.sh                  # everything, median of 3 runs each
 #   RUNS=5 BENCH_BIG=0 scripts/bench.sh
 #   ONLY="e f g" RUNS=3 scripts/bench.sh
 #
 # It installs what is missing (Debian nginx, wrk, curl, wget2, openssl, time, sqlite3 with apt-get;
-# aiohttp into a venv under target/bench-venv; oha with cargo install into target/bench-tools),
+# aiohttp and httpx[http2] from PyPI into a venv under target/bench-venv; oha with cargo install
+# into target/bench-tools),
 # builds fanout (or uses FANOUT_BIN), starts nginx and `fanout serve` on free loopback ports, runs the
 # workloads, prints one markdown table per shape and writes them to target/bench-results.md. Every
 # server it starts is stopped on exit.
@@ -21,6 +22,9 @@
 #   FANOUT_BASE=...   a second fanout binary (e.g. a build of the previous commit) run in workload (a)
 #                     right after FANOUT_BIN in every round, so before/after medians are interleaved
 #   N_A=100000        distinct URLs in workload (a); N_CURL=$N_A for curl's share of it
+#   N_HTTPX=5000      the httpx peer's share of every workload it runs in (the first N_HTTPX URLs of
+#                     the list): it manages ~0.45k req/s at C=64 here, so the whole list of (a)
+#                     would take minutes
 #   WRK_SECS=5        wrk's fixed duration; WRK_THREADS=2
 #   NGINX_WORKERS=1   nginx worker_processes ("auto" = one per core)
 #   ONLY="a b c d e f g h i" workloads to run
@@ -30,7 +34,7 @@
 #                     --http1), (f) plain http with nginx keepalive_timeout 0 (a new connection per
 #                     request), (g) HTTPS with keep-alive off (a TLS handshake per request, session
 #                     resumption on); one host, a self-signed CA and certificate made with openssl
-#   SKIP="oha ..."    peers to leave out (wrk curl aiohttp oha wget2 reqwest), e.g. to avoid an install
+#   SKIP="oha ..."    peers to leave out (wrk curl aiohttp httpx oha wget2 reqwest), e.g. to avoid an install
 #   H_ORIGINS=1000 H_PER=100 C_H=256     workload (h): URLs over many origins (nginx, one worker,
 #                     listening on that many loopback ports), shuffled; H_BIG=1 also runs 10,000 × 10
 #   I_NAMES=2000 I_PER=10 C_I=128        workload (i): URLs over many host names resolved by dnsmasq
@@ -45,6 +49,7 @@ BENCH_BIG=${BENCH_BIG:-1}
 BIG_RUNS=${BIG_RUNS:-$RUNS}
 N_A=${N_A:-100000}
 N_CURL=${N_CURL:-$N_A}
+N_HTTPX=${N_HTTPX:-5000}
 C_A=64
 WRK_SECS=${WRK_SECS:-5}
 WRK_THREADS=${WRK_THREADS:-2}
@@ -108,21 +113,27 @@ need() {
 need timeout coreutils || die "timeout (coreutils) is required"
 need nginx nginx || die "nginx could not be installed"
 need sqlite3 sqlite3 || warn "no sqlite3 CLI: fanout's outcome counts will not be checked"
-HAVE_WRK=0; HAVE_CURL=0; HAVE_AIOHTTP=0; HAVE_OHA=0
+HAVE_WRK=0; HAVE_CURL=0; HAVE_AIOHTTP=0; HAVE_HTTPX=0; HAVE_OHA=0
 if skipped wrk; then :; elif need wrk wrk; then HAVE_WRK=1; else warn "wrk could not be installed: skipping it"; fi
 if skipped curl; then :; elif need curl curl; then HAVE_CURL=1; else warn "curl could not be installed: skipping it"; fi
 
+# The Python peers: aiohttp and httpx (with its http2 extra, for (e) over h2), installed from PyPI
+# into one venv as a user would (`pip install aiohttp 'httpx[http2]'`).
 VENV=$ROOT/target/bench-venv
 PY=$VENV/bin/python
-if skipped aiohttp; then :; elif ! "$PY" -c 'import aiohttp' 2>/dev/null; then
-    log "creating $VENV with aiohttp"
-    if ! python3 -m venv "$VENV" 2>/dev/null; then
+PY_WANT=()
+skipped aiohttp || "$PY" -c 'import aiohttp' 2>/dev/null || PY_WANT+=(aiohttp)
+skipped httpx || "$PY" -c 'import httpx, h2' 2>/dev/null || PY_WANT+=('httpx[http2]')
+if [ "${#PY_WANT[@]}" -gt 0 ]; then
+    log "installing ${PY_WANT[*]} into $VENV"
+    if [ ! -x "$VENV/bin/pip" ] && ! python3 -m venv "$VENV" 2>/dev/null; then
         apt_install python3 python3-venv || true
         /usr/bin/python3 -m venv "$VENV" || true
     fi
-    [ -x "$VENV/bin/pip" ] && "$VENV/bin/pip" install -q aiohttp >"$TMP/pip.log" 2>&1
+    [ -x "$VENV/bin/pip" ] && "$VENV/bin/pip" install -q "${PY_WANT[@]}" >"$TMP/pip.log" 2>&1
 fi
-if skipped aiohttp; then :; elif "$PY" -c 'import aiohttp' 2>/dev/null; then HAVE_AIOHTTP=1; else warn "aiohttp could not be installed: skipping the Python peer"; fi
+if skipped aiohttp; then :; elif "$PY" -c 'import aiohttp' 2>/dev/null; then HAVE_AIOHTTP=1; else warn "aiohttp could not be installed: skipping that Python peer"; fi
+if skipped httpx; then :; elif "$PY" -c 'import httpx, h2' 2>/dev/null; then HAVE_HTTPX=1; else warn "httpx could not be installed: skipping that Python peer"; fi
 
 OHA=$ROOT/target/bench-tools/bin/oha
 if skipped oha; then
@@ -170,10 +181,14 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# free_port: a port nothing listens on, below the kernel's ephemeral range (a port in that range may
+# be the source port of some connection, which no listener shows, and then bind() fails).
 free_port() {
-    local p i
+    local p i lo
+    lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+    [ "${lo:-0}" -gt 21000 ] || lo=32768
     for i in $(seq 1 200); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM + i) % 40000))
+        p=$((20000 + (RANDOM * 32768 + RANDOM + i) % (lo - 20000)))
         port_open "$p" || { echo "$p"; return 0; }
     done
     return 1
@@ -303,6 +318,23 @@ fanout_other() {
 fanout_elapsed() { sed -n 's/^[0-9]* outcomes in \([0-9.]*\)s .*/\1/p' "$1" | tail -n 1; }
 
 urls() { seq 1 "$1" | awk -v b="$2" '{ print b $0 }'; }
+# httpx_run ID LIST C [ARGS...]: one run of the httpx peer over the first N_HTTPX URLs of LIST at
+# concurrency C (ARGS: --cacert CA, --http2), recorded as ID.httpx; run behind the words of
+# HTTPX_PREFIX when set (e.g. `ip netns exec NS`).
+httpx_run() {
+    local id=$1 list=$2 c=$3 got ok other
+    shift 3
+    [ "$HAVE_HTTPX" = 1 ] || return 0
+    head -n "$N_HTTPX" "$list" >"$TMP/$id-httpx.txt"
+    rm -f "$TMP"/hx.db*
+    measure "$id-httpx" "$RUN_CAP" ${HTTPX_PREFIX:-} "$PY" "$ROOT/scripts/httpx_fetch.py" \
+        "$TMP/$id-httpx.txt" "$c" "$TMP/hx.db" "$@"
+    read -r got ok < <(sed -n 's/^\([0-9]*\) outcomes, \([0-9]*\) 200s$/\1 \2/p' "$TMP/$id-httpx.out")
+    other=$(fanout_other "$TMP/hx.db") # the same columns as fanout's outcomes
+    [ -n "$other" ] && warn "httpx ($id) outcomes other than 200: $other"
+    record "$id.httpx" "${got:-nan}" "${ok:-nan}"
+    rm -f "$TMP"/hx.db*
+}
 
 # ----------------------------------------------------------------------------------- workload (a)
 if wants a; then
@@ -325,6 +357,7 @@ if wants a; then
             measure aiohttp "$RUN_CAP" "$PY" "$ROOT/scripts/aiohttp_fetch.py" "$TMP/a.txt" "$C_A"
             record a.aiohttp "$N_A" "$(tail -n 1 "$TMP/aiohttp.out")"
         fi
+        httpx_run a "$TMP/a.txt" "$C_A"
         if [ "$HAVE_OHA" = 1 ]; then
             measure oha "$RUN_CAP" "$OHA" -n "$N_A" -c "$C_A" --no-tui "$NGINX/item/1"
             ok=$(sed -n 's/^ *\[200\] *\([0-9]*\) responses.*/\1/p' "$TMP/oha.out")
@@ -466,6 +499,15 @@ one_host() {
             "${c_args[@]}" -m 30 -w '%{http_code}\n' -K "$TMP/$shape-curl.cfg"
         record "$shape.curl" "$(wc -l <"$TMP/$shape-curl.out")" "$(grep -c '^200$' "$TMP/$shape-curl.out")" "$(reused)"
     fi
+    local h_args=()
+    [ "$tls" = 1 ] && h_args+=(--cacert "$CA")
+    [ "$proto" = h2 ] && h_args+=(--http2)
+    r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null)
+    httpx_run "$shape" "$list" "$c" "${h_args[@]}"
+    # (g): the run's resumed handshakes in the record's extra column, as for the others.
+    if [ "$shape" = g ] && [ -s "$RES/$shape.httpx" ]; then
+        sed -i "\$s/nan\$/$(reused)/" "$RES/$shape.httpx"
+    fi
 }
 
 if wants e || wants f || wants g; then
@@ -565,6 +607,14 @@ many_hosts() {
             -m 30 -w '%{http_code}\n' -K "$TMP/m-curl.cfg"
         record "$shape.curl" "$(wc -l <"$TMP/$shape-curl.out")" "$(grep -c '^200$' "$TMP/$shape-curl.out")" "$(extra)"
     fi
+    if [ "$HAVE_HTTPX" = 1 ]; then
+        q0=$(queries)
+        HTTPX_PREFIX="$*" httpx_run "$shape" "$list" "$c"
+        # With a DNS log: the run's queries in the record's extra column, as for the others.
+        if [ -f "$qlog" ] && [ -s "$RES/$shape.httpx" ]; then
+            sed -i "\$s/nan\$/$(extra)/" "$RES/$shape.httpx"
+        fi
+    fi
     rm -f "$TMP"/m.db*
 }
 
@@ -660,12 +710,13 @@ header() {
     if wants a && [ -s "$RES/a.fanout" ]; then
         header
         F=$(rps_of a.fanout)
-        for t in wrk curl aiohttp oha; do
+        for t in wrk curl aiohttp httpx oha; do
             [ -s "$RES/a.$t" ] || continue
             case $t in
                 wrk) label="wrk -t$WRK_THREADS -c$C_A -d${WRK_SECS}s (one URL)" ;;
                 curl) label="curl --parallel --parallel-max $C_A ($N_CURL URLs)" ;;
                 aiohttp) label="Python aiohttp, Semaphore($C_A) + gather" ;;
+                httpx) label="Python httpx, Semaphore($C_A) + gather, SQLite thread (first $N_HTTPX URLs)" ;;
                 oha) label="oha -n $N_A -c $C_A (one URL)" ;;
             esac
             note="fanout $(fmt "$(div "$F" "$(rps_of "a.$t")")" '%.2f')× this"
@@ -712,7 +763,7 @@ header() {
             g) what="(g) $N_G HTTPS URLs, a TLS handshake per request, C=$C_EFG" ;;
         esac
         F=$(rps_of "$shape.fanout")
-        for t in fanout fanout-base oha oha-mux wget2 curl; do
+        for t in fanout fanout-base oha oha-mux wget2 curl httpx; do
             [ -s "$RES/$shape.$t" ] || continue
             case $t in
                 fanout) label="fanout fetch -c N --db (SQLite)"; note="—" ;;
@@ -721,6 +772,7 @@ header() {
                 oha-mux) label="oha --http2 -n N -c 1 -p N (one connection, as fanout)" ;;
                 wget2) label="wget2 --max-threads N -i" ;;
                 curl) label="curl --parallel --parallel-max N" ;;
+                httpx) label="Python httpx + SQLite thread (first $N_HTTPX URLs)" ;;
             esac
             case $shape in e1) p=h1 ;; e2) p=h2 ;; *) p=h1 ;; esac
             [ "$t" = oha ] && [ "$p" = h2 ] && label="oha --http2 -n N -c N (one URL)"
@@ -740,7 +792,7 @@ header() {
             i) what="(i) $((I_NAMES * I_PER)) URLs over $I_NAMES names via DNS, C=$C_I" ;;
         esac
         F=$(rps_of "$shape.fanout")
-        for t in fanout fanout-base reqwest wget2 curl; do
+        for t in fanout fanout-base reqwest wget2 curl httpx; do
             [ -s "$RES/$shape.$t" ] || continue
             case $t in
                 fanout) label="fanout fetch -c N --db (SQLite)"; note="—" ;;
@@ -748,6 +800,7 @@ header() {
                 reqwest) label="reqwest + buffer_unordered + SQLite (bench/reqwest-peer)" ;;
                 wget2) label="wget2 --max-threads N -i" ;;
                 curl) label="curl --parallel --parallel-max N" ;;
+                httpx) label="Python httpx + SQLite thread (first $N_HTTPX URLs)" ;;
             esac
             [ "$t" = fanout ] || note="fanout $(fmt "$(div "$F" "$(rps_of "$shape.$t")")" '%.2f')× this"
             [ "$shape" = i ] && note="$note; $(fmt "$(med "$shape.$t" 7)" '%d') DNS queries"

@@ -59,16 +59,12 @@ is_uint "$TIME_CAP" && [ "$TIME_CAP" -ge 1 ] || usage "TIME_CAP=$TIME_CAP: secon
 case $KILL in 0 | 1) ;; *) usage "KILL=$KILL: 0 or 1" ;; esac
 [ "$KILL" = 1 ] && [ "$WORKERS" -lt 2 ] && usage "KILL=1 needs WORKERS >= 2 (someone must finish the killed worker's jobs)"
 for t in ip setpriv psql jq timeout; do command -v "$t" >/dev/null || usage "'$t' is required"; done
-for t in initdb postgres; do [ -x "$PG_BINDIR/$t" ] || usage "no $PG_BINDIR/$t: install postgresql-15 or set PG_BINDIR"; done
+# scripts/lib/pg.sh: initdb, the postmaster as nobody (here inside a namespace), the wait, psql.
+. "$ROOT/scripts/lib/pg.sh"
+pg_check
 
-if [ -n "${FANOUT_BIN:-}" ]; then
-    BIN=$FANOUT_BIN
-else
-    log "cargo build --release"
-    cargo build --release --locked --quiet --manifest-path "$ROOT/Cargo.toml" || die "cargo build failed"
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/fanout
-fi
-[ -x "$BIN" ] || die "no fanout binary at $BIN"
+. "$ROOT/scripts/lib/bin.sh"
+fanout_bin
 
 # ------------------------------------------------------------------------------- state and cleanup
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout-cluster.XXXXXX") || die "mktemp failed"
@@ -83,15 +79,10 @@ PG_PID=""
 WEB_PID=""
 declare -A WPID=() # worker index -> pid
 cleanup() {
-    local i pid
+    local ns
     # Last started first: the workers hand their jobs back while PostgreSQL is still up, then the
     # server, then PostgreSQL (SIGINT: its fast shutdown). Whatever outlasts 10 s gets SIGKILL.
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[$i]}
-        if [ "$pid" = "$PG_PID" ]; then kill -INT "$pid" 2>/dev/null; else kill -TERM "$pid" 2>/dev/null; fi
-        timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
+    pg_stop_all
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
@@ -128,24 +119,13 @@ wait_tcp() {
 }
 
 # ------------------------------------------------------------------------------------- PostgreSQL
-PGDIR=$TMP/pg
-mkdir -p "$PGDIR/sock"
-chown -R nobody:nogroup "$PGDIR"
-as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
-as_nobody "$PG_BINDIR/initdb" -D "$PGDIR/data" -U fanout --auth=trust -E UTF8 >"$TMP/initdb.log" 2>&1 ||
-    die "initdb failed: $(tail -3 "$TMP/initdb.log")"
-printf 'local all all trust\nhost all all 10.77.0.0/24 trust\n' >"$PGDIR/data/pg_hba.conf"
-# `ip netns exec` and setpriv both exec, so $! is the postgres process itself (not through in_ns:
-# a backgrounded function would be a subshell of its own).
-ip netns exec "$NS_DB" setpriv --reuid=nobody --regid=nogroup --clear-groups \
-    "$PG_BINDIR/postgres" -D "$PGDIR/data" -p 5432 -k "$PGDIR/sock" \
-    -c listen_addresses=10.77.0.2 -c max_connections=$((20 + 4 * WORKERS)) >"$TMP/pg.log" 2>&1 &
-PG_PID=$!
-PIDS+=("$PG_PID")
+pg_init "$TMP/pg"
+printf 'local all all trust\nhost all all 10.77.0.0/24 trust\n' >"$PG_DIR/data/pg_hba.conf"
+PG_PREFIX=(ip netns exec "$NS_DB")
+pg_launch 5432 -c listen_addresses=10.77.0.2 -c max_connections=$((20 + 4 * WORKERS))
 # The script itself talks to PostgreSQL over its Unix socket (a file: no namespace needed).
-sql() { psql -X -q -At -h "$PGDIR/sock" -p 5432 -U fanout -d "${2:-fanout}" -c "$1"; }
-for _ in $(seq 300); do sql 'SELECT 1' postgres >/dev/null 2>&1 && break; sleep 0.1; done
-sql 'SELECT 1' postgres >/dev/null 2>&1 || die "PostgreSQL did not start: $(tail -3 "$TMP/pg.log")"
+sql() { pg_sql "$1" "${2:-fanout}"; }
+pg_wait
 sql 'CREATE DATABASE fanout' postgres >/dev/null || die "CREATE DATABASE failed"
 wait_tcp 10.77.0.2 5432 || die "PostgreSQL is not reachable at 10.77.0.2:5432 from $P-w1"
 DB="postgres://fanout@10.77.0.2:5432/fanout?sslmode=disable"

@@ -16,8 +16,9 @@ RUNS=${RUNS:-3}
 C=${C:-64}
 BIN=${FANOUT_BIN:-$ROOT/target/release/fanout}
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release --locked)
-PGBIN=${FANOUT_PG_BINDIR:-$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)}
+PG_BINDIR=${FANOUT_PG_BINDIR:-$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout-pgbench.XXXXXX")
+chmod 755 "$TMP" # PostgreSQL (nobody, when run as root) reaches its directory through it
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -25,21 +26,19 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
+die() { echo "pg-bench: error: $*" >&2; exit 1; }
+usage() { echo "pg-bench: $*" >&2; exit 2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; else "$@"; fi; }
 
 HTTP_PORT=$(free_port)
 "$BIN" serve --port "$HTTP_PORT" 2>/dev/null &
 PIDS+=($!)
-PG_PORT=$(free_port)
-mkdir -p "$TMP/sock"
-[ "$(id -u)" = 0 ] && chown -R nobody:nogroup "$TMP"
-as_pg "$PGBIN/initdb" -D "$TMP/data" -U fanout --auth=trust >/dev/null
-as_pg "$PGBIN/postgres" -D "$TMP/data" -p "$PG_PORT" -k "$TMP/sock" -c listen_addresses=127.0.0.1 \
-  >"$TMP/pg.log" 2>&1 &
-PIDS+=($!)
-psql_() { "$PGBIN/psql" -X -q -At -h "$TMP/sock" -p "$PG_PORT" -U fanout -d postgres -c "$1"; }
-for _ in $(seq 100); do psql_ 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+# scripts/lib/pg.sh: initdb, the postmaster (as nobody when root), the wait, psql.
+. "$ROOT/scripts/lib/pg.sh"
+pg_check
+pg_init "$TMP/pg"
+pg_launch "$(free_port)" -c listen_addresses=127.0.0.1
+pg_wait
 for _ in $(seq 100); do curl -s "http://127.0.0.1:$HTTP_PORT/item/0" >/dev/null 2>&1 && break; sleep 0.1; done
 
 seq 0 $((N - 1)) | sed "s|^|http://127.0.0.1:$HTTP_PORT/item/|" >"$TMP/urls.txt"
@@ -52,10 +51,10 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 lite=() pg=()
 for i in $(seq "$RUNS"); do
   r=$(rate "$BIN" fetch "$TMP/urls.txt" -q -c "$C" --db "$TMP/run$i.db"); lite+=("$r")
-  psql_ "CREATE DATABASE run$i" >/dev/null
+  pg_sql "CREATE DATABASE run$i" >/dev/null
   r=$(rate "$BIN" fetch "$TMP/urls.txt" -q -c "$C" --db "postgres://fanout@127.0.0.1:$PG_PORT/run$i?sslmode=disable")
   pg+=("$r")
-  got=$("$PGBIN/psql" -X -At -h "$TMP/sock" -p "$PG_PORT" -U fanout -d "run$i" -c 'SELECT count(*) FROM outcomes')
+  got=$(pg_sql 'SELECT count(*) FROM outcomes' "run$i")
   [ "$got" = "$N" ] || echo "warning: run$i holds $got rows, not $N" >&2
   echo "run $i: sqlite ${lite[-1]} req/s, postgresql ${pg[-1]} req/s" >&2
 done

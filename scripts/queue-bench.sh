@@ -61,16 +61,12 @@ for v in RUNS N_A C_A N_B C_B RUN_CAP; do is_uint "${!v}" && [ "${!v}" -ge 1 ] |
 for w in $WORKERS_A; do is_uint "$w" && [ "$w" -ge 1 ] || usage "WORKERS_A='$WORKERS_A': positive numbers"; done
 for t in psql python3 timeout; do command -v "$t" >/dev/null || usage "'$t' is required"; done
 [ -x /usr/bin/time ] || usage "/usr/bin/time (Debian package 'time') is required"
-for t in initdb postgres; do [ -x "$PG_BINDIR/$t" ] || usage "no $PG_BINDIR/$t: install postgresql-15 or set PG_BINDIR"; done
+# scripts/lib/pg.sh: initdb, the postmaster (as nobody when root), the wait, psql.
+. "$ROOT/scripts/lib/pg.sh"
+pg_check
 
-if [ -n "${FANOUT_BIN:-}" ]; then
-    BIN=$FANOUT_BIN
-else
-    log "cargo build --release"
-    cargo build --release --locked --quiet --manifest-path "$ROOT/Cargo.toml" || die "cargo build failed"
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/fanout
-fi
-[ -x "$BIN" ] || die "no fanout binary at $BIN"
+. "$ROOT/scripts/lib/bin.sh"
+fanout_bin
 ulimit -n 65536 2>/dev/null || true
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fanout-qbench.XXXXXX") || die "mktemp failed"
@@ -79,7 +75,7 @@ PIDS=()
 PG_PID=""
 group_alive() { ps -e -o pgid= | awk -v g="$1" '$1 == g {f = 1} END {exit !f}'; }
 cleanup() {
-    local i pid
+    local pid
     # Workers and fetches run under `timeout`, which makes a process group of its own (a Ctrl-C
     # does not reach it), from subshells: their group ids are in $TMP/pids. Those groups go first,
     # while PostgreSQL is up to take the workers' hand-backs; then the servers, last PostgreSQL
@@ -92,12 +88,7 @@ cleanup() {
             kill -KILL -- "-$pid" 2>/dev/null
         done <"$TMP/pids"
     fi
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[$i]}
-        if [ "$pid" = "$PG_PID" ]; then kill -INT "$pid" 2>/dev/null; else kill -TERM "$pid" 2>/dev/null; fi
-        timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
+    pg_stop_all
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -111,24 +102,11 @@ now() { date +%s.%N; }
 calc() { python3 -c "print($1)"; }
 
 # ------------------------------------------------------------------------------------- PostgreSQL
-PGDIR=$TMP/pg
-mkdir -p "$PGDIR/sock"
-as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown -R nobody:nogroup "$PGDIR"
-as_pg "$PG_BINDIR/initdb" -D "$PGDIR/data" -U fanout --auth=trust -E UTF8 >"$TMP/initdb.log" 2>&1 ||
-    die "initdb failed: $(tail -3 "$TMP/initdb.log")"
-PG_PORT=$(free_port)
-# Not through as_pg: a backgrounded function is a subshell of its own; setpriv execs, so $! is the
-# postmaster itself.
-AS_NOBODY=()
-[ "$(id -u)" = 0 ] && AS_NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
-"${AS_NOBODY[@]}" "$PG_BINDIR/postgres" -D "$PGDIR/data" -p "$PG_PORT" -k "$PGDIR/sock" -c listen_addresses=127.0.0.1 \
-    -c max_connections=100 -c shared_preload_libraries=pg_stat_statements "${PG_ARGV[@]}" >"$TMP/pg.log" 2>&1 &
-PG_PID=$!
-PIDS+=("$PG_PID")
-sql() { psql -X -q -At -h "$PGDIR/sock" -p "$PG_PORT" -U fanout -d "${2:-postgres}" -c "$1"; }
-for _ in $(seq 300); do sql 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
-sql 'SELECT 1' >/dev/null 2>&1 || die "PostgreSQL did not start: $(tail -3 "$TMP/pg.log")"
+pg_init "$TMP/pg"
+pg_launch "$(free_port)" -c listen_addresses=127.0.0.1 \
+    -c max_connections=100 -c shared_preload_libraries=pg_stat_statements "${PG_ARGV[@]}"
+sql() { pg_sql "$@"; }
+pg_wait
 sql 'CREATE EXTENSION pg_stat_statements' >/dev/null || die "pg_stat_statements is not available"
 PG_VERSION=$(sql 'SHOW server_version')
 db_url() { echo "postgres://fanout@127.0.0.1:$PG_PORT/$1?sslmode=disable"; }
@@ -201,7 +179,7 @@ run_workers() {
     if [ "${PG_STATS:-0}" = 1 ]; then
         sleep 0.5 # the worker's backends exit and are reaped
         pg_cpu >"$TMP/pgcpu.after"
-        psql -X -q -At -F ' | ' -h "$PGDIR/sock" -p "$PG_PORT" -U fanout -d postgres -c "
+        psql -X -q -At -F ' | ' -h "$PG_DIR/sock" -p "$PG_PORT" -U fanout -d postgres -c "
             SELECT calls, round(total_exec_time::numeric, 1), round(min_exec_time::numeric, 3),
                    round(mean_exec_time::numeric, 3), round(max_exec_time::numeric, 3), rows,
                    regexp_replace(left(regexp_replace(query, '\s+', ' ', 'g'), 90), '\|', '/', 'g')

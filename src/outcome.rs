@@ -161,11 +161,18 @@ impl Outcome {
     /// response, no error), started now. The engine fills in what its attempts found.
     /// A password in the URL is masked (`user:***@`); the key was derived from the real URL.
     pub fn for_request(req: &Request) -> Outcome {
+        Outcome::for_request_started(req, SystemTime::now())
+    }
+
+    /// [`Outcome::for_request`], started at `started_at` (no clock read: the engine has one).
+    pub(crate) fn for_request_started(req: &Request, started_at: SystemTime) -> Outcome {
         let url = match req.url.password() {
             None => req.url.as_str().to_owned(),
             Some(_) => crate::secrets::mask_url(req.url.as_str()).into_owned(),
         };
-        Outcome::blank(req.key.clone(), url, req.method.as_str().to_owned())
+        let mut o = Outcome::blank(req.key.clone(), url, req.method.as_str().to_owned());
+        o.started_at = started_at;
+        o
     }
 
     /// An outcome with no response and no attempt yet, for `error` with `detail` (input that never

@@ -251,6 +251,8 @@ pub(crate) struct Hosts<T> {
     parked: usize,
     last_sweep: Instant,
     top: Vec<HostReport>,
+    /// Where [`Hosts::key_for`] writes a key to look it up.
+    scratch: String,
 }
 
 impl<T> Hosts<T> {
@@ -266,12 +268,23 @@ impl<T> Hosts<T> {
             parked: 0,
             last_sweep: Instant::now(),
             top: Vec::new(),
+            scratch: String::new(),
         }
     }
 
     /// Jobs waiting (for their host, or for a retry).
     pub(crate) fn parked(&self) -> usize {
         self.parked
+    }
+
+    /// The key of `url`'s host state: the map's own when the host is known, so a request to a
+    /// host seen before allocates no key (it is written into a buffer kept for this).
+    pub(crate) fn key_for(&mut self, url: &url::Url) -> Arc<str> {
+        super::write_host_key(url, &mut self.scratch);
+        match self.map.get_key_value(self.scratch.as_str()) {
+            Some((known, _)) => known.clone(),
+            None => Arc::from(self.scratch.as_str()),
+        }
     }
 
     fn host(&mut self, key: &Arc<str>, now: Instant) -> &mut Host<T> {

@@ -219,14 +219,21 @@ async fn run_attempt<T>(
 }
 
 async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> Step {
-    let (sys0, t0) = *job
-        .first
-        .get_or_insert_with(|| (SystemTime::now(), Instant::now()));
+    // A first attempt starts when the job does: one wall-clock read serves both.
+    let (sys_now, first) = match job.first {
+        Some(first) => (SystemTime::now(), first),
+        None => {
+            let first = (SystemTime::now(), Instant::now());
+            job.first = Some(first);
+            (first.0, first)
+        }
+    };
+    let (sys0, t0) = first;
     job.attempts += 1;
     let result = tokio::select! {
         biased;
         _ = stop.stopped() => None,
-        a = shared.client.fetch(&job.req) => Some(a),
+        a = shared.client.fetch_started(&job.req, sys_now) => Some(a),
     };
     let Some(a) = result else {
         return Step::Stopped;

@@ -1,5 +1,7 @@
 //! Test harness: a real fanout test server on 127.0.0.1 port 0 (kept alive on its own runtime),
-//! a temp dir, the real binary, and helpers to read the SQLite store.
+//! a temp dir, the real binary, helpers to read the SQLite store, a DNS server and a proxy skeleton
+//! on 127.0.0.1 (tunnels to 127.0.0.1 only), and the common start of the PostgreSQL tests (the
+//! server itself is tests/cli/pg.rs's).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -380,4 +382,179 @@ fn dns_answer(
         r.extend_from_slice(&ip.octets());
     }
     Some((name, qtype, r))
+}
+
+/// What a [`TestProxy`] was asked: one entry a connection (a request head, or `host:port`).
+pub type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A proxy for the tests on 127.0.0.1 port 0, on a runtime of its own: every accepted connection
+/// goes to the handler given to [`TestProxy::start`] (tests/cli/http.rs: CONNECT and SOCKS5;
+/// tests/cli/proxy.rs: TLS), which records what it was asked in [`Seen`]. The handlers send every
+/// tunnel to 127.0.0.1 only ([`tunnel_to_local`]): they never resolve a name, so nothing leaves
+/// the machine. Stops when dropped.
+pub struct TestProxy {
+    pub addr: std::net::SocketAddr,
+    seen: Seen,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl TestProxy {
+    /// A proxy running `handle(connection, seen)` for each connection it accepts.
+    pub fn start<F, Fut>(handle: F) -> TestProxy
+    where
+        F: Fn(tokio::net::TcpStream, Seen) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Seen::default();
+        let s = seen.clone();
+        rt.spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                // A connection's error is the test's to see in the outcome, not the proxy's.
+                tokio::spawn(handle(conn, s.clone()));
+            }
+        });
+        TestProxy {
+            addr,
+            seen,
+            _rt: rt,
+        }
+    }
+
+    /// Everything asked so far, in order.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Reads an HTTP request head (through its blank line, 16 KiB at most), byte by byte so that
+/// nothing after it is consumed.
+pub async fn read_head(conn: &mut (impl tokio::io::AsyncRead + Unpin)) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
+        conn.read_exact(&mut byte).await?;
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Answers a CONNECT to `target` (`host:port`) on `conn` by tunnelling to 127.0.0.1 at its port,
+/// whatever the host; a target with no port is answered 403.
+pub async fn tunnel_to_local(
+    conn: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+    target: &str,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let Some(port) = target
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+    else {
+        return refuse(conn).await;
+    };
+    let mut upstream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await?;
+    tokio::io::copy_bidirectional(conn, &mut upstream).await?;
+    Ok(())
+}
+
+/// A proxy's refusal: 403 with an empty body.
+pub async fn refuse(conn: &mut (impl tokio::io::AsyncWrite + Unpin)) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    conn.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        .await
+}
+
+/// `fanout fetch --jsonl - -q --retries 0 ARGS` of `url`, with none of the proxy variables curl
+/// reads set but those in `env`; its output, to check.
+pub fn fetch_with_proxy_env(
+    dir: &Dir,
+    env: &[(&str, &str)],
+    args: &[&str],
+    url: &str,
+) -> std::process::Output {
+    let mut cmd = dir.cmd();
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(["fetch", "--jsonl", "-", "-q", "--retries", "0"])
+        .args(args)
+        .write_stdin(format!("{url}\n"))
+        .output()
+        .unwrap()
+}
+
+/// The first JSON line of a successful run's stdout.
+pub fn first_outcome(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().next().unwrap()).unwrap()
+}
+
+/// The start of most PostgreSQL store tests: a new database on `pg`, its URL, a test server that
+/// answers after `latency`, and a dir. Returns (database name, URL, server, dir).
+pub fn pg_setup(pg: &crate::pg::PgServer, latency: Duration) -> (String, String, TestServer, Dir) {
+    let name = pg.create_db();
+    let url = pg.url(&name);
+    (name, url, TestServer::start(latency), Dir::new())
+}
+
+/// Creates [`crate::pg::PW_USER`], the role that must log in with a password, on `pg` unless it
+/// is there (the shared server has one, created by whichever test comes first); LOGIN, no
+/// password until a test sets one.
+pub fn pw_role(pg: &crate::pg::PgServer) {
+    let user = crate::pg::PW_USER;
+    pg.psql(
+        "postgres",
+        &format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{user}') \
+             THEN CREATE ROLE {user} LOGIN; END IF; END $$"
+        ),
+    );
+}
+
+/// Checks that the `invalid-input` outcomes among `rows` of a `--from-sql` run are exactly the
+/// rows `expect` names (row number, a part of the reason), each keyed `invalid:query:ROW` with a
+/// detail that starts `query:ROW: `.
+pub fn assert_invalid_query_rows(rows: &[Row], expect: &[(u32, &str)]) {
+    let mut bad: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| r.error.as_deref() == Some("invalid-input"))
+        .map(|r| (r.key.clone(), r.error_detail.clone().unwrap()))
+        .collect();
+    bad.sort_by_key(|(k, _)| k["invalid:query:".len()..].parse::<u32>().unwrap());
+    assert_eq!(bad.len(), expect.len(), "{bad:?}");
+    for ((key, detail), (row, reason)) in bad.iter().zip(expect) {
+        assert_eq!(key, &format!("invalid:query:{row}"));
+        assert!(
+            detail.starts_with(&format!("query:{row}: ")) && detail.contains(reason),
+            "{detail}"
+        );
+    }
 }

@@ -2,17 +2,18 @@
 //! protocol versions, TLS trust (`--cacert`, `--insecure`), `--resolve`, and proxies (a tiny CONNECT
 //! proxy and a tiny SOCKS5 proxy in the test, both sending only to 127.0.0.1).
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use predicates::prelude::*;
 use predicates::str::contains;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::harness::{Dir, TestServer, run_with_peak_rss, self_signed};
+use crate::harness::{
+    Dir, Seen, TestProxy, TestServer, fetch_with_proxy_env, first_outcome, read_head, refuse,
+    run_with_peak_rss, self_signed, tunnel_to_local,
+};
 
 /// Runs `fanout fetch --jsonl - ARGS` on `input` (one URL a line) and returns the outcomes.
 fn fetch_jsonl(dir: &Dir, args: &[&str], input: &str) -> Vec<Value> {
@@ -319,14 +320,6 @@ fn resolve_pins_a_host_and_port_to_an_address() {
     }
 }
 
-/// A tiny proxy on 127.0.0.1 that records what it is asked and sends every tunnel to 127.0.0.1 at
-/// the requested port: it never resolves a name, so nothing leaves the machine.
-struct TestProxy {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
-    _rt: tokio::runtime::Runtime,
-}
-
 #[derive(Clone, Copy)]
 enum ProxyKind {
     Connect,
@@ -334,71 +327,28 @@ enum ProxyKind {
     Socks5,
 }
 
-impl TestProxy {
-    fn start(kind: ProxyKind) -> TestProxy {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        rt.spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let _ = match kind {
-                        ProxyKind::Connect => connect_tunnel(conn, s, true).await,
-                        ProxyKind::ConnectRefusing => connect_tunnel(conn, s, false).await,
-                        ProxyKind::Socks5 => socks5_tunnel(conn, s).await,
-                    };
-                });
-            }
-        });
-        TestProxy {
-            addr,
-            seen,
-            _rt: rt,
+/// A tiny proxy on 127.0.0.1 of `kind` that records what it is asked (harness::TestProxy).
+fn test_proxy(kind: ProxyKind) -> TestProxy {
+    TestProxy::start(move |conn, seen| async move {
+        match kind {
+            ProxyKind::Connect => connect_tunnel(conn, seen, true).await,
+            ProxyKind::ConnectRefusing => connect_tunnel(conn, seen, false).await,
+            ProxyKind::Socks5 => socks5_tunnel(conn, seen).await,
         }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
+    })
 }
 
-async fn connect_tunnel(
-    mut conn: TcpStream,
-    seen: Arc<Mutex<Vec<String>>>,
-    allow: bool,
-) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-        conn.read_exact(&mut byte).await?;
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
+async fn connect_tunnel(mut conn: TcpStream, seen: Seen, allow: bool) -> std::io::Result<()> {
+    let head = read_head(&mut conn).await?;
     seen.lock().unwrap().push(head.clone());
+    if !(allow && head.starts_with("CONNECT ")) {
+        return refuse(&mut conn).await;
+    }
     let target = head.split_whitespace().nth(1).unwrap_or_default();
-    let port = target
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok());
-    let (Some(port), true) = (port, allow && head.starts_with("CONNECT ")) else {
-        conn.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-            .await?;
-        return Ok(());
-    };
-    let mut upstream = TcpStream::connect(("127.0.0.1", port)).await?;
-    conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        .await?;
-    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
-    Ok(())
+    tunnel_to_local(&mut conn, target).await
 }
 
-async fn socks5_tunnel(mut conn: TcpStream, seen: Arc<Mutex<Vec<String>>>) -> std::io::Result<()> {
+async fn socks5_tunnel(mut conn: TcpStream, seen: Seen) -> std::io::Result<()> {
     let mut hello = [0u8; 2];
     conn.read_exact(&mut hello).await?;
     let mut methods = vec![0u8; hello[1] as usize];
@@ -433,7 +383,7 @@ fn connect_proxy_tunnels_http_and_https() {
     let srv = TestServer::start(Duration::ZERO);
     let (pem, tls) = self_signed(&["example.test"]);
     let tls_srv = TestServer::start_tls(tls);
-    let proxy = TestProxy::start(ProxyKind::Connect);
+    let proxy = test_proxy(ProxyKind::Connect);
     let dir = Dir::new();
     let ca = dir.write("ca.pem", &pem);
     let via = format!("http://user:p%40ss@{}", proxy.addr);
@@ -467,7 +417,7 @@ fn connect_proxy_tunnels_http_and_https() {
 
 #[test]
 fn a_refusing_proxy_is_a_connect_error() {
-    let proxy = TestProxy::start(ProxyKind::ConnectRefusing);
+    let proxy = test_proxy(ProxyKind::ConnectRefusing);
     let dir = Dir::new();
     let o = fetch_one(
         &dir,
@@ -486,7 +436,7 @@ fn a_refusing_proxy_is_a_connect_error() {
 #[test]
 fn socks5_proxy_tunnels_with_remote_or_local_names() {
     let srv = TestServer::start(Duration::ZERO);
-    let proxy = TestProxy::start(ProxyKind::Socks5);
+    let proxy = test_proxy(ProxyKind::Socks5);
     let dir = Dir::new();
     let port = srv.server.addr().port();
     let url = format!("http://example.test:{port}/item/3");
@@ -659,34 +609,9 @@ fn a_server_that_is_not_http_is_a_protocol_error() {
     assert_eq!(out[0]["error"], "protocol", "{}", out[0]);
 }
 
-/// `fanout fetch --jsonl -` of one URL with exactly the proxy variables in `env` set.
+/// The outcome of `fanout fetch --jsonl -` of one URL with exactly the proxy variables in `env` set.
 fn fetch_with_env(dir: &Dir, env: &[(&str, &str)], args: &[&str], url: &str) -> Value {
-    let mut cmd = dir.cmd();
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd
-        .args(["fetch", "--jsonl", "-", "-q", "--retries", "0"])
-        .args(args)
-        .write_stdin(format!("{url}\n"))
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap()
+    first_outcome(&fetch_with_proxy_env(dir, env, args, url))
 }
 
 #[test]
@@ -694,7 +619,7 @@ fn proxies_come_from_the_environment_as_curl_reads_it() {
     let srv = TestServer::start(Duration::ZERO);
     let (pem, tls) = self_signed(&["example.test"]);
     let tls_srv = TestServer::start_tls(tls);
-    let proxy = TestProxy::start(ProxyKind::Connect);
+    let proxy = test_proxy(ProxyKind::Connect);
     let dir = Dir::new();
     let ca = dir.write("ca.pem", &pem);
     let via = format!("http://{}", proxy.addr);

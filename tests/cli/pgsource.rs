@@ -8,7 +8,9 @@ use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use serde_json::Value;
 
-use crate::harness::{Dir, TestServer, rows, run_with_peak_rss, scalar};
+use crate::harness::{
+    Dir, TestServer, assert_invalid_query_rows, pw_role, rows, run_with_peak_rss, scalar,
+};
 use crate::pg::{PW_USER, PgServer};
 
 const QUERY: &str = "SELECT id, url, method, headers, body FROM targets ORDER BY n";
@@ -133,26 +135,13 @@ fn two_thousand_targets_with_bad_rows_give_the_right_outcomes_and_a_rerun_fetche
         rows.iter()
             .any(|r| r.key == "1500" && r.status == Some(200))
     );
-    let mut bad: Vec<(String, String)> = rows
-        .iter()
-        .filter(|r| r.error.as_deref() == Some("invalid-input"))
-        .map(|r| (r.key.clone(), r.error_detail.clone().unwrap()))
-        .collect();
-    bad.sort_by_key(|(k, _)| k[14..].parse::<u32>().unwrap());
     let expect = [
         (3, "url is NULL"),
         (700, "'not a url' is neither a URL"),
         (1001, "invalid headers JSON"),
         (1999, "invalid method 'NOT A METHOD'"),
     ];
-    assert_eq!(bad.len(), expect.len(), "{bad:?}");
-    for ((key, detail), (row, reason)) in bad.iter().zip(expect) {
-        assert_eq!(key, &format!("invalid:query:{row}"));
-        assert!(
-            detail.starts_with(&format!("query:{row}: ")) && detail.contains(reason),
-            "{detail}"
-        );
-    }
+    assert_invalid_query_rows(&rows, &expect);
     // Resume: every row is recorded, so the rerun fetches nothing.
     fetch_pg(&dir, &url, QUERY, &[])
         .success()
@@ -252,13 +241,7 @@ fn a_password_never_shows() {
         "{command}"
     );
     // The password role (created without a password if no test has yet): refused, unshown.
-    let _ = pg.psql(
-        "postgres",
-        &format!(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{PW_USER}') \
-             THEN CREATE ROLE {PW_USER} LOGIN; END IF; END $$"
-        ),
-    );
+    pw_role(pg);
     let wrong = format!(
         "postgres://{PW_USER}:{PASSWORD}@127.0.0.1:{}/{name}?sslmode=disable",
         pg.port

@@ -52,11 +52,8 @@ fn pg_rows(pg: &PgServer, db: &str) -> Vec<String> {
 fn twenty_thousand_urls_give_postgres_the_rows_sqlite_gets() {
     const N: usize = 20_000;
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let srv = TestServer::start(Duration::ZERO);
-    let dir = Dir::new();
+    let (name, url, srv, dir) = harness::pg_setup(pg, Duration::ZERO);
     dir.write("urls.txt", &urls(&srv, N, "/item/"));
-    let url = pg.url(&name);
     dir.cmd()
         .args([
             "fetch", "urls.txt", "-c", "64", "-q", "--db", "a.db", "--db", &url,
@@ -112,10 +109,7 @@ fn twenty_thousand_urls_give_postgres_the_rows_sqlite_gets() {
 #[test]
 fn a_key_recorded_in_either_store_is_not_fetched_again() {
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::ZERO);
-    let dir = Dir::new();
+    let (name, url, srv, dir) = harness::pg_setup(pg, Duration::ZERO);
     dir.write("a.txt", &urls(&srv, 100, "/item/a"));
     dir.write("b.txt", &urls(&srv, 100, "/item/b"));
     dir.cmd()
@@ -152,10 +146,7 @@ fn a_key_recorded_in_either_store_is_not_fetched_again() {
 fn sigkill_at_random_points_then_resume_leaves_one_row_per_key() {
     const N: usize = 20_000;
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::from_millis(2));
-    let dir = Dir::new();
+    let (name, url, srv, dir) = harness::pg_setup(pg, Duration::from_millis(2));
     dir.write("urls.txt", &urls(&srv, N, "/item/"));
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -205,10 +196,7 @@ fn sigkill_at_random_points_then_resume_leaves_one_row_per_key() {
 fn postgres_restarted_mid_run_records_every_key_once() {
     const N: usize = 20_000;
     let pg = PgServer::start();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::from_millis(2));
-    let dir = Dir::new();
+    let (name, url, srv, dir) = harness::pg_setup(&pg, Duration::from_millis(2));
     dir.write("urls.txt", &urls(&srv, N, "/item/"));
     let child = dir
         .fanout()
@@ -309,14 +297,7 @@ fn a_password_never_shows() {
     const PASSWORD: &str = "Sup3r-S3cret-pw";
     let pg = PgServer::shared();
     let name = pg.create_db();
-    // The shared server has one password role: create it once, whichever test comes first.
-    let _ = pg.psql(
-        "postgres",
-        &format!(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{PW_USER}') \
-             THEN CREATE ROLE {PW_USER} LOGIN; END IF; END $$"
-        ),
-    );
+    harness::pw_role(pg);
     pg.psql(
         &name,
         &format!(
@@ -400,10 +381,7 @@ fn a_password_never_shows() {
 #[test]
 fn a_store_of_a_newer_schema_version_is_refused() {
     let pg = PgServer::shared();
-    let name = pg.create_db();
-    let url = pg.url(&name);
-    let srv = TestServer::start(Duration::ZERO);
-    let dir = Dir::new();
+    let (name, url, srv, dir) = harness::pg_setup(pg, Duration::ZERO);
     dir.write("urls.txt", &urls(&srv, 3, "/item/"));
     dir.cmd()
         .args(["fetch", "urls.txt", "-q", "--db", "a.db", "--db", &url])

@@ -4,72 +4,30 @@
 //! https targets, absolute form for http targets (as curl does), the proxy's certificate checked
 //! with the run's trust or `--proxy-cacert`/`--proxy-insecure`, and credentials kept secret.
 
-use std::net::SocketAddr;
-use std::process::Output;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
-use crate::harness::{Dir, TestServer, self_signed};
+use crate::harness::{
+    Dir, Seen, TestProxy, TestServer, fetch_with_proxy_env, first_outcome, read_head, self_signed,
+    tunnel_to_local,
+};
 
-struct TlsProxy {
-    addr: SocketAddr,
-    /// The head of the first request on each connection the proxy accepted over TLS.
-    seen: Arc<Mutex<Vec<String>>>,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl TlsProxy {
-    /// A proxy presenting `tls` (a certificate for 127.0.0.1).
-    fn start(tls: Arc<rustls::ServerConfig>) -> TlsProxy {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        rt.spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
-                let (s, acceptor) = (s.clone(), acceptor.clone());
-                tokio::spawn(async move {
-                    let _ = proxy(conn, acceptor, s).await;
-                });
-            }
-        });
-        TlsProxy {
-            addr,
-            seen,
-            _rt: rt,
-        }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn read_head(conn: &mut (impl AsyncRead + Unpin)) -> std::io::Result<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
-        conn.read_exact(&mut byte).await?;
-        head.push(byte[0]);
-    }
-    Ok(String::from_utf8_lossy(&head).into_owned())
+/// A proxy presenting `tls` (a certificate for 127.0.0.1); it records the head of the first
+/// request on each connection it accepted over TLS.
+fn tls_proxy(tls: Arc<rustls::ServerConfig>) -> TestProxy {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    TestProxy::start(move |conn, seen| proxy(conn, acceptor.clone(), seen))
 }
 
 async fn proxy(
     conn: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
-    seen: Arc<Mutex<Vec<String>>>,
+    seen: Seen,
 ) -> std::io::Result<()> {
     let mut tls = acceptor.accept(conn).await?;
     let head = read_head(&mut tls).await?;
@@ -77,15 +35,7 @@ async fn proxy(
     let mut words = head.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if method == "CONNECT" {
-        let port: u16 = target
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or(0);
-        let mut upstream = TcpStream::connect(("127.0.0.1", port)).await?;
-        tls.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            .await?;
-        tokio::io::copy_bidirectional(&mut tls, &mut upstream).await?;
-        return Ok(());
+        return tunnel_to_local(&mut tls, target).await;
     }
     // Absolute form: the same request to the origin, in origin form, less Proxy-Authorization.
     let Ok(url) = url::Url::parse(target) else {
@@ -107,53 +57,24 @@ async fn proxy(
     Ok(())
 }
 
-/// `fanout fetch --jsonl - -q --retries 0 ARGS` of `url`, with no proxy variables but `env`.
-fn run(dir: &Dir, env: &[(&str, &str)], args: &[&str], url: &str) -> Output {
-    let mut cmd = dir.cmd();
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.args(["fetch", "--jsonl", "-", "-q", "--retries", "0"])
-        .args(args)
-        .write_stdin(format!("{url}\n"))
-        .output()
-        .unwrap()
-}
-
-fn outcome(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout.clone()).unwrap();
-    serde_json::from_str(text.lines().next().unwrap()).unwrap()
-}
-
 /// Target servers (plain and TLS for example.test), a TLS proxy for 127.0.0.1, and a dir with
 /// `target.pem` and `proxy.pem`.
-fn setup() -> (TestServer, TestServer, TlsProxy, Dir) {
+fn setup() -> (TestServer, TestServer, TestProxy, Dir) {
     let srv = TestServer::start(Duration::ZERO);
     let (target_pem, target_tls) = self_signed(&["example.test"]);
     let tls_srv = TestServer::start_tls(target_tls);
     let (proxy_pem, proxy_tls) = self_signed(&["127.0.0.1"]);
-    let proxy = TlsProxy::start(proxy_tls);
+    let proxy = tls_proxy(proxy_tls);
     let dir = Dir::new();
     dir.write("target.pem", &target_pem);
     dir.write("proxy.pem", &proxy_pem);
     (srv, tls_srv, proxy, dir)
+}
+
+/// The URL of `path` on `srv` by the name example.test (which the proxy, or `--resolve`, sends to
+/// 127.0.0.1).
+fn on_example_test(srv: &TestServer, path: &str) -> String {
+    srv.url(path).replacen("127.0.0.1", "example.test", 1)
 }
 
 #[test]
@@ -164,7 +85,7 @@ fn an_https_proxy_tunnels_https_and_forwards_http_in_absolute_form() {
 
     // http: one TLS connection to the proxy, the request in absolute form. The proxy, not
     // fanout, resolves example.test (to 127.0.0.1 here).
-    let o = outcome(&run(
+    let o = first_outcome(&fetch_with_proxy_env(
         &dir,
         &[],
         &[
@@ -183,7 +104,7 @@ fn an_https_proxy_tunnels_https_and_forwards_http_in_absolute_form() {
     assert_eq!(echoed["headers"]["host"], format!("example.test:{port}"));
 
     // https: CONNECT inside the TLS to the proxy, then TLS to the target inside the tunnel.
-    let o = outcome(&run(
+    let o = first_outcome(&fetch_with_proxy_env(
         &dir,
         &[],
         &[
@@ -226,14 +147,14 @@ fn an_https_proxy_tunnels_https_and_forwards_http_in_absolute_form() {
 fn the_proxys_certificate_is_checked_with_the_runs_trust_or_its_own() {
     let (srv, _tls_srv, proxy, dir) = setup();
     let via = format!("https://{}", proxy.addr);
-    let url = format!("http://example.test:{}/item/1", srv.server.addr().port());
+    let url = on_example_test(&srv, "/item/1");
 
     // Not trusted: a TLS error, and the proxy never saw a request.
-    let o = outcome(&run(&dir, &[], &["--proxy", &via], &url));
+    let o = first_outcome(&fetch_with_proxy_env(&dir, &[], &["--proxy", &via], &url));
     assert_eq!(o["error"], "tls", "{o}");
     assert!(proxy.seen().is_empty());
     // The target's certificate does not vouch for the proxy.
-    let o = outcome(&run(
+    let o = first_outcome(&fetch_with_proxy_env(
         &dir,
         &[],
         &["--proxy", &via, "--cacert", "target.pem"],
@@ -250,7 +171,7 @@ fn the_proxys_certificate_is_checked_with_the_runs_trust_or_its_own() {
     ] {
         let mut all = vec!["--proxy", via.as_str()];
         all.extend_from_slice(args);
-        let o = outcome(&run(&dir, &[], &all, &url));
+        let o = first_outcome(&fetch_with_proxy_env(&dir, &[], &all, &url));
         assert_eq!(o["status"], 200, "{args:?}: {o}");
     }
     assert_eq!(proxy.seen().len(), 4);
@@ -269,12 +190,14 @@ fn the_proxys_certificate_is_checked_with_the_runs_trust_or_its_own() {
 fn https_proxy_from_the_environment() {
     let (_srv, tls_srv, proxy, dir) = setup();
     let via = format!("https://{}", proxy.addr);
-    let url = format!(
-        "https://example.test:{}/item/3",
-        tls_srv.server.addr().port()
-    );
+    let url = on_example_test(&tls_srv, "/item/3");
     let args = ["--proxy-cacert", "proxy.pem", "--cacert", "target.pem"];
-    let o = outcome(&run(&dir, &[("HTTPS_PROXY", via.as_str())], &args, &url));
+    let o = first_outcome(&fetch_with_proxy_env(
+        &dir,
+        &[("HTTPS_PROXY", via.as_str())],
+        &args,
+        &url,
+    ));
     assert_eq!(o["status"], 200, "{o}");
     assert_eq!(proxy.seen().len(), 1);
     assert!(proxy.seen()[0].starts_with("CONNECT example.test:"));
@@ -286,7 +209,7 @@ fn https_proxy_credentials_never_appear_in_output_or_stores() {
     let secret = "s3cr3t-pw";
     let via = format!("https://user:{secret}@{}", proxy.addr);
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("user:{secret}"));
-    let url = format!("http://example.test:{}/item/1", srv.server.addr().port());
+    let url = on_example_test(&srv, "/item/1");
     // One run through the proxy, one refused by its certificate (an error detail to check).
     let mut outputs = Vec::new();
     for (i, trust) in [&["--proxy-cacert", "proxy.pem"][..], &[]]
@@ -332,10 +255,7 @@ fn https_proxy_credentials_never_appear_in_output_or_stores() {
 fn robots_txt_is_fetched_through_the_proxy_with_the_runs_tls_settings() {
     let (_srv, tls_srv, proxy, dir) = setup();
     let via = format!("https://{}", proxy.addr);
-    let url = format!(
-        "https://example.test:{}/item/4",
-        tls_srv.server.addr().port()
-    );
+    let url = on_example_test(&tls_srv, "/item/4");
     let args = [
         "--robots",
         "--proxy",
@@ -346,7 +266,7 @@ fn robots_txt_is_fetched_through_the_proxy_with_the_runs_tls_settings() {
         "target.pem",
     ];
     // The test server has no robots.txt (404): everything is allowed.
-    let o = outcome(&run(&dir, &[], &args, &url));
+    let o = first_outcome(&fetch_with_proxy_env(&dir, &[], &args, &url));
     assert_eq!(o["status"], 200, "{o}");
     assert_eq!(tls_srv.stats().hits().get("/robots.txt"), Some(&1));
     assert_eq!(tls_srv.stats().hits().get("/item/4"), Some(&1));

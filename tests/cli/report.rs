@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Dir, TestServer, scalar};
+use crate::harness::{Dir, TestServer, pg_setup, scalar};
 use crate::pg::{PW_USER, PgServer};
 use predicates::prelude::*;
 use predicates::str::contains;
@@ -609,10 +609,7 @@ fn store_independent(r: &Value) -> Value {
 #[test]
 fn postgres_report_numbers_equal_sql_and_the_sqlite_report_of_the_same_run() {
     let pg = PgServer::shared();
-    let db = pg.create_db();
-    let url = pg.url(&db);
-    let srv = TestServer::start(Duration::ZERO);
-    let dir = Dir::new();
+    let (db, url, srv, dir) = pg_setup(pg, Duration::ZERO);
     // One run into both stores.
     let (main_host, b_host) = known_run_into(&srv, &dir, &["t.db", &url]);
     let r = report_json(&dir, &[&url]);

@@ -10,7 +10,7 @@ use predicates::str::contains;
 use rusqlite::params;
 use serde_json::Value;
 
-use crate::harness::{Dir, TestServer, rows, run_with_peak_rss, scalar};
+use crate::harness::{Dir, TestServer, assert_invalid_query_rows, rows, run_with_peak_rss, scalar};
 
 /// A `targets` table with the columns a query may map, in `dir/targets.db`.
 fn targets(dir: &Dir) -> rusqlite::Connection {
@@ -179,12 +179,6 @@ fn bad_rows_are_invalid_input_naming_query_and_row_and_the_rest_are_fetched() {
     let rows = rows(&dir.path("fanout.db"));
     assert_eq!(rows.len(), 20);
     assert_eq!(rows.iter().filter(|r| r.status == Some(200)).count(), 15);
-    let mut bad: Vec<(String, String)> = rows
-        .iter()
-        .filter(|r| r.error.as_deref() == Some("invalid-input"))
-        .map(|r| (r.key.clone(), r.error_detail.clone().unwrap()))
-        .collect();
-    bad.sort_by_key(|(k, _)| k[14..].parse::<u32>().unwrap());
     let expect = [
         (3, "url is NULL"),
         (7, "'not a url' is neither a URL"),
@@ -192,14 +186,7 @@ fn bad_rows_are_invalid_input_naming_query_and_row_and_the_rest_are_fetched() {
         (17, "invalid method 'NOT A METHOD'"),
         (19, "url must be text, not an integer"),
     ];
-    assert_eq!(bad.len(), expect.len(), "{bad:?}");
-    for ((key, detail), (row, reason)) in bad.iter().zip(expect) {
-        assert_eq!(key, &format!("invalid:query:{row}"));
-        assert!(
-            detail.starts_with(&format!("query:{row}: ")) && detail.contains(reason),
-            "{detail}"
-        );
-    }
+    assert_invalid_query_rows(&rows, &expect);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Dir, TestServer};
+use crate::harness::{Dir, TestServer, scalar, self_signed};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -266,4 +266,49 @@ fn client_certificates_for_mutual_tls() {
         .assert()
         .code(2)
         .stderr(contains("--cert"));
+}
+
+/// Over https, requests to an origin not seen before wait for its first connection to say (by
+/// ALPN) whether it multiplexes: an HTTP/2 origin gets one connection for all 64 requests in
+/// flight (each opening its own cost a TLS handshake apiece, all but one then dropped); an
+/// HTTP/1.1-only origin then gets its connections side by side, one per request in flight.
+#[test]
+fn the_first_https_connection_to_an_origin_decides_whether_the_others_share_it() {
+    let (pem, tls) = self_signed(&["127.0.0.1"]);
+    let dir = Dir::new();
+    let ca = dir.write("ca.pem", &pem);
+    let ca = ca.to_str().unwrap();
+    let run = |srv: &TestServer, db: &str| {
+        let urls: String = (0..200)
+            .map(|i| format!("{}\n", srv.url(&format!("/delay/20?i={i}"))))
+            .collect();
+        dir.cmd()
+            .args(["fetch", "-", "-c", "64", "--cacert", ca, "--db", db, "-q"])
+            .write_stdin(urls)
+            .assert()
+            .success();
+        let ok = scalar(
+            &dir.path(db),
+            "SELECT count(*) FROM outcomes WHERE status = 200",
+        );
+        assert_eq!(ok, 200, "every request answered");
+    };
+
+    let h2 = TestServer::start_tls(tls.clone());
+    run(&h2, "h2.db");
+    assert_eq!(
+        h2.stats().connections(),
+        1,
+        "one connection to an origin that speaks HTTP/2"
+    );
+
+    let mut only_h1 = (*tls).clone();
+    only_h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let h1 = TestServer::start_tls(Arc::new(only_h1));
+    run(&h1, "h1.db");
+    let conns = h1.stats().connections();
+    assert!(
+        (32..=64).contains(&conns),
+        "HTTP/1.1: a connection per request in flight, opened side by side (got {conns})"
+    );
 }

@@ -51,6 +51,9 @@ struct Origin {
     h2_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     /// The origin has answered over HTTP/2 before.
     speaks_h2: bool,
+    /// Requests to the origin open connections side by side: its first connection negotiated
+    /// HTTP/1.1 (or failed), so there is nothing to share.
+    ungated: bool,
 }
 
 impl Origin {
@@ -202,19 +205,41 @@ impl Pool {
         entry.speaks_h2 = true;
     }
 
-    /// The lock to hold while opening a connection to `origin`, when it will be HTTP/2 (`forced`,
-    /// or the origin answered over HTTP/2 before): one is opened, the others then share it.
+    /// The lock to hold while opening a connection to `origin`, when it will or may be HTTP/2:
+    /// `forced`, or the origin answered over HTTP/2 before, or it `negotiates` (https, ALPN) and
+    /// has not been [`ungated`](Pool::ungate). One connection is opened, and the others then share
+    /// it, as curl waits to learn whether a connection multiplexes: opening one per waiting request
+    /// cost a TLS handshake each, and all but one were dropped.
     pub(super) fn h2_gate(
         &self,
         origin: &str,
         forced: bool,
+        negotiates: bool,
     ) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
         let mut shard = self.shard(origin);
-        if !forced && !shard.map.get(origin).is_some_and(|o| o.speaks_h2) {
+        let known = shard.map.get(origin);
+        let gated = forced
+            || known.is_some_and(|o| o.speaks_h2)
+            || (negotiates && !known.is_some_and(|o| o.ungated));
+        if !gated {
             return None;
         }
         let entry = shard.entry(origin);
         Some(entry.h2_gate.get_or_insert_with(Default::default).clone())
+    }
+
+    /// Requests to `origin` stop waiting for each other's connection: it spoke HTTP/1.1, or
+    /// could not be reached (waiters then try in parallel rather than one after another).
+    pub(super) fn ungate(&self, origin: &str) {
+        self.shard(origin).entry(origin).ungated = true;
+    }
+
+    /// Whether [`Pool::ungate`] was called for `origin` (and its entry kept).
+    pub(super) fn is_ungated(&self, origin: &str) -> bool {
+        self.shard(origin)
+            .map
+            .get(origin)
+            .is_some_and(|o| o.ungated)
     }
 
     /// Gives back an HTTP/1.1 connection whose response was read to the end.
@@ -358,7 +383,7 @@ mod tests {
                 .map
                 .insert(o.as_str().into(), Origin::default());
         }
-        assert!(pool.h2_gate("http://h2new:1", true).is_some());
+        assert!(pool.h2_gate("http://h2new:1", true, false).is_some());
         let len = pool.shards[pool.shard_of("http://h2new:1")]
             .lock()
             .unwrap()

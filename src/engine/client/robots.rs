@@ -71,7 +71,9 @@ impl Client {
             let mut req = http::Request::new(Full::new(Bytes::new()));
             *req.uri_mut() = uri;
             let h = req.headers_mut();
-            h.insert(header::USER_AGENT, self.user_agent.clone());
+            if let Some(agent) = self.defaults.get(header::USER_AGENT) {
+                h.insert(header::USER_AGENT, agent.clone());
+            }
             // Plain text is asked for: a coded body is still decoded below.
             h.insert(
                 header::ACCEPT_ENCODING,
