@@ -34,7 +34,7 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_util::client::legacy::connect::{Connection, HttpConnector};
+use hyper_util::client::legacy::connect::Connection;
 use tower_service::Service;
 use url::Url;
 
@@ -373,17 +373,18 @@ impl Client {
     /// when `insecure`), the HTTP versions asked for, `resolve` overrides and the proxy.
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         let resolver = dns::Resolver::new(&config.dns_servers);
-        let mut http = HttpConnector::new_with_resolver(resolver.clone());
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let proxy_tls = match config.proxy.needs_tls() {
             true => Some(tls::proxy_config(&config, provider.clone())?),
             false => None,
         };
-        let connector =
-            connector::Connector::new(http, resolver, &config.resolve, &config.proxy, proxy_tls);
+        let connector = connector::Connector::new(
+            config.connect_timeout,
+            resolver,
+            &config.resolve,
+            &config.proxy,
+            proxy_tls,
+        );
         let tls = tls::client_config(&config, provider)?;
         let https = connector::Https::new(connector, tls, config.http_version);
         let user_agent = HeaderValue::from_str(&config.user_agent)

@@ -682,3 +682,36 @@ fn proxies_come_from_the_environment_as_curl_reads_it() {
         .code(2)
         .stderr(contains("HTTPS_PROXY"));
 }
+
+/// `--connect-timeout` ends a connection attempt that the server never completes: a listener whose
+/// accept queue is full (backlog 0, one connection already waiting), so the kernel drops the SYNs.
+#[test]
+fn a_connection_never_accepted_is_a_connect_error_at_connect_timeout() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _enter = rt.enter();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut waiting = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        waiting.push(s);
+        assert!(waiting.len() < 16, "the listener's queue never filled");
+    }
+    let dir = Dir::new();
+    let started = std::time::Instant::now();
+    let o = fetch_one(
+        &dir,
+        &["--connect-timeout", "500ms", "--retries", "0"],
+        &format!("http://{addr}/x"),
+    );
+    let took = started.elapsed();
+    assert_eq!(o["error"], "connect", "{o}");
+    assert!(
+        o["error_detail"].as_str().unwrap().contains("connect"),
+        "{o}"
+    );
+    // The default (10 s) or no limit at all would take far longer.
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    drop(listener);
+}

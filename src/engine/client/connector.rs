@@ -16,9 +16,9 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::Uri;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
@@ -29,6 +29,7 @@ use super::HttpVersion;
 use super::dns::Resolver;
 
 mod stream;
+mod tcp;
 use stream::{Io, Stream, Tls};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -214,9 +215,10 @@ impl FromStr for Proxy {
 /// TCP connections with `--resolve` overrides applied.
 #[derive(Clone)]
 pub(super) struct Direct {
-    http: HttpConnector<Resolver>,
     resolver: Resolver,
     overrides: Arc<HashMap<(String, u16), IpAddr>>,
+    /// `--connect-timeout`, shared by a name's addresses.
+    timeout: Duration,
 }
 
 impl Direct {
@@ -232,12 +234,15 @@ impl Direct {
     }
 
     /// A TCP connection to `dst`'s host and port (or the address `--resolve` gives).
-    async fn connect(&self, dst: Uri) -> Result<TokioIo<TcpStream>, BoxError> {
-        let dst = match self.overridden(&dst) {
-            Some(addr) => with_authority(&dst, &addr.to_string())?,
-            None => dst,
+    async fn connect(&self, dst: &Uri) -> Result<TokioIo<TcpStream>, BoxError> {
+        let tcp = match self.overridden(dst) {
+            Some(addr) => tcp::connect_addr(addr, self.timeout).await?,
+            None => {
+                let host = dst.host().ok_or("invalid URL, host is missing")?;
+                tcp::connect(&self.resolver, host, port_of(dst), self.timeout).await?
+            }
         };
-        Ok(self.http.clone().call(dst).await?)
+        Ok(TokioIo::new(tcp))
     }
 }
 
@@ -247,13 +252,12 @@ impl Service<Uri> for Direct {
     type Future = Connecting;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // HttpConnector is always ready; each call works on its own clone.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, dst: Uri) -> Connecting {
         let direct = self.clone();
-        Box::pin(async move { direct.connect(dst).await })
+        Box::pin(async move { direct.connect(&dst).await })
     }
 }
 
@@ -277,7 +281,7 @@ impl Service<Uri> for ToProxy {
     fn call(&mut self, dst: Uri) -> IoConnecting {
         let to = self.clone();
         Box::pin(async move {
-            let tcp = to.direct.connect(dst.clone()).await?;
+            let tcp = to.direct.connect(&dst).await?;
             to.tls.handshake(&dst, Stream::tcp(tcp)).await
         })
     }
@@ -557,11 +561,11 @@ pub(super) struct Connector {
 }
 
 impl Connector {
-    /// Builds the connector over `http` (TCP settings, and `resolver` for host names) with
+    /// Builds the connector: TCP connections within `connect_timeout`, `resolver` for host names,
     /// `--resolve` entries and proxy rules; `proxy_tls` is the TLS configuration for `https://`
     /// proxies (required if there is one; its ALPN list stays empty: HTTP/1.1 to the proxy).
     pub(super) fn new(
-        http: HttpConnector<Resolver>,
+        connect_timeout: Duration,
         resolver: Resolver,
         resolve: &[Resolve],
         proxies: &ProxyRules,
@@ -572,9 +576,9 @@ impl Connector {
             .map(|r| ((r.host.to_ascii_lowercase(), r.port), r.addr))
             .collect();
         let direct = Direct {
-            http,
             resolver,
             overrides: Arc::new(overrides),
+            timeout: connect_timeout,
         };
         let proxy_tls = proxy_tls.map(|c| Tls::new(Arc::new(c)));
         Connector {
@@ -600,7 +604,7 @@ impl Connector {
         };
         let via = via.filter(|_| !self.no_proxy.matches(dst.host().unwrap_or_default()));
         match via {
-            None => Ok(Stream::tcp(self.direct.connect(dst.clone()).await?)),
+            None => Ok(Stream::tcp(self.direct.connect(dst).await?)),
             Some(Via::Tunnel(t)) => {
                 // hyper-util's tunnel assumes port 443 when the URI has none; say it.
                 let dst = with_authority(dst, &authority_with_port(dst))?;
