@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use fanout::serve::faults::FaultServer;
 
-use crate::harness::{Dir, Row, rows, scalar};
+use crate::harness::{self, Dir, Row, rows, scalar};
 
 /// A fault server on a runtime of its own, apart from the code under test.
 struct Faults {
@@ -19,11 +19,7 @@ struct Faults {
 
 impl Faults {
     fn start() -> Faults {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = harness::server_runtime();
         let server = rt
             .block_on(FaultServer::start("127.0.0.1:0".parse().unwrap()))
             .unwrap();

@@ -17,7 +17,22 @@ pub struct TestServer {
 }
 
 /// The runtime a test server lives on, apart from the code under test.
-fn server_runtime() -> tokio::runtime::Runtime {
+/// A one-worker runtime for a hand-written test server, and a listener on 127.0.0.1 (port 0)
+/// registered with it.
+pub fn listening_runtime() -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    (rt, listener)
+}
+
+/// A runtime for a test server (two workers), dropped after the server it runs.
+pub fn server_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -405,14 +420,7 @@ impl TestProxy {
         F: Fn(tokio::net::TcpStream, Seen) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
     {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (rt, listener) = listening_runtime();
         let addr = listener.local_addr().unwrap();
         let seen = Seen::default();
         let s = seen.clone();

@@ -16,7 +16,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use crate::harness::{Dir, rows};
+use crate::harness::{self, Dir, rows};
 
 /// How the server answers its n-th (from 0) robots.txt request: status, extra header, body.
 type RobotsAnswer = dyn Fn(usize) -> (u16, Option<(&'static str, String)>, String) + Send + Sync;
@@ -40,14 +40,7 @@ impl RobotsServer {
         robots: impl Fn(usize) -> (u16, Option<(&'static str, String)>, String) + Send + Sync + 'static,
     ) -> RobotsServer {
         let robots: Arc<RobotsAnswer> = Arc::new(robots);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (rt, listener) = harness::listening_runtime();
         let addr = listener.local_addr().unwrap();
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::new(Mutex::new(Vec::new()));
         let h = hits.clone();
