@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Batch, IDLE_AFTER, MAX_BATCH, MAX_BATCH_BODY_BYTES, MAX_LINGER, Sink, SinkError};
 use crate::engine::{Event, Events, StopReason, Stopped};
@@ -125,12 +126,90 @@ fn outcome_of(event: Event<()>) -> Option<Outcome> {
     }
 }
 
+/// What a finished write hands back: the sinks, their results, and the batch they wrote.
+type Written = (Vec<Box<dyn Sink>>, Vec<Result<(), SinkError>>, Batch);
+
+/// The sinks, and the batch they are writing, if any. One batch is written while the next one
+/// fills: a store's commit (tens of milliseconds for a full batch) no longer stops the recorder
+/// from taking outcomes, so the engine's bounded event queue does not fill and stall the
+/// attempts meanwhile. Writes stay one at a time and in order, so a later outcome for a key
+/// still lands after an earlier one.
+struct Writer {
+    /// The sinks while no write runs.
+    sinks: Option<Vec<Box<dyn Sink>>>,
+    /// The write in flight: a task of its own, so a sink that needs polling (PostgreSQL) makes
+    /// progress while the recorder waits for outcomes. Aborted (sinks dropped: runs marked
+    /// interrupted) when the recorder is dropped.
+    inflight: Option<AbortOnDropHandle<Written>>,
+}
+
+impl Writer {
+    /// Starts writing `batch` to every sink. Call only when no write is in flight.
+    fn start(&mut self, batch: Batch) {
+        let Some(mut sinks) = self.sinks.take() else {
+            return;
+        };
+        self.inflight = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            let results = join_all(sinks.iter_mut().map(|s| s.write(batch.clone()))).await;
+            (sinks, results, batch)
+        })));
+    }
+
+    /// Waits for the write in flight, if any; `None` when there was none. Cancel-safe. A panic
+    /// in a sink's write goes on in the recorder, as when the recorder wrote itself.
+    async fn finish(&mut self) -> Option<Written> {
+        let inflight = self.inflight.as_mut()?;
+        let done = inflight.await;
+        self.inflight = None;
+        match done {
+            Ok(w) => Some(w),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
+/// The run's bookkeeping around writes: what counts once a batch is recorded, and the first error.
+struct Books {
+    stats: Arc<Stats>,
+    failed: CancellationToken,
+    on_commit: OnCommit,
+    summary: Summary,
+    error: Option<SinkError>,
+    /// Set by a write, cleared by the idle call that follows the next pause.
+    written: bool,
+    /// The last batch's vector, emptied, when no sink kept it: one or two allocations per run.
+    spare: Vec<Outcome>,
+}
+
+impl Books {
+    /// Counts a finished write: its batch as recorded, or its error (admission then stops).
+    fn settle(&mut self, writer: &mut Writer, (sinks, results, batch): Written) {
+        writer.sinks = Some(sinks);
+        match results.into_iter().find_map(Result::err) {
+            None => {
+                self.written = true;
+                (self.on_commit)(&batch);
+                self.stats.count_recorded(&batch);
+                batch.iter().for_each(|o| self.summary.record(o));
+                if let Ok(mut v) = Arc::try_unwrap(batch) {
+                    v.clear();
+                    self.spare = v;
+                }
+            }
+            Some(e) => {
+                self.error = Some(e);
+                self.failed.cancel();
+            }
+        }
+    }
+}
+
 /// Records until both inputs end. `failed` is cancelled when a write fails, so admission stops;
 /// the inputs are still drained (so senders never block), and nothing more is written.
 pub(crate) async fn record(
     events: Events<()>,
     invalid: mpsc::Receiver<Outcome>,
-    mut sinks: Vec<Box<dyn Sink>>,
+    sinks: Vec<Box<dyn Sink>>,
     stats: Arc<Stats>,
     failed: CancellationToken,
     on_commit: OnCommit,
@@ -141,19 +220,41 @@ pub(crate) async fn record(
         events_open: true,
         invalid_open: true,
     };
-    let mut summary = Summary::default();
-    let mut error = None;
-    // Set by a write, cleared by the idle call that follows the next pause.
-    let mut written = false;
-    // The last batch's vector, emptied, when no sink kept it: one allocation for the whole run.
-    let mut spare: Vec<Outcome> = Vec::new();
+    let mut writer = Writer {
+        sinks: Some(sinks),
+        inflight: None,
+    };
+    let mut books = Books {
+        stats,
+        failed,
+        on_commit,
+        summary: Summary::default(),
+        error: None,
+        written: false,
+        spare: Vec::new(),
+    };
     loop {
-        let first = if written {
+        let first = if writer.inflight.is_some() {
+            // Whichever comes first: the write's end is counted at once (progress, resume's
+            // in-progress set), and an outcome starts the next batch while the write goes on.
+            tokio::select! {
+                biased;
+                done = writer.finish() => {
+                    if let Some(done) = done {
+                        books.settle(&mut writer, done);
+                    }
+                    continue;
+                }
+                first = inbox.next() => first,
+            }
+        } else if books.written {
             match tokio::time::timeout(IDLE_AFTER, inbox.next()).await {
                 Ok(first) => first,
                 Err(_) => {
-                    join_all(sinks.iter_mut().map(|s| s.idle())).await;
-                    written = false;
+                    if let Some(sinks) = writer.sinks.as_mut() {
+                        join_all(sinks.iter_mut().map(|s| s.idle())).await;
+                    }
+                    books.written = false;
                     continue;
                 }
             }
@@ -161,35 +262,25 @@ pub(crate) async fn record(
             inbox.next().await
         };
         let Some(first) = first else { break };
-        let mut batch = std::mem::take(&mut spare);
+        let mut batch = std::mem::take(&mut books.spare);
         batch.push(first);
         fill_batch(&mut inbox, &mut batch).await;
-        if error.is_some() {
+        // The previous batch first: writes go one at a time, in order.
+        if let Some(done) = writer.finish().await {
+            books.settle(&mut writer, done);
+        }
+        if books.error.is_some() {
             continue;
         }
-        let batch: Batch = Arc::new(batch);
-        let results = join_all(sinks.iter_mut().map(|s| s.write(batch.clone()))).await;
-        match results.into_iter().find_map(Result::err) {
-            None => {
-                written = true;
-                on_commit(&batch);
-                stats.count_recorded(&batch);
-                batch.iter().for_each(|o| summary.record(o));
-                if let Ok(mut v) = Arc::try_unwrap(batch) {
-                    v.clear();
-                    spare = v;
-                }
-            }
-            Some(e) => {
-                error = Some(e);
-                failed.cancel();
-            }
-        }
+        writer.start(Arc::new(batch));
+    }
+    if let Some(done) = writer.finish().await {
+        books.settle(&mut writer, done);
     }
     RecorderEnd {
-        sinks,
-        summary,
-        error,
+        sinks: writer.sinks.unwrap_or_default(),
+        summary: books.summary,
+        error: books.error,
     }
 }
 
