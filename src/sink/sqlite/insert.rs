@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use rusqlite::{Connection, ffi};
 
 use crate::outcome::{Outcome, Rfc3339Millis};
-use crate::sink::schema::{OUTCOME_COLUMNS, Value};
+use crate::sink::schema::{OUTCOME_COLUMNS, Type, Value};
 
 /// One prepared statement that inserts `rows` outcomes per execution.
 pub(super) struct Insert {
@@ -64,7 +64,7 @@ impl Insert {
         let stmt = NonNull::new(stmt).ok_or(rusqlite::Error::InvalidQuery)?;
         let times = OUTCOME_COLUMNS
             .iter()
-            .filter(|c| c.ty == crate::sink::schema::Type::Timestamp)
+            .filter(|c| c.ty == Type::Timestamp)
             .count();
         // Owned from here: finalized by `Drop` whatever happens next.
         let insert = Insert {
@@ -102,7 +102,7 @@ impl Insert {
         // Every time formatted first: `times` must not grow (and move) once its text is bound.
         self.times.clear();
         for o in rows {
-            for c in OUTCOME_COLUMNS {
+            for c in OUTCOME_COLUMNS.iter().filter(|c| c.ty == Type::Timestamp) {
                 if let Some(Value::Time(t)) = c.value(o) {
                     self.times.push(Rfc3339Millis::new(t));
                 }
