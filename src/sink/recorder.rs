@@ -18,6 +18,10 @@ use crate::engine::{Event, Events, StopReason, Stopped};
 use crate::outcome::Outcome;
 use crate::stats::{Stats, Summary};
 
+/// Outcomes a batch takes while the batch before it is still being written (a quarter of a full
+/// batch: ~1 MB of outcomes without bodies), so a commit does not stop the engine.
+const OVERLAP: usize = MAX_BATCH / 4;
+
 /// How long no outcome may arrive before a batch is written (unless a write is still in flight).
 const LULL: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -267,10 +271,23 @@ pub(crate) async fn record(
         let Some(first) = first else { break };
         let mut batch = std::mem::take(&mut books.spare);
         batch.push(first);
-        fill_batch(&mut inbox, &mut batch, writer.inflight.as_ref()).await;
-        // The previous batch first: writes go one at a time, in order.
-        if let Some(done) = writer.finish().await {
-            books.settle(&mut writer, done);
+        let start = Instant::now();
+        loop {
+            let write_ended =
+                fill_batch(&mut inbox, &mut batch, writer.inflight.as_ref(), start).await;
+            // The previous batch first: writes go one at a time, in order.
+            if let Some(done) = writer.finish().await {
+                books.settle(&mut writer, done);
+            }
+            if !write_ended || books.error.is_some() {
+                break;
+            }
+            // Filling goes on in the written batch's vector: one full-sized vector, not two.
+            if books.spare.capacity() > batch.capacity() {
+                let mut v = std::mem::take(&mut books.spare);
+                v.append(&mut batch);
+                batch = v;
+            }
         }
         if books.error.is_some() {
             continue;
@@ -290,43 +307,55 @@ pub(crate) async fn record(
 /// Adds whatever is already queued to `batch`. While outcomes keep arriving it waits for more, up to
 /// [`MAX_LINGER`], so commits stay large under load; after a lull of [`LULL`] with the previous
 /// batch written it returns, so no outcome sits unwritten for long. While the previous batch is
-/// still being written it keeps taking outcomes: the next write cannot start before anyway.
+/// still being written it keeps taking outcomes, up to [`OVERLAP`]: the next write cannot start
+/// before anyway.
 ///
 /// Small commits are what make a store slow: keys are random, so each row of a small batch
 /// dirties an index page of its own, and a commit writes every dirty page (with SQLite at 100,000
 /// rows, batches of ~1,300 rows wrote 2.3 times the pages that full ones do). A scheduler
 /// hiccup on a busy machine easily stops outcomes for a millisecond, which used to end a batch.
+///
+/// Returns true when it stopped early because the write in flight ended, so that the caller can
+/// count it and go on filling (from `start`, which it keeps).
 async fn fill_batch(
     inbox: &mut Inbox,
     batch: &mut Vec<Outcome>,
     inflight: Option<&AbortOnDropHandle<Written>>,
-) {
-    let start = Instant::now();
+    start: Instant,
+) -> bool {
+    let was_writing = inflight.is_some_and(|w| !w.is_finished());
     // When outcomes were last seen waiting.
-    let mut last_taken = start;
+    let mut last_taken = Instant::now();
     let mut body_bytes: usize = batch
         .iter()
         .filter_map(|o| o.body.as_ref())
         .map(|b| b.len())
         .sum();
     loop {
-        while batch.len() < MAX_BATCH && body_bytes < MAX_BATCH_BODY_BYTES {
+        // While a batch is being written, only `OVERLAP` more are taken: memory stays near what
+        // one batch and the engine's event queue hold, and outcomes still flow while it commits.
+        let writing = inflight.is_some_and(|w| !w.is_finished());
+        if was_writing && !writing {
+            return true;
+        }
+        let take = if writing { OVERLAP } else { MAX_BATCH };
+        while batch.len() < take && body_bytes < MAX_BATCH_BODY_BYTES {
             match inbox.try_next() {
                 Try::Got(o) => {
                     body_bytes += o.body.as_ref().map_or(0, |b| b.len());
                     batch.push(o);
                 }
                 Try::Empty => break,
-                Try::Closed => return,
+                Try::Closed => return false,
             }
         }
         let now = Instant::now();
         if batch.len() >= MAX_BATCH
             || body_bytes >= MAX_BATCH_BODY_BYTES
             || now - start >= MAX_LINGER
-            || (now - last_taken >= LULL && inflight.is_none_or(|w| w.is_finished()))
+            || (now - last_taken >= LULL && !writing)
         {
-            return;
+            return false;
         }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         if !inbox.is_empty() {

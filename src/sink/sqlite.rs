@@ -720,7 +720,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let len = (x % 40) as usize;
-            keys.push((0..len).map(|i| char::from(b"0a\0f"[(x >> i) as usize % 4])).collect());
+            keys.push(
+                (0..len)
+                    .map(|i| char::from(b"0a\0f"[(x >> i) as usize % 4]))
+                    .collect(),
+            );
         }
         let mut want = keys.clone();
         want.sort();
