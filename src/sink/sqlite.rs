@@ -152,10 +152,12 @@ struct Inserts {
     /// `INSERT OR FAIL` of [`ROWS_PER_INSERT`] rows. Not `OR REPLACE`: a statement that inserts
     /// several rows and may abort half-way (a key already stored) makes SQLite keep a statement
     /// journal, a copy of every page it touches (~1,100 instructions a row). `OR FAIL` keeps the
-    /// rows before a conflict, and the chunk is then written again row by row with `one`.
+    /// rows before a conflict, and the chunk is then written again with `many_replace`.
     many: insert::Insert,
-    /// `INSERT OR REPLACE` of one row: the rest of a batch, and the rows of a chunk that met a key
-    /// already stored (a rerun with `--retry-errors`, a key twice in one batch).
+    /// `INSERT OR REPLACE` of [`ROWS_PER_INSERT`] rows: a chunk that met a key already stored (a
+    /// rerun with `--fresh` or `--retry-errors`, a key twice in one batch), written again whole.
+    many_replace: insert::Insert,
+    /// `INSERT OR REPLACE` of one row: the rest of a batch.
     one: insert::Insert,
 }
 
@@ -299,6 +301,11 @@ impl SqliteStore {
                     &insert_sql("INSERT OR FAIL", ROWS_PER_INSERT, self.run_id),
                     ROWS_PER_INSERT,
                 )?,
+                many_replace: insert::Insert::prepare(
+                    &self.conn,
+                    &insert_sql("INSERT OR REPLACE", ROWS_PER_INSERT, self.run_id),
+                    ROWS_PER_INSERT,
+                )?,
                 one: insert::Insert::prepare(
                     &self.conn,
                     &insert_sql("INSERT OR REPLACE", 1, self.run_id),
@@ -370,7 +377,12 @@ impl Store for SqliteStore {
         let sorted: Vec<&Outcome> = keyed.into_iter().map(|(_, o)| o).collect();
         let result = (|| {
             let tx = self.conn.transaction()?;
-            let Some(Inserts { many, one }) = self.inserts.as_mut() else {
+            let Some(Inserts {
+                many,
+                many_replace,
+                one,
+            }) = self.inserts.as_mut()
+            else {
                 unreachable!("prepared above");
             };
             let mut chunks = sorted.chunks_exact(ROWS_PER_INSERT);
@@ -378,13 +390,11 @@ impl Store for SqliteStore {
                 if let insert::Ran::Constraint(_) = many.run(chunk)? {
                     // Rows before the conflict are in; replacing them with themselves is harmless,
                     // and in order, so the later of two outcomes for a key wins.
-                    for o in chunk {
-                        replace(one, o)?;
-                    }
+                    replaced(many_replace.run(chunk)?)?;
                 }
             }
             for o in chunks.remainder() {
-                replace(one, o)?;
+                replaced(one.run(std::slice::from_ref(o))?)?;
             }
             tx.commit()
         })();
@@ -456,10 +466,10 @@ fn key_prefix(key: &str) -> u128 {
     u128::from_be_bytes(b)
 }
 
-/// Inserts or replaces one row; a constraint it cannot resolve (a NULL where none may be) is an
-/// error.
-fn replace(one: &mut insert::Insert, o: &Outcome) -> rusqlite::Result<()> {
-    match one.run(std::slice::from_ref(&o))? {
+/// What an `INSERT OR REPLACE` ran into: a constraint it cannot resolve (a NULL where none may
+/// be) is an error.
+fn replaced(ran: insert::Ran) -> rusqlite::Result<()> {
+    match ran {
         insert::Ran::Done => Ok(()),
         insert::Ran::Constraint(e) => Err(e),
     }
