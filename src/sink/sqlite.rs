@@ -4,13 +4,15 @@
 //! The `outcomes` DDL, insert and binds are generated from [`super::schema::OUTCOME_COLUMNS`];
 //! opening a store made by an earlier version adds the nullable columns it lacks.
 
+mod insert;
+
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use super::schema::{Column, OUTCOME_COLUMNS, SCHEMA_VERSION, Source, Value, check_version};
+use super::schema::{Column, OUTCOME_COLUMNS, SCHEMA_VERSION, Source, check_version};
 use super::{BlockingJournal, Prior, RunInfo, Store, StoreError};
-use crate::outcome::{Outcome, Rfc3339Millis};
+use crate::outcome::Outcome;
 use crate::stats::Summary;
 
 /// The `runs` table, created when missing. Documented in README.md; changing it changes stored data.
@@ -93,8 +95,9 @@ fn column_list() -> String {
     names.join(", ")
 }
 
-/// `INSERT OR REPLACE` of `rows` outcomes of run `run_id` in one statement.
-fn insert_sql(rows: usize, run_id: i64) -> String {
+/// An insert of `rows` outcomes of run `run_id` in one statement: `verb` is `INSERT OR REPLACE`
+/// or `INSERT OR FAIL`.
+fn insert_sql(verb: &str, rows: usize, run_id: i64) -> String {
     let values: Vec<String> = OUTCOME_COLUMNS
         .iter()
         .map(|c| match c.source {
@@ -105,35 +108,10 @@ fn insert_sql(rows: usize, run_id: i64) -> String {
         .collect();
     let one = format!("({})", values.join(", "));
     format!(
-        "INSERT OR REPLACE INTO outcomes ({}) VALUES {}",
+        "{verb} INTO outcomes ({}) VALUES {}",
         column_list(),
         vec![one; rows].join(", ")
     )
-}
-
-/// Binds one outcome's columns starting at parameter `base` (1-based), in table order.
-fn bind(stmt: &mut rusqlite::Statement<'_>, base: usize, o: &Outcome) -> rusqlite::Result<()> {
-    let mut i = base;
-    for c in OUTCOME_COLUMNS {
-        if let Some(v) = c.value(o) {
-            bind_value(stmt, i, v)?;
-            i += 1;
-        }
-    }
-    Ok(())
-}
-
-/// Binds `v` to parameter `i`; text and bytes are copied by SQLite, nothing is allocated here.
-#[inline]
-fn bind_value(stmt: &mut rusqlite::Statement<'_>, i: usize, v: Value<'_>) -> rusqlite::Result<()> {
-    match v {
-        Value::Null => stmt.raw_bind_parameter(i, rusqlite::types::Null),
-        Value::Int(n) => stmt.raw_bind_parameter(i, n),
-        Value::Real(x) => stmt.raw_bind_parameter(i, x),
-        Value::Text(s) => stmt.raw_bind_parameter(i, s),
-        Value::Blob(b) => stmt.raw_bind_parameter(i, b),
-        Value::Time(t) => stmt.raw_bind_parameter(i, Rfc3339Millis::new(t).as_str()),
-    }
 }
 
 /// Adds the nullable columns a store made by an earlier version lacks. Adds nothing to a table
@@ -169,13 +147,27 @@ fn missing_columns(conn: &Connection) -> rusqlite::Result<Vec<&'static Column>> 
         .collect())
 }
 
+/// The two inserts a batch is written with, prepared for one run id.
+struct Inserts {
+    /// `INSERT OR FAIL` of [`ROWS_PER_INSERT`] rows. Not `OR REPLACE`: a statement that inserts
+    /// several rows and may abort half-way (a key already stored) makes SQLite keep a statement
+    /// journal, a copy of every page it touches (~1,100 instructions a row). `OR FAIL` keeps the
+    /// rows before a conflict, and the chunk is then written again with `many_replace`.
+    many: insert::Insert,
+    /// `INSERT OR REPLACE` of [`ROWS_PER_INSERT`] rows: a chunk that met a key already stored (a
+    /// rerun with `--fresh` or `--retry-errors`, a key twice in one batch), written again whole.
+    many_replace: insert::Insert,
+    /// `INSERT OR REPLACE` of one row: the rest of a batch.
+    one: insert::Insert,
+}
+
 /// An open fanout SQLite database.
 pub struct SqliteStore {
     path: String,
+    /// Dropped before `conn`, which rusqlite does not close while statements are open.
+    inserts: Option<Inserts>,
     conn: Connection,
     run_id: i64,
-    insert_one: String,
-    insert_many: String,
     /// Rows committed since this store's last idle checkpoint.
     unchecked_rows: usize,
 }
@@ -241,10 +233,9 @@ impl SqliteStore {
         .map_err(err)?;
         Ok(SqliteStore {
             path: name,
+            inserts: None,
             conn,
             run_id: 0,
-            insert_one: String::new(),
-            insert_many: String::new(),
             unchecked_rows: 0,
         })
     }
@@ -301,6 +292,30 @@ impl SqliteStore {
         Ok(Some(n as u64))
     }
 
+    /// The inserts for this store's run id, prepared now if they are not yet.
+    fn prepare_inserts(&mut self) -> rusqlite::Result<()> {
+        if self.inserts.is_none() {
+            self.inserts = Some(Inserts {
+                many: insert::Insert::prepare(
+                    &self.conn,
+                    &insert_sql("INSERT OR FAIL", ROWS_PER_INSERT, self.run_id),
+                    ROWS_PER_INSERT,
+                )?,
+                many_replace: insert::Insert::prepare(
+                    &self.conn,
+                    &insert_sql("INSERT OR REPLACE", ROWS_PER_INSERT, self.run_id),
+                    ROWS_PER_INSERT,
+                )?,
+                one: insert::Insert::prepare(
+                    &self.conn,
+                    &insert_sql("INSERT OR REPLACE", 1, self.run_id),
+                    1,
+                )?,
+            });
+        }
+        Ok(())
+    }
+
     fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
@@ -337,9 +352,8 @@ impl Store for SqliteStore {
             )
             .map_err(|e| self.err(e))?;
         self.run_id = run.id;
-        self.insert_one = insert_sql(1, self.run_id);
-        self.insert_many = insert_sql(ROWS_PER_INSERT, self.run_id);
-        Ok(())
+        self.inserts = None;
+        self.prepare_inserts().map_err(|e| self.err(e))
     }
 
     /// The run's future was dropped: say so in `runs`, so the row does not read `running`.
@@ -352,34 +366,36 @@ impl Store for SqliteStore {
     }
 
     fn write(&mut self, batch: &[Outcome]) -> Result<(), StoreError> {
-        if self.insert_one.is_empty() {
-            // No run begun (the library used directly): rows are written with run id 0.
-            self.insert_one = insert_sql(1, self.run_id);
-            self.insert_many = insert_sql(ROWS_PER_INSERT, self.run_id);
-        }
+        // No run begun (the library used directly): rows are written with run id 0.
+        self.prepare_inserts().map_err(|e| self.err(e))?;
         // In key order, consecutive rows land on the same or neighbouring index pages. Stable, so
-        // of two outcomes for one key the later still wins.
-        let mut sorted: Vec<&Outcome> = batch.iter().collect();
-        sorted.sort_by(|a, b| a.key.cmp(&b.key));
-        let batch = sorted;
+        // of two outcomes for one key the later still wins. Compared by their first 16 bytes
+        // first, held beside the reference: the sort then rarely follows a pointer to a key.
+        let mut keyed: Vec<(u128, &Outcome)> =
+            batch.iter().map(|o| (key_prefix(&o.key), o)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key.cmp(&b.1.key)));
+        let sorted: Vec<&Outcome> = keyed.into_iter().map(|(_, o)| o).collect();
         let result = (|| {
             let tx = self.conn.transaction()?;
-            let mut chunks = batch.chunks_exact(ROWS_PER_INSERT);
-            {
-                let mut many = tx.prepare_cached(&self.insert_many)?;
-                for chunk in chunks.by_ref() {
-                    for (i, o) in chunk.iter().enumerate() {
-                        bind(&mut many, 1 + i * COLUMNS, o)?;
-                    }
-                    many.raw_execute()?;
+            let Some(Inserts {
+                many,
+                many_replace,
+                one,
+            }) = self.inserts.as_mut()
+            else {
+                unreachable!("prepared above");
+            };
+            let mut chunks = sorted.chunks_exact(ROWS_PER_INSERT);
+            for chunk in chunks.by_ref() {
+                if let insert::Ran::Constraint(_) = many.run(chunk)? {
+                    // Rows before the conflict are in; replacing them with themselves is harmless,
+                    // and in order, so the later of two outcomes for a key wins.
+                    replaced(many_replace.run(chunk)?)?;
                 }
             }
-            let mut one = tx.prepare_cached(&self.insert_one)?;
             for o in chunks.remainder() {
-                bind(&mut one, 1, o)?;
-                one.raw_execute()?;
+                replaced(one.run(std::slice::from_ref(o))?)?;
             }
-            drop(one);
             tx.commit()
         })();
         result.map_err(|e| self.err(e))?;
@@ -441,6 +457,24 @@ impl Store for SqliteStore {
     }
 }
 
+/// The first 16 bytes of `key` as a number that orders as the bytes do (shorter keys padded
+/// with zeros: where two prefixes differ, the keys differ the same way; equal ones say nothing).
+fn key_prefix(key: &str) -> u128 {
+    let mut b = [0u8; 16];
+    let n = key.len().min(16);
+    b[..n].copy_from_slice(&key.as_bytes()[..n]);
+    u128::from_be_bytes(b)
+}
+
+/// What an `INSERT OR REPLACE` ran into: a constraint it cannot resolve (a NULL where none may
+/// be) is an error.
+fn replaced(ran: insert::Ran) -> rusqlite::Result<()> {
+    match ran {
+        insert::Ran::Done => Ok(()),
+        insert::Ran::Constraint(e) => Err(e),
+    }
+}
+
 /// Resume lookups on their own read-only connection (WAL: never blocked by the writer).
 pub struct SqliteJournal {
     path: String,
@@ -489,6 +523,7 @@ mod tests {
 
     use super::*;
     use crate::outcome::ErrorKind;
+    use crate::sink::schema::Value;
 
     fn names() -> Vec<&'static str> {
         OUTCOME_COLUMNS.iter().map(|c| c.name).collect()
@@ -560,7 +595,7 @@ mod tests {
             .collect();
         assert_eq!(ddl, table);
 
-        let sql = insert_sql(ROWS_PER_INSERT, 7);
+        let sql = insert_sql("INSERT OR FAIL", ROWS_PER_INSERT, 7);
         assert!(sql.contains(&format!("({})", names().join(", "))), "{sql}");
         let stmt = conn.prepare(&sql).unwrap();
         assert_eq!(stmt.parameter_count(), COLUMNS * ROWS_PER_INSERT);
@@ -630,6 +665,81 @@ mod tests {
             })
             .unwrap();
         }
+    }
+
+    /// A batch whose keys are partly stored already (a rerun that fetches again), with a key twice,
+    /// spread over whole chunks and the rest: every key ends with its latest outcome, once.
+    #[test]
+    fn keys_already_stored_or_repeated_are_replaced_by_the_latest_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut store = SqliteStore::open(&path).unwrap();
+        let outcome = |i: usize, status: u16| Outcome {
+            status: Some(status),
+            attempts: 1,
+            ..Outcome::failed(
+                format!("k{i:03}"),
+                format!("http://127.0.0.1:1/{i}"),
+                "GET".into(),
+                ErrorKind::Io,
+                "x",
+            )
+        };
+        let first: Vec<Outcome> = (0..40).map(|i| outcome(i, 200)).collect();
+        store.write(&first).unwrap();
+        // 100 rows: 3 whole chunks of 32 and 4 more; keys 0..40 are stored, 7 comes twice.
+        let mut second: Vec<Outcome> = (0..99).map(|i| outcome(i, 500)).collect();
+        second.push(outcome(7, 404));
+        store.write(&second).unwrap();
+        drop(store);
+
+        let conn = Connection::open(&path).unwrap();
+        let rows: Vec<(String, u16)> = conn
+            .prepare("SELECT key, status FROM outcomes ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want: Vec<(String, u16)> = (0..99)
+            .map(|i| (format!("k{i:03}"), if i == 7 { 404 } else { 500 }))
+            .collect();
+        assert_eq!(rows, want);
+    }
+
+    /// Sorting by the prefix first gives the keys' own order: short keys, keys with NUL bytes,
+    /// keys sharing their first 16 bytes.
+    #[test]
+    fn keys_sorted_by_prefix_first_are_in_byte_order() {
+        let mut keys: Vec<String> = vec![
+            "".into(),
+            "a".into(),
+            "a\0".into(),
+            "a\0\0b".into(),
+            "ab".into(),
+            "0123456789abcdef".into(),
+            "0123456789abcdef0".into(),
+            "0123456789abcdef\0".into(),
+            "0123456789abcdeg".into(),
+            "ü".into(),
+            "\u{7f}".into(),
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            keys.push(
+                (0..len)
+                    .map(|i| char::from(b"0a\0f"[(x >> i) as usize % 4]))
+                    .collect(),
+            );
+        }
+        let mut want = keys.clone();
+        want.sort();
+        keys.sort_by(|a, b| key_prefix(a).cmp(&key_prefix(b)).then_with(|| a.cmp(b)));
+        assert_eq!(keys, want);
     }
 
     #[test]

@@ -160,6 +160,8 @@ enum Kind {
         current: Option<(Arc<str>, Reader)>,
         line_no: u64,
         line: LineBuf,
+        /// The origin of the last URL read, to parse the next one against (lists repeat one).
+        base: Box<UrlBase>,
     },
     Iter(Box<dyn Iterator<Item = Request> + Send>),
     Stream(std::pin::Pin<Box<dyn futures_util::Stream<Item = Request> + Send>>),
@@ -223,6 +225,7 @@ impl Source {
                 current: None,
                 line_no: 0,
                 line: LineBuf::default(),
+                base: Box::default(),
             },
             template: config.template,
             defaults: config.defaults,
@@ -290,7 +293,7 @@ impl Source {
     }
 
     async fn next_item(&mut self) -> Option<SourceItem> {
-        let (pending, current, line_no, line) = match &mut self.kind {
+        let (pending, current, line_no, line, base) = match &mut self.kind {
             Kind::Iter(it) => return it.next().map(|r| SourceItem::Request(Arc::new(r))),
             Kind::Stream(s) => {
                 use futures_util::StreamExt;
@@ -305,7 +308,8 @@ impl Source {
                 current,
                 line_no,
                 line,
-            } => (pending, current, line_no, line),
+                base,
+            } => (pending, current, line_no, line, base),
         };
         loop {
             if current.is_none() {
@@ -367,7 +371,13 @@ impl Source {
                     "line contains a NUL byte",
                 ))));
             }
-            match parse_line(text, &origin, self.template.as_deref(), &self.defaults) {
+            match parse_line_with(
+                text,
+                &origin,
+                self.template.as_deref(),
+                &self.defaults,
+                base,
+            ) {
                 Ok(None) => continue,
                 Ok(Some(req)) => return Some(SourceItem::Request(Arc::new(req))),
                 Err(reason) => {
@@ -548,7 +558,15 @@ impl RequestSpec {
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
             Some(_) => return Err("\"id\" must be a non-empty string or a number".into()),
         };
-        build(&self.url, method, headers, body, id, origin)
+        build(
+            &self.url,
+            method,
+            headers,
+            body,
+            id,
+            origin,
+            &mut UrlBase::default(),
+        )
     }
 }
 
@@ -560,8 +578,9 @@ fn build(
     body: Option<Bytes>,
     id: Option<String>,
     origin: &Origin,
+    base: &mut UrlBase,
 ) -> Result<Request, String> {
-    let url = parse_url(url)?;
+    let url = base.parse(url)?;
     let body = body.unwrap_or_default();
     let method = method.unwrap_or(if body.is_empty() {
         Method::GET
@@ -600,11 +619,22 @@ pub fn parse_line(
     template: Option<&str>,
     defaults: &RequestDefaults,
 ) -> Result<Option<Request>, String> {
+    parse_line_with(line, origin, template, defaults, &mut UrlBase::default())
+}
+
+/// [`parse_line`], parsing a URL against the origin of the one before it where it has the same.
+fn parse_line_with(
+    line: &str,
+    origin: &Origin,
+    template: Option<&str>,
+    defaults: &RequestDefaults,
+    base: &mut UrlBase,
+) -> Result<Option<Request>, String> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
-    let plain = |url: &str| {
+    let mut plain = |url: &str| {
         build(
             url,
             defaults.method.clone(),
@@ -612,6 +642,7 @@ pub fn parse_line(
             defaults.body.clone(),
             None,
             origin,
+            base,
         )
     };
     if let Some(t) = template {
@@ -636,6 +667,62 @@ pub fn parse_line(
     }
 }
 
+/// The scheme and authority of the last URL parsed (`http://127.0.0.1:8080`), with that URL.
+/// A list's URLs mostly share one: the next URL with the same text before its path is parsed as
+/// its path against this one, which gives the same URL without parsing the host again (host
+/// parsing, IDNA and IPv4 included, was half of the `url` crate's work per line).
+#[derive(Default)]
+struct UrlBase {
+    /// `scheme://authority`, as written.
+    prefix: String,
+    /// A URL parsed from text starting with `prefix`.
+    url: Option<Url>,
+}
+
+impl UrlBase {
+    /// [`parse_url`] of `text`; the same URL, sooner when `text` starts as the last one did.
+    fn parse(&mut self, text: &str) -> Result<Url, String> {
+        let Some(split) = authority_end(text) else {
+            return parse_url(text);
+        };
+        let (prefix, path) = text.split_at(split);
+        if let Some(base) = &self.url
+            && self.prefix == prefix
+            && let Ok(url) = Url::options().base_url(Some(base)).parse(path)
+        {
+            return Ok(url);
+        }
+        let url = parse_url(text)?;
+        self.prefix.clear();
+        self.prefix.push_str(prefix);
+        self.url = Some(url.clone());
+        Ok(url)
+    }
+}
+
+/// Where the path of an `http://` or `https://` URL begins, when the rest of `text` parsed
+/// against the URL's origin is certain to give what parsing all of it gives: the authority is not
+/// empty and holds no `?`, `#` or `\`, the path starts with one `/` (`//` or `/\` would start
+/// another authority), and there is no tab or line break anywhere (the parser drops them, which
+/// could make `//` of `/\t/`).
+fn authority_end(text: &str) -> Option<usize> {
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))?;
+    let scheme = text.len() - rest.len();
+    let slash = rest.find(['/', '?', '#', '\\'])?;
+    let path = &rest.as_bytes()[slash..];
+    // `http:///host/` has its host after the slashes.
+    if slash == 0
+        || path[0] != b'/'
+        || matches!(path.get(1), Some(b'/' | b'\\'))
+        || text.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r'))
+    {
+        return None;
+    }
+    Some(scheme + slash)
+}
+
 /// Parses an absolute http(s) URL with a host, with a reason when it is not one.
 pub fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| match e {
@@ -656,4 +743,60 @@ pub fn parse_url(text: &str) -> Result<Url, String> {
         return Err(format!("URL '{text}' has no host"));
     }
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{UrlBase, parse_url};
+
+    /// URLs read one after another through one [`UrlBase`] are what parsing each alone gives,
+    /// errors included: shared and changing origins, dot segments, encodings, backslashes, and
+    /// texts whose path could start another authority.
+    #[test]
+    fn urls_parsed_against_the_last_origin_are_those_parsed_alone() {
+        let texts = [
+            "http://127.0.0.1:8080/item/1",
+            "http://127.0.0.1:8080/item/2?q=1#f",
+            "http://127.0.0.1:8080/a/../b/./c/%2e%2E/d",
+            "http://127.0.0.1:8080/a\\b\\..\\c",
+            "http://127.0.0.1:8080//other/x",
+            "http://127.0.0.1:8080/\\other/x",
+            "http://127.0.0.1:8080/\t/other/x",
+            "http://127.0.0.1:8080/sp ace/ü/%zz?ä=ö",
+            "http://127.0.0.1:8080/\u{1}",
+            "http://127.0.0.1:80/default-port",
+            "http://127.0.0.1:80/again",
+            "http://user:pw@127.0.0.1:8080/a",
+            "http://user:pw@127.0.0.1:8080/b",
+            "https://127.0.0.1:8080/tls",
+            "https://Bücher.EXAMPLE/a",
+            "https://Bücher.EXAMPLE/b",
+            "http:///host/a",
+            "http:///other/b",
+            "http://host?x/y",
+            "http://host?x/z",
+            "http://a b/c",
+            "http://a b/d",
+            "http://[::1]:9/v6",
+            "http://[::1]:9/v6/again",
+            "http://0x7f.1/hex",
+            "http://0x7f.1/hex2",
+            "HTTP://127.0.0.1:8080/upper",
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/last",
+        ];
+        let mut base = UrlBase::default();
+        for text in texts {
+            let alone = parse_url(text);
+            let read = base.parse(text);
+            assert_eq!(
+                read.as_ref().map(|u| u.as_str()),
+                alone.as_ref().map(|u| u.as_str()),
+                "{text:?}"
+            );
+            assert_eq!(read, alone, "{text:?}");
+        }
+        // The shared origin was reused, not parsed again each time.
+        assert_eq!(base.prefix, "http://127.0.0.1:8080");
+    }
 }

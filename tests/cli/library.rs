@@ -359,3 +359,63 @@ async fn a_stop_releases_every_unfinished_ticket_once() {
     );
     assert_eq!(waiting, (8..n).collect::<Vec<_>>());
 }
+
+/// A sink whose every write takes 50 ms: the recorder fills the next batch while one is written
+/// (and goes on in the written batch's vector once that write ends), and every outcome still
+/// reaches the sink exactly once, in batches no larger than a full one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sink_gets_every_outcome_once_while_the_next_batch_fills() {
+    use fanout::sink::{Batch, Opened, RunInfo, Sink, SinkError};
+    use futures_util::future::BoxFuture;
+    use std::sync::Mutex;
+
+    struct Slow(Arc<Mutex<Vec<Vec<String>>>>);
+    impl Sink for Slow {
+        fn target(&self) -> &str {
+            "slow"
+        }
+        fn begin_run<'a>(&'a mut self, _: &'a RunInfo) -> BoxFuture<'a, Result<(), SinkError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn write(&mut self, batch: Batch) -> BoxFuture<'_, Result<(), SinkError>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let keys = batch.iter().map(|o| o.key.clone()).collect();
+                self.0.lock().unwrap().push(keys);
+                Ok(())
+            })
+        }
+        fn end_run<'a>(
+            &'a mut self,
+            _: &'a fanout::Summary,
+        ) -> BoxFuture<'a, Result<(), SinkError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    let server = Server::start(ServeConfig::default()).await.unwrap();
+    let requests = items(&server, 20_000);
+    let mut expected: Vec<String> = requests.iter().map(|r| r.key.clone()).collect();
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let sinks = vec![Opened {
+        sink: Box::new(Slow(batches.clone())),
+        journal: None,
+    }];
+    let summary = fanout::pipeline::run_with_sinks(
+        fanout::source::Source::from_requests(requests.into_iter()),
+        RunConfig::default(),
+        sinks,
+        Stats::new(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.total, summary.end), (20_000, RunEnd::Completed));
+    let batches = batches.lock().unwrap();
+    assert!(batches.len() > 1, "{} batches", batches.len());
+    assert!(batches.iter().all(|b| !b.is_empty() && b.len() <= 8192));
+    let mut keys: Vec<String> = batches.iter().flatten().cloned().collect();
+    keys.sort();
+    expected.sort();
+    assert_eq!(keys, expected, "every outcome once");
+}
