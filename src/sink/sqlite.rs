@@ -386,11 +386,17 @@ impl Store for SqliteStore {
                 unreachable!("prepared above");
             };
             let mut chunks = sorted.chunks_exact(ROWS_PER_INSERT);
+            // Once a chunk met a stored key, so will others of the batch (a rerun over a full
+            // store): they go straight to `many_replace`, without binding every row twice.
+            let mut replacing = false;
             for chunk in chunks.by_ref() {
-                if let insert::Ran::Constraint(_) = many.run(chunk)? {
+                if replacing {
+                    replaced(many_replace.run(chunk)?)?;
+                } else if let insert::Ran::Constraint(_) = many.run(chunk)? {
                     // Rows before the conflict are in; replacing them with themselves is harmless,
                     // and in order, so the later of two outcomes for a key wins.
                     replaced(many_replace.run(chunk)?)?;
+                    replacing = true;
                 }
             }
             for o in chunks.remainder() {
