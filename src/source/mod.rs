@@ -799,4 +799,39 @@ mod tests {
         // The shared origin was reused, not parsed again each time.
         assert_eq!(base.prefix, "http://127.0.0.1:8080");
     }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// The same for any path of characters URL parsing treats specially, after a few
+        /// origins in turn (each text read twice, so the second is parsed against the first).
+        #[test]
+        fn any_path_parsed_against_the_last_origin_is_the_path_parsed_alone(
+            paths in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["/", "//", "/\\", "\\", "?", "#", "", "/..", "/\t/", "\t"]),
+                    r#"[/\\.%?#@:\t a\x01é\[\]]{0,12}"#,
+                )
+                    .prop_map(|(start, rest)| format!("{start}{rest}")),
+                1..8,
+            ),
+            origin in 0usize..4,
+        ) {
+            let origins = [
+                "http://127.0.0.1:8080",
+                "https://a.test",
+                "http://user:pw@[::1]:80",
+                "http://xn--bcher-kva.example:443",
+            ];
+            let mut base = UrlBase::default();
+            for path in &paths {
+                for _ in 0..2 {
+                    let text = format!("{}{path}", origins[origin]);
+                    let alone = parse_url(&text);
+                    let read = base.parse(&text);
+                    proptest::prop_assert_eq!(&read, &alone, "{:?}", text);
+                }
+            }
+        }
+    }
 }
