@@ -149,13 +149,14 @@ elif [ ! -x "$OHA" ]; then
 fi
 [ -x "$OHA" ] && HAVE_OHA=1
 
-# Peers of the many-host workloads (h) and (i): wget2 (Debian) and the hand-written Rust program of
-# bench/reqwest-peer (reqwest + buffer_unordered + SQLite inserts on a thread), built here.
+# Peers of workloads (a), (h) and (i), wget2 also of (e)-(g): wget2 (Debian) and the hand-written
+# Rust program of bench/reqwest-peer (reqwest + buffer_unordered + SQLite inserts on a thread),
+# built here.
 HAVE_WGET2=0; HAVE_REQWEST=0
-if wants e || wants f || wants g || wants h || wants i; then
+if wants a || wants e || wants f || wants g || wants h || wants i; then
     if skipped wget2; then :; elif need wget2 wget2; then HAVE_WGET2=1; else warn "wget2 could not be installed: skipping it"; fi
 fi
-if wants h || wants i; then
+if wants a || wants h || wants i; then
     PEER=$ROOT/target/bench-peer/release/reqwest-peer
     if skipped reqwest; then :; else
         log "cargo build --release bench/reqwest-peer"
@@ -358,6 +359,21 @@ if wants a; then
             record a.aiohttp "$N_A" "$(tail -n 1 "$TMP/aiohttp.out")"
         fi
         httpx_run a "$TMP/a.txt" "$C_A"
+        if [ "$HAVE_WGET2" = 1 ]; then
+            rm -f "$TMP/wget2.csv"
+            measure a-wget2 "$RUN_CAP" wget2 -q --no-robots --max-threads="$C_A" -i "$TMP/a.txt" \
+                -O /dev/null --stats-site="csv:$TMP/wget2.csv"
+            got=$(awk 'NR > 1' "$TMP/wget2.csv" 2>/dev/null | wc -l)
+            ok=$(awk -F, 'NR > 1 && $4 == 200' "$TMP/wget2.csv" 2>/dev/null | wc -l)
+            record a.wget2 "$got" "$ok"
+        fi
+        if [ "$HAVE_REQWEST" = 1 ]; then
+            rm -f "$TMP"/m.db*
+            measure a-reqwest "$RUN_CAP" "$PEER" "$TMP/a.txt" "$C_A" "$TMP/m.db"
+            read -r got ok < <(sed -n 's/^\([0-9]*\) outcomes, \([0-9]*\) 200s$/\1 \2/p' "$TMP/a-reqwest.out")
+            record a.reqwest "${got:-nan}" "${ok:-nan}"
+            rm -f "$TMP"/m.db*
+        fi
         if [ "$HAVE_OHA" = 1 ]; then
             measure oha "$RUN_CAP" "$OHA" -n "$N_A" -c "$C_A" --no-tui "$NGINX/item/1"
             ok=$(sed -n 's/^ *\[200\] *\([0-9]*\) responses.*/\1/p' "$TMP/oha.out")
@@ -710,9 +726,11 @@ header() {
     if wants a && [ -s "$RES/a.fanout" ]; then
         header
         F=$(rps_of a.fanout)
-        for t in wrk curl aiohttp httpx oha; do
+        for t in wrk curl aiohttp httpx wget2 reqwest oha; do
             [ -s "$RES/a.$t" ] || continue
             case $t in
+                wget2) label="wget2 --max-threads $C_A -i" ;;
+                reqwest) label="reqwest + buffer_unordered + SQLite (bench/reqwest-peer)" ;;
                 wrk) label="wrk -t$WRK_THREADS -c$C_A -d${WRK_SECS}s (one URL)" ;;
                 curl) label="curl --parallel --parallel-max $C_A ($N_CURL URLs)" ;;
                 aiohttp) label="Python aiohttp, Semaphore($C_A) + gather" ;;
@@ -721,6 +739,8 @@ header() {
             esac
             note="fanout $(fmt "$(div "$F" "$(rps_of "a.$t")")" '%.2f')× this"
             [ "$t" = wrk ] && note="$note (target ≥ 0.80×)"
+            [ "$t" = wget2 ] && note="$note (target ≥ 1.3×)"
+            [ "$t" = oha ] && note="$note (target ≥ 1.0×, CPU within 2 µs)"
             row "a.$t" "(a) $N_A URLs, C=$C_A, nginx" "$label" "$note"
         done
         row a.fanout "(a) $N_A URLs, C=$C_A, nginx" "fanout fetch -c $C_A --db (SQLite)" "—"
