@@ -344,6 +344,11 @@ pub struct EngineArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
 
+    /// Threads that run the requests [default: one per core]. On a small machine that also runs
+    /// the server, 1 can be faster: HTTP/2 to one host, or keep-alive HTTPS (docs/performance.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     /// Give an attempt up as 'timeout' when fewer than SIZE body bytes a second arrive during
     /// --speed-time (as curl; 0 turns it off). A large download at a good pace is not cut.
     #[arg(short = 'Y', long, value_parser = parse_size, value_name = "SIZE")]

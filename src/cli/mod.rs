@@ -78,10 +78,27 @@ pub fn main() -> ExitCode {
             u64::from(a.engine.concurrency) + 32
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = match &cli.command {
+        Command::Fetch(a) => a.engine.threads,
+        Command::Work(a) => a.engine.threads,
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let workers = threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    builder.worker_threads(workers);
+    // tokio starts its workers first, when the runtime is built; threads made later run blocking
+    // work (opening stores, reading files). Named apart, `top -H` and the tests can tell them so.
+    let started = std::sync::atomic::AtomicUsize::new(0);
+    builder.thread_name_fn(move || {
+        match started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < workers {
+            true => "fanout-worker".into(),
+            false => "fanout-blocking".into(),
+        }
+    });
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fanout: cannot start the async runtime: {e}");

@@ -715,3 +715,57 @@ fn a_store_of_the_previous_version_gains_body_path_and_keeps_its_rows() {
         "completed"
     );
 }
+
+/// The runtime's worker threads, counted in /proc while a run is under way.
+fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|comm| comm.trim() == "fanout-worker")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn threads_sets_the_runtime_workers_and_bad_values_are_usage_errors() {
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let urls: String = (0..20)
+        .map(|i| format!("{}\n", srv.url(&format!("/delay/400?i={i}"))))
+        .collect();
+    let list = dir.write("urls.txt", &urls);
+    for (threads, want) in [("1", 1), ("3", 3)] {
+        let mut child = dir
+            .fanout()
+            .args(["fetch", "--threads", threads, "-q", "--db"])
+            .arg(dir.path(&format!("t{threads}.db")))
+            .arg(&list)
+            .spawn()
+            .unwrap();
+        let mut seen = 0;
+        harness::wait_until(Duration::from_secs(5), || {
+            seen = runtime_threads(child.id());
+            seen >= want
+        });
+        // The requests take 400 ms: the count is read while they are in flight.
+        std::thread::sleep(Duration::from_millis(100));
+        seen = seen.max(runtime_threads(child.id()));
+        assert!(child.wait().unwrap().success());
+        assert_eq!(seen, want, "--threads {threads}");
+        let db = dir.path(&format!("t{threads}.db"));
+        assert_eq!(
+            scalar(&db, "SELECT count(*) FROM outcomes WHERE status = 200"),
+            20
+        );
+    }
+    for bad in ["0", "x", "2000"] {
+        dir.cmd()
+            .args(["fetch", "--threads", bad, "-"])
+            .write_stdin("http://127.0.0.1:9/\n")
+            .assert()
+            .code(2)
+            .stderr(contains("--threads"));
+    }
+}
