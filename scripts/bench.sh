@@ -480,6 +480,11 @@ one_host() {
     other=$(fanout_other "$TMP/o.db")
     [ -n "$other" ] && warn "fanout ($shape) outcomes other than 200: $other"
     record "$shape.fanout" "$got" "$ok" "$(reused)"
+    # One runtime worker (--threads 1): on 2 cores shared with nginx it is faster for some shapes.
+    r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null); rm -f "$TMP"/o.db*
+    measure "$shape-t1" "$RUN_CAP" "$FANOUT" fetch "$list" -c "$c" --threads 1 "${f_args[@]}" --db "$TMP/o.db" -q
+    read -r got ok < <(fanout_counts "$TMP/o.db")
+    record "$shape.fanout-t1" "$got" "$ok" "$(reused)"
     if [ -n "${FANOUT_BASE:-}" ]; then
         r0=$(grep -c '^r$' "$NG/g-reused.log" 2>/dev/null); rm -f "$TMP"/o.db*
         measure "$shape-base" "$RUN_CAP" "$FANOUT_BASE" fetch "$list" -c "$c" "${f_args[@]}" --db "$TMP/o.db" -q
@@ -783,10 +788,11 @@ header() {
             g) what="(g) $N_G HTTPS URLs, a TLS handshake per request, C=$C_EFG" ;;
         esac
         F=$(rps_of "$shape.fanout")
-        for t in fanout fanout-base oha oha-mux wget2 curl httpx; do
+        for t in fanout fanout-t1 fanout-base oha oha-mux wget2 curl httpx; do
             [ -s "$RES/$shape.$t" ] || continue
             case $t in
                 fanout) label="fanout fetch -c N --db (SQLite)"; note="—" ;;
+                fanout-t1) label="fanout fetch --threads 1 -c N --db (SQLite)" ;;
                 fanout-base) label="FANOUT_BASE fetch -c N --db (SQLite)" ;;
                 oha) label="oha -n N -c N (one URL)" ;;
                 oha-mux) label="oha --http2 -n N -c 1 -p N (one connection, as fanout)" ;;
@@ -797,6 +803,7 @@ header() {
             case $shape in e1) p=h1 ;; e2) p=h2 ;; *) p=h1 ;; esac
             [ "$t" = oha ] && [ "$p" = h2 ] && label="oha --http2 -n N -c N (one URL)"
             [ "$t" = fanout ] && [ "$shape" != f ] && [ "$p" = h1 ] && label="fanout fetch --http1 -c N --db (SQLite)"
+            [ "$t" = fanout-t1 ] && [ "$shape" != f ] && [ "$p" = h1 ] && label="fanout fetch --threads 1 --http1 -c N --db (SQLite)"
             [ "$t" = fanout ] || note="fanout $(fmt "$(div "$F" "$(rps_of "$shape.$t")")" '%.2f')× this"
             case $t in oha | oha-mux) note="$note (target ≥ 1.0×)" ;; esac
             [ "$shape" = g ] && note="$note; $(fmt "$(med "$shape.$t" 7)" '%d') resumed handshakes"
