@@ -7,26 +7,17 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Dir, DnsServer, TestServer};
+use crate::harness::{Dir, DnsServer, TestServer, fetch_jsonl};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 fn fetch(dir: &Dir, dns: &DnsServer, args: &[&str], input: &str) -> Vec<Value> {
-    let out = dir
-        .cmd()
-        .args(["fetch", "--jsonl", "-", "-q", "--dns-servers", &dns.addr()])
-        .args(args)
-        .write_stdin(input.to_owned())
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let addr = dns.addr();
+    let args: Vec<&str> = ["--dns-servers", addr.as_str()]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    fetch_jsonl(dir, &args, input)
 }
 
 #[test]

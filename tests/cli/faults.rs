@@ -418,11 +418,7 @@ fn speed_limit_flags_are_checked() {
 
 #[test]
 fn serve_faults_runs_the_fault_server_until_interrupted() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = harness::free_port();
     let dir = Dir::new();
     let mut child = dir
         .fanout()

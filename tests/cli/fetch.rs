@@ -470,11 +470,7 @@ fn bench_runs_against_its_own_server() {
 
 #[test]
 fn serve_answers_until_interrupted() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = harness::free_port();
     let dir = Dir::new();
     let mut child = dir
         .fanout()

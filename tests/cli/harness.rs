@@ -566,3 +566,32 @@ pub fn assert_invalid_query_rows(rows: &[Row], expect: &[(u32, &str)]) {
         );
     }
 }
+
+/// A port on 127.0.0.1 that was free a moment ago (for a server started as a process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `fanout fetch --jsonl - -q ARGS` on `input` (one URL a line) in `dir`, expects success,
+/// and returns the outcomes.
+pub fn fetch_jsonl(dir: &Dir, args: &[&str], input: &str) -> Vec<serde_json::Value> {
+    let out = dir
+        .cmd()
+        .args(["fetch", "--jsonl", "-", "-q"])
+        .args(args)
+        .write_stdin(input.to_owned())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

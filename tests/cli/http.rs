@@ -11,28 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{
-    Dir, Seen, TestProxy, TestServer, fetch_with_proxy_env, first_outcome, read_head, refuse,
-    run_with_peak_rss, self_signed, tunnel_to_local,
+    Dir, Seen, TestProxy, TestServer, fetch_jsonl, fetch_with_proxy_env, first_outcome, read_head,
+    refuse, run_with_peak_rss, self_signed, tunnel_to_local,
 };
-
-/// Runs `fanout fetch --jsonl - ARGS` on `input` (one URL a line) and returns the outcomes.
-fn fetch_jsonl(dir: &Dir, args: &[&str], input: &str) -> Vec<Value> {
-    let out = dir
-        .cmd()
-        .args(["fetch", "--jsonl", "-", "-q"])
-        .args(args)
-        .write_stdin(input.to_owned())
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// The one outcome of fetching `url`.
 fn fetch_one(dir: &Dir, args: &[&str], url: &str) -> Value {

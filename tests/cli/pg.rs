@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::harness::is_root;
+use crate::harness::{free_port, is_root};
 
 /// The role every test connects as without a password (trust), and one that needs its password.
 pub const SUPERUSER: &str = "fanout";
@@ -56,14 +56,6 @@ fn bindir() -> PathBuf {
              'postgresql' package (scripts/test.sh does) or set FANOUT_PG_BINDIR"
         )
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl PgServer {
