@@ -146,7 +146,7 @@ pub(super) async fn worker<T>(shared: Arc<Shared<T>>, id: usize, mailbox: Arc<Ma
         // Not boxed: the attempt's future (~5 KB) lives in the worker's task, allocated once; a box
         // per attempt cost an allocation and a 5 KB copy each time.
         let done = run_attempt(&shared, id, job, &mailbox.stop).await;
-        if shared.done.send(done).await.is_err() {
+        if !super::soon::send_soon(&shared.done, done).await {
             return;
         }
     }
