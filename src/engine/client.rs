@@ -563,24 +563,31 @@ impl Client {
 
     /// Makes one attempt at `req` (following redirects) and returns its outcome with `attempts: 1`.
     pub async fn fetch(&self, req: &Request) -> Attempt {
-        self.fetch_started(req, SystemTime::now()).await
+        self.fetch_started(req, SystemTime::now(), Instant::now())
+            .await
     }
 
-    /// [`Client::fetch`], starting at `started_at` by the wall clock (the engine's first attempt
-    /// at a request has just read it).
-    pub(crate) async fn fetch_started(&self, req: &Request, started_at: SystemTime) -> Attempt {
-        let t0 = Instant::now();
+    /// [`Client::fetch`], starting at `started_at` by the wall clock and `t0` by the monotonic
+    /// one (the engine has just read both).
+    pub(crate) async fn fetch_started(
+        &self,
+        req: &Request,
+        started_at: SystemTime,
+        t0: Instant,
+    ) -> Attempt {
+        // The deadline from `t0`, not from another clock read.
+        let deadline = tokio::time::Instant::from_std(t0) + self.config.timeout;
         let received = AtomicU64::new(0);
         // Boxed: the attempt's future is ~3 KB, and inline it was copied into the timeout and
         // again into this future's state (callgrind: ~680 instructions of memcpy per request).
         let work = Box::pin(self.attempt(req, t0, &received));
         let result = match self.config.speed_limit {
-            None => tokio::time::timeout(self.config.timeout, work).await,
+            None => tokio::time::timeout_at(deadline, work).await,
             // Boxed: only runs with --speed-limit pay for the watch's timer.
             Some(limit) => {
                 let window = self.config.speed_time;
-                tokio::time::timeout(
-                    self.config.timeout,
+                tokio::time::timeout_at(
+                    deadline,
                     Box::pin(async {
                         tokio::select! {
                             r = work => r,
