@@ -563,20 +563,22 @@ impl Client {
 
     /// Makes one attempt at `req` (following redirects) and returns its outcome with `attempts: 1`.
     pub async fn fetch(&self, req: &Request) -> Attempt {
-        self.fetch_started(req, SystemTime::now(), Instant::now())
+        self.fetch_started(req, SystemTime::now(), tokio::time::Instant::now())
             .await
     }
 
-    /// [`Client::fetch`], starting at `started_at` by the wall clock and `t0` by the monotonic
-    /// one (the engine has just read both).
+    /// [`Client::fetch`], starting at `started_at` by the wall clock and at `start` by tokio's
+    /// (the engine has just read both). The deadline is on tokio's clock, as every timer is, and
+    /// counts from `start` rather than from another read of it; the attempt's own times are on
+    /// std's clock (see the engine's module doc).
     pub(crate) async fn fetch_started(
         &self,
         req: &Request,
         started_at: SystemTime,
-        t0: Instant,
+        start: tokio::time::Instant,
     ) -> Attempt {
-        // The deadline from `t0`, not from another clock read.
-        let deadline = tokio::time::Instant::from_std(t0) + self.config.timeout;
+        let deadline = start + self.config.timeout;
+        let t0 = Instant::now();
         let received = AtomicU64::new(0);
         // Boxed: the attempt's future is ~3 KB, and inline it was copied into the timeout and
         // again into this future's state (callgrind: ~680 instructions of memcpy per request).

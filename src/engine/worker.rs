@@ -233,7 +233,7 @@ async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> St
     let result = tokio::select! {
         biased;
         _ = stop.stopped() => None,
-        a = shared.client.fetch_started(&job.req, now.0, now.1.into_std()) => Some(a),
+        a = shared.client.fetch_started(&job.req, now.0, now.1) => Some(a),
     };
     let Some(a) = result else {
         return Step::Stopped;
@@ -259,8 +259,6 @@ async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> St
         job.last = Some(Box::new(a));
         return Step::Retry(signal, pause, delay);
     }
-    // From the first attempt's start to this one's end, without another clock read.
-    let total = now.1.saturating_duration_since(t0) + a.duration;
-    let o = a.into_outcome(&job.req, job.attempts, sys0, total);
+    let o = a.into_outcome(&job.req, job.attempts, sys0, t0.elapsed());
     Step::Final(signal, pause, o)
 }
