@@ -30,6 +30,7 @@ pub mod hosts;
 pub mod resume;
 pub mod retry;
 mod robots;
+mod soon;
 mod woken;
 mod worker;
 
@@ -602,9 +603,10 @@ struct Shared<T> {
 
 impl<T> Shared<T> {
     /// The one place events leave the engine. Waits while the consumer is behind; a consumer that
-    /// has gone away takes nothing more (the dispatcher then stops).
-    async fn emit(&self, event: Event<T>) {
-        let _ = self.out.send(event).await;
+    /// has gone away takes nothing more (the dispatcher then stops), and the future resolves to
+    /// false.
+    fn emit(&self, event: Event<T>) -> impl Future<Output = bool> + '_ {
+        soon::send_soon(&self.out, event)
     }
 }
 

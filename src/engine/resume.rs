@@ -258,18 +258,17 @@ pub(crate) fn spawn(
                 .fetch_add(skipped as u64, std::sync::atomic::Ordering::Relaxed);
             for (item, keep) in batch.drain(..).zip(keep) {
                 let sent = match item {
-                    _ if !keep => Ok(()),
-                    SourceItem::Request(request) => out
-                        .items
-                        .send(Item {
+                    _ if !keep => true,
+                    SourceItem::Request(request) => {
+                        let item = Item {
                             request,
                             ticket: (),
-                        })
-                        .await
-                        .map_err(drop),
-                    SourceItem::Invalid(o) => out.invalid.send(*o).await.map_err(drop),
+                        };
+                        super::soon::send_soon(&out.items, item).await
+                    }
+                    SourceItem::Invalid(o) => super::soon::send_soon(&out.invalid, *o).await,
                 };
-                if sent.is_err() {
+                if !sent {
                     return Ok(()); // the run has stopped
                 }
             }

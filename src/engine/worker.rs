@@ -146,7 +146,7 @@ pub(super) async fn worker<T>(shared: Arc<Shared<T>>, id: usize, mailbox: Arc<Ma
         // Not boxed: the attempt's future (~5 KB) lives in the worker's task, allocated once; a box
         // per attempt cost an allocation and a 5 KB copy each time.
         let done = run_attempt(&shared, id, job, &mailbox.stop).await;
-        if shared.done.send(done).await.is_err() {
+        if !super::soon::send_soon(&shared.done, done).await {
             return;
         }
     }
@@ -219,13 +219,13 @@ async fn run_attempt<T>(
 }
 
 async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> Step {
-    // A first attempt starts when the job does: one wall-clock read serves both.
-    let (sys_now, first) = match job.first {
-        Some(first) => (SystemTime::now(), first),
+    // A first attempt starts when the job does: one read of each clock serves both.
+    let (now, first) = match job.first {
+        Some(first) => ((SystemTime::now(), Instant::now()), first),
         None => {
             let first = (SystemTime::now(), Instant::now());
             job.first = Some(first);
-            (first.0, first)
+            (first, first)
         }
     };
     let (sys0, t0) = first;
@@ -233,7 +233,7 @@ async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> St
     let result = tokio::select! {
         biased;
         _ = stop.stopped() => None,
-        a = shared.client.fetch_started(&job.req, sys_now) => Some(a),
+        a = shared.client.fetch_started(&job.req, now.0, now.1.into_std()) => Some(a),
     };
     let Some(a) = result else {
         return Step::Stopped;
@@ -259,6 +259,8 @@ async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> St
         job.last = Some(Box::new(a));
         return Step::Retry(signal, pause, delay);
     }
-    let o = a.into_outcome(&job.req, job.attempts, sys0, t0.elapsed());
+    // From the first attempt's start to this one's end, without another clock read.
+    let total = now.1.saturating_duration_since(t0) + a.duration;
+    let o = a.into_outcome(&job.req, job.attempts, sys0, total);
     Step::Final(signal, pause, o)
 }

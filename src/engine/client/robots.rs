@@ -68,7 +68,7 @@ impl Client {
             let Ok(uri) = super::origin_uri(&url) else {
                 return RobotsFetch::Unavailable(format!("{url} is not a usable URL"));
             };
-            let mut req = http::Request::new(Full::new(Bytes::new()));
+            let mut req = Box::new(http::Request::new(Full::new(Bytes::new())));
             *req.uri_mut() = uri;
             let h = req.headers_mut();
             if let Some(agent) = self.defaults.get(header::USER_AGENT) {
