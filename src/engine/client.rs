@@ -5,6 +5,7 @@
 //!
 //! - `pool`: idle HTTP/1.1 and shared HTTP/2 connections per origin.
 //! - `connector`: TCP connections, `--resolve` overrides and `--proxy` tunnels (CONNECT, SOCKS5).
+//! - `conn_task`: the task each new connection runs on, and how it ended.
 //! - `dns`: host names to addresses (async, cached for each answer's TTL, one query per name at once).
 //! - `tls`: the rustls configuration (webpki roots, `--cacert`, `--insecure`).
 //! - `body`: streaming body reads, decoding gzip, deflate, br and zstd under `--max-body`.
@@ -15,6 +16,7 @@
 //! `Authorization` and `Cookie`; 303 (and 301/302 after POST) switch to GET without a body.
 
 mod body;
+mod conn_task;
 mod connector;
 mod dns;
 mod files;
@@ -35,7 +37,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::client::legacy::connect::Connection;
-use tower_service::Service;
 use url::Url;
 
 use self::pool::{Conn, Pool};
@@ -503,16 +504,12 @@ impl Client {
 
     /// Opens a connection (TCP, proxy tunnel, TLS) and speaks HTTP/2 on it if it was negotiated
     /// or forced, HTTP/1.1 otherwise. HTTP/2 connections are shared through the pool at once.
-    /// The receiver gets the connection's own error if it ends with one.
-    async fn connect(
-        &self,
-        origin: &str,
-        uri: &Uri,
-    ) -> Result<(Conn, tokio::sync::oneshot::Receiver<hyper::Error>), Failure> {
+    /// The connection's task comes with it: awaited, it gives the connection's own error if it
+    /// ended with one.
+    async fn connect(&self, origin: &str, uri: &Uri) -> Result<(Conn, conn_task::Ended), Failure> {
         let io = self
             .connector
-            .clone()
-            .call(uri.clone())
+            .open(uri)
             .await
             .map_err(|e| classify(e.as_ref(), true))?;
         let h2 = match self.config.http_version {
@@ -520,7 +517,6 @@ impl Client {
             HttpVersion::Http1 => false,
             HttpVersion::Auto => io.connected().is_negotiated_h2(),
         };
-        let (failed_tx, failed) = tokio::sync::oneshot::channel();
         if h2 {
             let (tx, conn) = http2::Builder::new(BoxingExecutor)
                 .max_header_list_size(u32::try_from(self.config.max_head).unwrap_or(u32::MAX))
@@ -531,13 +527,9 @@ impl Client {
                 .handshake(io)
                 .await
                 .map_err(|e| classify(&e, true))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    let _ = failed_tx.send(e);
-                }
-            });
+            let ended = conn_task::spawn(conn);
             self.pool.share_h2(origin, &tx);
-            Ok((Conn::H2(tx), failed))
+            Ok((Conn::H2(tx), ended))
         } else {
             let (tx, conn) = http1::Builder::new()
                 // The read buffer bounds the head: a larger one is a parse error (`protocol`).
@@ -545,12 +537,7 @@ impl Client {
                 .handshake(io)
                 .await
                 .map_err(|e| classify(&e, true))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    let _ = failed_tx.send(e);
-                }
-            });
-            Ok((Conn::H1(tx), failed))
+            Ok((Conn::H1(tx), conn_task::spawn_polled(conn)))
         }
     }
 

@@ -149,6 +149,9 @@ pub(super) struct Pool {
     idle_timeout: Duration,
     /// Set once no more requests will come: connections are closed after use, not kept.
     closing: AtomicBool,
+    /// Some origin has spoken HTTP/2 ([`Pool::share_h2`]): until then no origin's `speaks_h2` is
+    /// set, and [`Pool::h2_gate`] need not look (a lock and a lookup per new connection).
+    any_h2: AtomicBool,
 }
 
 impl Pool {
@@ -160,6 +163,7 @@ impl Pool {
             max_idle,
             idle_timeout,
             closing: AtomicBool::new(false),
+            any_h2: AtomicBool::new(false),
         }
     }
 
@@ -205,6 +209,7 @@ impl Pool {
         let entry = shard.entry(origin);
         entry.h2 = Some((tx.clone(), Instant::now()));
         entry.speaks_h2 = true;
+        self.any_h2.store(true, Relaxed);
     }
 
     /// The lock to hold while opening a connection to `origin`, when it will or may be HTTP/2:
@@ -218,6 +223,9 @@ impl Pool {
         forced: bool,
         negotiates: bool,
     ) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+        if !forced && !negotiates && !self.any_h2.load(Relaxed) {
+            return None;
+        }
         let mut shard = self.shard(origin);
         let known = shard.map.get(origin);
         let gated = forced
@@ -321,6 +329,27 @@ mod tests {
         tokio::spawn(conn);
         tx.ready().await.unwrap();
         tx
+    }
+
+    #[tokio::test]
+    async fn an_origin_that_spoke_h2_is_gated_even_when_nothing_asks_for_h2() {
+        let pool = Pool::new(4, Duration::from_secs(90));
+        assert!(pool.h2_gate("http://a.test:1", false, false).is_none());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(s).await.unwrap();
+            while conn.accept().await.is_some() {}
+        });
+        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let (tx, conn) = http2::handshake(super::super::BoxingExecutor, io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        pool.share_h2("http://a.test:1", &tx);
+        assert!(pool.h2_gate("http://a.test:1", false, false).is_some());
+        assert!(pool.h2_gate("http://b.test:1", false, false).is_none());
     }
 
     #[tokio::test]
