@@ -567,7 +567,7 @@ impl Client {
         let deadline = start + self.config.timeout;
         let t0 = Instant::now();
         let received = AtomicU64::new(0);
-        // Boxed: the attempt's future is ~3 KB, and inline it was copied into the timeout and
+        // Boxed: the attempt's future is ~1.5 KB, and inline it was copied into the timeout and
         // again into this future's state (callgrind: ~680 instructions of memcpy per request).
         let work = Box::pin(self.attempt(req, t0, &received));
         let result = match self.config.speed_limit {
