@@ -564,18 +564,19 @@ impl Client {
         started_at: SystemTime,
         start: tokio::time::Instant,
     ) -> Attempt {
-        let deadline = start + self.config.timeout;
+        // None: a timeout too far off to reach (tokio's `timeout` sets no timer for one either).
+        let deadline = start.checked_add(self.config.timeout);
         let t0 = Instant::now();
         let received = AtomicU64::new(0);
         // Boxed: the attempt's future is ~1.5 KB, and inline it was copied into the timeout and
         // again into this future's state (callgrind: ~680 instructions of memcpy per request).
         let work = Box::pin(self.attempt(req, t0, &received));
         let result = match self.config.speed_limit {
-            None => tokio::time::timeout_at(deadline, work).await,
+            None => by_deadline(deadline, work).await,
             // Boxed: only runs with --speed-limit pay for the watch's timer.
             Some(limit) => {
                 let window = self.config.speed_time;
-                tokio::time::timeout_at(
+                by_deadline(
                     deadline,
                     Box::pin(async {
                         tokio::select! {
@@ -588,8 +589,8 @@ impl Client {
             }
         };
         let result = match result {
-            Ok(r) => r,
-            Err(_) => Err(Failure::new(
+            Some(r) => r,
+            None => Err(Failure::new(
                 ErrorKind::Timeout,
                 format!("no complete response within {:?}", self.config.timeout),
             )),
@@ -813,7 +814,11 @@ async fn too_slow(received: &AtomicU64, limit: u64, window: Duration) -> Failure
     loop {
         // A check that runs late (a busy runtime) measures a longer window against the same
         // need: lateness never makes a transfer look slower than it is.
-        tokio::time::sleep_until(since + window).await;
+        // A window too long for an instant to hold never ends: no check is due.
+        match since.checked_add(window) {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
         since = tokio::time::Instant::now();
         let now = received.load(Ordering::Relaxed);
         let got = now - seen;
@@ -827,6 +832,17 @@ async fn too_slow(received: &AtomicU64, limit: u64, window: Duration) -> Failure
             );
         }
         seen = now;
+    }
+}
+
+/// `work`'s output, or `None` if `deadline` (tokio's clock) passes first; no deadline, no timer.
+async fn by_deadline<F: Future>(
+    deadline: Option<tokio::time::Instant>,
+    work: F,
+) -> Option<F::Output> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, work).await.ok(),
+        None => Some(work.await),
     }
 }
 

@@ -259,6 +259,36 @@ fn refused_timeout_and_http_errors_are_recorded_with_their_kinds() {
 }
 
 #[test]
+fn a_timeout_too_large_to_reach_is_no_timeout() {
+    // Past what an instant can hold: the deadline overflowed, and every attempt panicked.
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    dir.write(
+        "urls.txt",
+        &format!("{}\n{}\n", srv.url("/item/1"), srv.url("/delay/200")),
+    );
+    let huge = "10000000000000000000s";
+    for args in [
+        vec!["--timeout", huge],
+        // The speed check's window, likewise.
+        vec!["--speed-limit", "1", "--speed-time", huge],
+    ] {
+        dir.cmd()
+            .args(["fetch", "urls.txt", "--fresh"])
+            .args(&args)
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("panicked").not());
+        let rows = rows(&dir.path("fanout.db"));
+        assert_eq!(rows.len(), 2, "{args:?}");
+        assert!(
+            rows.iter().all(|r| r.status == Some(200)),
+            "{args:?}: {rows:?}"
+        );
+    }
+}
+
+#[test]
 fn redirects_are_followed_and_loops_end() {
     let srv = TestServer::start(Duration::ZERO);
     let dir = Dir::new();
