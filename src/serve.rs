@@ -494,6 +494,8 @@ async fn handle(
             let method = req.method().to_string();
             let version = format!("{:?}", req.version());
             let query = req.uri().query().map(str::to_owned);
+            // HTTP/2's `:authority` (HTTP/1.1 requests come in origin form: none).
+            let authority = req.uri().authority().map(|a| a.to_string());
             let headers: BTreeMap<String, String> = req
                 .headers()
                 .iter()
@@ -516,6 +518,7 @@ async fn handle(
                     "method": method,
                     "path": path,
                     "query": query,
+                    "authority": authority,
                     "version": version,
                     "headers": headers,
                     "body": String::from_utf8_lossy(&body),

@@ -907,8 +907,8 @@ async fn send_on(
             if tx.ready().await.is_err() {
                 return Err(SendError::NotSent(req));
             }
-            // HTTP/2 sends the scheme and authority as pseudo-headers: the whole URL.
-            let absolute = absolute_uri(url).map_err(SendError::Failed)?;
+            // HTTP/2 sends the scheme and authority as pseudo-headers.
+            let absolute = h2_uri(url, req.uri()).map_err(SendError::Failed)?;
             let origin = std::mem::replace(req.uri_mut(), absolute);
             *req.version_mut() = http::Version::HTTP_2;
             match tx.try_send_request(*req).await {
@@ -936,6 +936,31 @@ fn absolute_uri(url: &Url) -> Result<Uri, Failure> {
     url.as_str()
         .parse()
         .map_err(|e| Failure::new(ErrorKind::InvalidInput, format!("{url}: {e}")))
+}
+
+/// The URI of an HTTP/2 request to `url`: its scheme, its host and port without user info
+/// (RFC 9113 §8.3.1 forbids user info in `:authority`; the whole URL sent it, password and all),
+/// and the path and query of `origin_form`, parsed already (re-parsing the whole URL cost ~700
+/// instructions a request).
+fn h2_uri(url: &Url, origin_form: &Uri) -> Result<Uri, Failure> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        Failure::new(
+            ErrorKind::InvalidInput,
+            format!("{}: {e}", crate::secrets::mask_url(url.as_str())),
+        )
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(match url.scheme() {
+        "https" => http::uri::Scheme::HTTPS,
+        _ => http::uri::Scheme::HTTP,
+    });
+    parts.authority = Some(
+        url[url::Position::BeforeHost..url::Position::AfterPort]
+            .parse()
+            .map_err(|e| invalid(&e))?,
+    );
+    parts.path_and_query = origin_form.path_and_query().cloned();
+    Uri::from_parts(parts).map_err(|e| invalid(&e))
 }
 
 /// `Host` for an HTTP/1.1 request to `url`: its host, with the port unless it is the scheme's
@@ -1103,6 +1128,20 @@ mod tests {
         let a = |s: &str| super::absolute_form(&s.parse::<Uri>().unwrap()).to_string();
         assert_eq!(a("http://u:p@a.test:8080/x?q"), "http://a.test:8080/x?q");
         assert_eq!(a("http://a.test/x"), "http://a.test/x");
+    }
+
+    #[test]
+    fn an_http2_uri_has_no_user_info_and_keeps_path_and_query() {
+        let h2 = |s: &str| {
+            let url = Url::parse(s).unwrap();
+            super::h2_uri(&url, &origin_uri(&url).unwrap())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(h2("https://u:p@a.test/x?q=1"), "https://a.test/x?q=1");
+        assert_eq!(h2("http://a.test:8080"), "http://a.test:8080/");
+        assert_eq!(h2("https://a.test:443/x"), "https://a.test/x");
+        assert_eq!(h2("http://u@[::1]:9/p#frag"), "http://[::1]:9/p");
     }
 
     #[test]

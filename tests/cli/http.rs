@@ -224,6 +224,30 @@ fn http1_and_http2_can_be_forced() {
 }
 
 #[test]
+fn http2_sends_the_authority_without_user_info() {
+    // RFC 9113 §8.3.1: no user info in `:authority`. The whole URL used to go in, password too.
+    let srv = TestServer::start(Duration::ZERO);
+    let dir = Dir::new();
+    let echo = srv.url("/echo?q=1");
+    let with_user = echo.replacen("http://", "http://user:s3cret@", 1);
+    let got = echoed(&fetch_one(
+        &dir,
+        &["--http2", "--body", "store"],
+        &with_user,
+    ));
+    assert_eq!(got["version"], "HTTP/2.0");
+    let host_port = echo
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    assert_eq!(got["authority"], host_port, "{got}");
+    assert_eq!(got["path"], "/echo");
+    assert_eq!(got["query"], "q=1");
+    assert!(!got.to_string().contains("s3cret"), "{got}");
+}
+
+#[test]
 fn tls_trust_needs_the_ca_or_insecure() {
     let (pem, tls) = self_signed(&["127.0.0.1", "example.test"]);
     let srv = TestServer::start_tls(tls);
