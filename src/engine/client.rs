@@ -639,6 +639,13 @@ impl Client {
         let mut method = req.method.clone();
         let mut body = req.body.clone();
         let mut headers = std::borrow::Cow::Borrowed(&req.headers);
+        // User info in the URL is Basic credentials, as curl sends them, unless the request has
+        // an Authorization of its own; like one, it is dropped by a redirect to another origin.
+        if let Some(auth) = userinfo_auth(&url)
+            && !headers.contains_key(header::AUTHORIZATION)
+        {
+            headers.to_mut().insert(header::AUTHORIZATION, auth);
+        }
         let mut hops = 0;
         loop {
             // In origin form: most requests go out on a pooled HTTP/1.1 connection as just their
@@ -936,6 +943,22 @@ fn absolute_uri(url: &Url) -> Result<Uri, Failure> {
     url.as_str()
         .parse()
         .map_err(|e| Failure::new(ErrorKind::InvalidInput, format!("{url}: {e}")))
+}
+
+/// `Authorization: Basic` from `url`'s user info (percent-decoded), if it has any.
+fn userinfo_auth(url: &Url) -> Option<HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |v: &str| {
+        percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some(connector::basic_auth(
+        &decode(url.username()),
+        &decode(url.password().unwrap_or("")),
+    ))
 }
 
 /// The URI of an HTTP/2 request to `url`: its scheme, its host and port without user info

@@ -744,7 +744,8 @@ fn with_authority(dst: &Uri, authority: &str) -> Result<Uri, BoxError> {
     Ok(Uri::from_parts(parts)?)
 }
 
-fn basic_auth(user: &str, pass: &str) -> http::HeaderValue {
+/// `Basic` credentials, marked sensitive (hyper's HTTP/2 encoder then never indexes them).
+pub(in crate::engine::client) fn basic_auth(user: &str, pass: &str) -> http::HeaderValue {
     use base64::Engine as _;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     let mut v = http::HeaderValue::from_str(&format!("Basic {token}"))
