@@ -947,18 +947,7 @@ fn absolute_uri(url: &Url) -> Result<Uri, Failure> {
 
 /// `Authorization: Basic` from `url`'s user info (percent-decoded), if it has any.
 fn userinfo_auth(url: &Url) -> Option<HeaderValue> {
-    if url.username().is_empty() && url.password().is_none() {
-        return None;
-    }
-    let decode = |v: &str| {
-        percent_encoding::percent_decode_str(v)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    Some(connector::basic_auth(
-        &decode(url.username()),
-        &decode(url.password().unwrap_or("")),
-    ))
+    connector::credentials(url).map(|(user, pass)| connector::basic_auth(&user, &pass))
 }
 
 /// The URI of an HTTP/2 request to `url`: its scheme, its host and port without user info

@@ -28,6 +28,11 @@ fn echoed(outcome: &Value) -> Value {
     serde_json::from_str(outcome["body"].as_str().unwrap()).unwrap()
 }
 
+/// `url` (http) with `info` as its user info: `user:pass` makes `http://user:pass@host/...`.
+fn with_user(url: &str, info: &str) -> String {
+    url.replacen("http://", &format!("http://{info}@"), 1)
+}
+
 fn percent(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -229,11 +234,10 @@ fn http2_sends_the_authority_without_user_info() {
     let srv = TestServer::start(Duration::ZERO);
     let dir = Dir::new();
     let echo = srv.url("/echo?q=1");
-    let with_user = echo.replacen("http://", "http://user:s3cret@", 1);
     let got = echoed(&fetch_one(
         &dir,
         &["--http2", "--body", "store"],
-        &with_user,
+        &with_user(&echo, "user:s3cret"),
     ));
     assert_eq!(got["version"], "HTTP/2.0");
     let host_port = echo
@@ -253,8 +257,6 @@ fn user_info_is_sent_as_basic_credentials_and_not_to_another_origin() {
     let a = TestServer::start(Duration::ZERO);
     let b = TestServer::start(Duration::ZERO);
     let dir = Dir::new();
-    let with_user =
-        |url: String, info: &str| url.replacen("http://", &format!("http://{info}@"), 1);
     let auth = |url: String, args: &[&str]| {
         let mut all = vec!["--body", "store"];
         all.extend_from_slice(args);
@@ -262,27 +264,27 @@ fn user_info_is_sent_as_basic_credentials_and_not_to_another_origin() {
     };
     // Percent-encoded user info is decoded first: "us@er:p:ss".
     assert_eq!(
-        auth(with_user(a.url("/echo"), "us%40er:p%3Ass"), &[]),
+        auth(with_user(&a.url("/echo"), "us%40er:p%3Ass"), &[]),
         "Basic dXNAZXI6cDpzcw=="
     );
     // A user without a password, as curl: "user:".
     assert_eq!(
-        auth(with_user(a.url("/echo"), "user"), &[]),
+        auth(with_user(&a.url("/echo"), "user"), &[]),
         "Basic dXNlcjo="
     );
     // The request's own Authorization wins.
     assert_eq!(
         auth(
-            with_user(a.url("/echo"), "user:pw"),
+            with_user(&a.url("/echo"), "user:pw"),
             &["-H", "Authorization: Bearer mine"]
         ),
         "Bearer mine"
     );
     // Kept by a redirect within the origin, dropped by one to another.
     let same = a.url(&format!("/redirect-to?url={}", percent(&a.url("/echo"))));
-    assert_eq!(auth(with_user(same, "user:pw"), &[]), "Basic dXNlcjpwdw==");
+    assert_eq!(auth(with_user(&same, "user:pw"), &[]), "Basic dXNlcjpwdw==");
     let cross = a.url(&format!("/redirect-to?url={}", percent(&b.url("/echo"))));
-    assert!(auth(with_user(cross, "user:pw"), &[]).is_null());
+    assert!(auth(with_user(&cross, "user:pw"), &[]).is_null());
     // Without user info, none.
     assert!(auth(a.url("/echo"), &[]).is_null());
 }

@@ -198,18 +198,22 @@ impl FromStr for Proxy {
         let addr = format!("{scheme}://{host}:{port}")
             .parse::<Uri>()
             .map_err(|e| format!("'{s}': {e}"))?;
-        let credentials = if url.username().is_empty() && url.password().is_none() {
-            None
-        } else {
-            let decode = |v: &str| percent_decode_str(v).decode_utf8_lossy().into_owned();
-            Some((decode(url.username()), decode(url.password().unwrap_or(""))))
-        };
         Ok(Proxy {
             protocol,
             addr,
-            credentials,
+            credentials: credentials(&url),
         })
     }
+}
+
+/// `url`'s user and password, percent-decoded (a missing password is empty); `None` without
+/// user info. For a proxy's URL and a target's alike.
+pub(in crate::engine::client) fn credentials(url: &url::Url) -> Option<(String, String)> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |v: &str| percent_decode_str(v).decode_utf8_lossy().into_owned();
+    Some((decode(url.username()), decode(url.password().unwrap_or(""))))
 }
 
 /// TCP connections with `--resolve` overrides applied.
