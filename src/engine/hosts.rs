@@ -196,6 +196,8 @@ struct Host<T> {
     ready: bool,
     /// A wake-up is scheduled at this instant.
     timer: Option<Instant>,
+    /// The engine shard this host's requests go to (see [`Hosts::next_start`]).
+    home: u16,
 }
 
 impl<T> Host<T> {
@@ -253,6 +255,10 @@ pub(crate) struct Hosts<T> {
     top: Vec<HostReport>,
     /// Where [`Hosts::key_for`] writes a key to look it up.
     scratch: String,
+    /// Engine shards that hosts are shared out over (at least 1).
+    shards: usize,
+    /// Plain http URLs are sent over HTTP/1.1 (HTTP/2 is not forced).
+    http1: bool,
 }
 
 impl<T> Hosts<T> {
@@ -269,7 +275,16 @@ impl<T> Hosts<T> {
             last_sweep: Instant::now(),
             top: Vec::new(),
             scratch: String::new(),
+            shards: 1,
+            http1: true,
         }
+    }
+
+    /// Shares hosts out over `n` engine shards (1 by default); `http1`: plain http URLs go
+    /// over HTTP/1.1 (see [`Hosts::next_start`]).
+    pub(crate) fn set_shards(&mut self, n: usize, http1: bool) {
+        self.shards = n.clamp(1, usize::from(u16::MAX));
+        self.http1 = http1;
     }
 
     /// Jobs waiting (for their host, or for a retry).
@@ -290,8 +305,12 @@ impl<T> Hosts<T> {
     fn host(&mut self, key: &Arc<str>, now: Instant) -> &mut Host<T> {
         let limits = &self.limits;
         let ceiling = self.ceiling;
+        let shards = self.shards as u64;
+        let hasher = self.map.hasher().clone();
         self.map.entry(key.clone()).or_insert_with(|| {
             let max = limits.per_host.unwrap_or(ceiling).min(ceiling);
+            // The same for a host forgotten while idle and made anew: one hasher for the run.
+            let home = (std::hash::BuildHasher::hash_one(&hasher, key) % shards) as u16;
             Host {
                 in_flight: 0,
                 queue: VecDeque::new(),
@@ -307,6 +326,7 @@ impl<T> Hosts<T> {
                 waiting_retries: 0,
                 ready: false,
                 timer: None,
+                home,
             }
         })
     }
@@ -343,7 +363,20 @@ impl<T> Hosts<T> {
     }
 
     /// Takes the next job that may start now, round-robin over ready hosts, and counts it in flight.
+    #[cfg(test)]
     pub(crate) fn next_startable(&mut self, now: Instant) -> Option<Job<T>> {
+        self.next_start(now).map(|(job, _)| job)
+    }
+
+    /// The next job whose host's limits let it start now, counted as started, and where it may
+    /// run: its host's home shard, or any shard (`None`) when it goes over HTTP/1.1 in plain
+    /// http and its host has another request in flight already. A list over many hosts then
+    /// keeps each host's connections in one shard's pool, reused when its turn comes again; one
+    /// busy host is spread over every shard. An https host keeps to its home: whether it speaks
+    /// HTTP/2 is learnt from its first connection, and over HTTP/2 its one connection is in one
+    /// pool (on 2 cores shared with the server, keep-alive HTTPS and a TLS handshake per
+    /// request were faster on one thread too: docs/performance.md).
+    pub(crate) fn next_start(&mut self, now: Instant) -> Option<(Job<T>, Option<u16>)> {
         while let Some(key) = self.ready.pop_front() {
             let Some(h) = self.map.get_mut(&key) else {
                 continue;
@@ -361,8 +394,10 @@ impl<T> Hosts<T> {
                         b.take(now);
                     }
                     self.parked -= 1;
+                    let spread = self.http1 && h.in_flight > 1 && job.req.url.scheme() == "http";
+                    let shard = (!spread).then_some(h.home);
                     self.mark_ready(&key);
-                    return Some(job);
+                    return Some((job, shard));
                 }
                 // A completion will mark it ready again.
                 Err(Blocked::Limit) => {}
@@ -562,6 +597,48 @@ mod tests {
             }),
             (),
         )
+    }
+
+    #[test]
+    fn a_busy_plain_http_host_is_spread_over_shards_and_the_rest_keep_to_their_home() {
+        let t = Instant::now();
+        let start = |hosts: &mut Hosts<()>, url: &str, n: usize| -> Vec<Option<u16>> {
+            for _ in 0..n {
+                hosts.push(job(url), t);
+            }
+            (0..n).map(|_| hosts.next_start(t).unwrap().1).collect()
+        };
+        let mut hosts = Hosts::new(HostLimits::default(), 64);
+        hosts.set_shards(4, true);
+        // http: the first request in flight goes home, the others anywhere.
+        let http = start(&mut hosts, "http://a.test/x", 3);
+        assert!(http[0].is_some_and(|k| k < 4), "{http:?}");
+        assert_eq!(&http[1..], [None, None]);
+        // https keeps to its home whatever is in flight (HTTP/2 is one connection, in one pool).
+        let https = start(&mut hosts, "https://b.test/x", 3);
+        assert!(
+            https[0].is_some() && https.iter().all(|k| *k == https[0]),
+            "{https:?}"
+        );
+        // A host's home is the same when it is forgotten and made anew.
+        let key = job("http://a.test/x").host;
+        for _ in 0..3 {
+            hosts.completed(&key, Signal::Neutral, t);
+        }
+        assert_eq!(start(&mut hosts, "http://a.test/x", 1), [http[0]]);
+        // Many hosts are shared out over every shard.
+        let homes: std::collections::HashSet<_> = (0..64)
+            .map(|i| start(&mut hosts, &format!("http://h{i}.test/"), 1)[0])
+            .collect();
+        assert_eq!(homes.len(), 4, "{homes:?}");
+        // With HTTP/2 forced, plain http is multiplexed too: it keeps to its home.
+        let mut h2 = Hosts::new(HostLimits::default(), 64);
+        h2.set_shards(4, false);
+        let forced = start(&mut h2, "http://a.test/x", 3);
+        assert!(
+            forced.iter().all(|k| k.is_some() && *k == forced[0]),
+            "{forced:?}"
+        );
     }
 
     #[test]
