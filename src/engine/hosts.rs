@@ -236,6 +236,25 @@ impl<T> Host<T> {
     }
 }
 
+/// Slots of [`Hosts::homes`]: enough that many hosts are shared out evenly.
+const HOME_SLOTS: usize = 4096;
+/// A slot with no home yet.
+const NO_HOME: u16 = u16::MAX;
+
+/// The home shard of a host whose key hashes to `hash` (see [`Hosts::homes`]).
+fn home_of(homes: &mut [u16; HOME_SLOTS], homed: &mut [usize], hash: u64) -> u16 {
+    if homed.len() <= 1 {
+        return 0;
+    }
+    let slot = (hash % HOME_SLOTS as u64) as usize;
+    if homes[slot] == NO_HOME {
+        let k = (0..homed.len()).min_by_key(|&k| homed[k]).unwrap_or(0);
+        homed[k] += 1;
+        homes[slot] = k as u16;
+    }
+    homes[slot]
+}
+
 /// A retry waiting for its backoff to pass.
 type Delayed<T> = Due<Job<T>>;
 
@@ -257,6 +276,15 @@ pub(crate) struct Hosts<T> {
     scratch: String,
     /// Engine shards that hosts are shared out over (at least 1).
     shards: usize,
+    /// Each host's home shard, by a slot its key hashes to (hosts that share a slot share a
+    /// home). A slot gets its home when a host first needs one: the shard with the fewest slots,
+    /// the first on a tie. So a one-host list runs on the first shard, where a fetch's
+    /// dispatcher runs (no thread between them); many hosts are shared out evenly; and a host
+    /// forgotten while idle and made anew has the same home, where its connections are. Fixed
+    /// size: memory does not grow with the hosts.
+    homes: Box<[u16; HOME_SLOTS]>,
+    /// Slots given to each shard.
+    homed: Vec<usize>,
     /// Plain http URLs are sent over HTTP/1.1 (HTTP/2 is not forced).
     http1: bool,
 }
@@ -277,14 +305,17 @@ impl<T> Hosts<T> {
             scratch: String::new(),
             shards: 1,
             http1: true,
+            homes: Box::new([NO_HOME; HOME_SLOTS]),
+            homed: vec![0],
         }
     }
 
     /// Shares hosts out over `n` engine shards (1 by default); `http1`: plain http URLs go
     /// over HTTP/1.1 (see [`Hosts::next_start`]).
     pub(crate) fn set_shards(&mut self, n: usize, http1: bool) {
-        self.shards = n.clamp(1, usize::from(u16::MAX));
+        self.shards = n.clamp(1, usize::from(u16::MAX - 1));
         self.http1 = http1;
+        self.homed = vec![0; self.shards];
     }
 
     /// Jobs waiting (for their host, or for a retry).
@@ -305,12 +336,12 @@ impl<T> Hosts<T> {
     fn host(&mut self, key: &Arc<str>, now: Instant) -> &mut Host<T> {
         let limits = &self.limits;
         let ceiling = self.ceiling;
-        let shards = self.shards as u64;
+        // One hasher for the run: a key always hashes to the same slot.
         let hasher = self.map.hasher().clone();
+        let (homes, homed) = (&mut self.homes, &mut self.homed);
         self.map.entry(key.clone()).or_insert_with(|| {
             let max = limits.per_host.unwrap_or(ceiling).min(ceiling);
-            // The same for a host forgotten while idle and made anew: one hasher for the run.
-            let home = (std::hash::BuildHasher::hash_one(&hasher, key) % shards) as u16;
+            let home = home_of(homes, homed, std::hash::BuildHasher::hash_one(&hasher, key));
             Host {
                 in_flight: 0,
                 queue: VecDeque::new(),
@@ -610,9 +641,10 @@ mod tests {
         };
         let mut hosts = Hosts::new(HostLimits::default(), 64);
         hosts.set_shards(4, true);
-        // http: the first request in flight goes home, the others anywhere.
+        // http: the first request in flight goes home, the others anywhere. The first host's
+        // home is the first shard (where a fetch's dispatcher runs).
         let http = start(&mut hosts, "http://a.test/x", 3);
-        assert!(http[0].is_some_and(|k| k < 4), "{http:?}");
+        assert_eq!(http[0], Some(0), "{http:?}");
         assert_eq!(&http[1..], [None, None]);
         // https keeps to its home whatever is in flight (HTTP/2 is one connection, in one pool).
         let https = start(&mut hosts, "https://b.test/x", 3);
