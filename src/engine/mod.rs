@@ -12,12 +12,19 @@
 //! Shape: a single dispatcher task owns all admission state (global limit and rate,
 //! [per-host state](hosts), jobs waiting for a host, a retry or, with `--robots`, their origin's
 //! robots.txt: `robots.rs`, whose fetches run as tasks of their own, one per origin, each
-//! reporting once over a channel), so none of it is locked. Attempts
-//! run on worker tasks, at most one per unit of concurrency, each spawned the first time every
-//! limit allows one more attempt and no worker is idle (never ahead of time); the dispatcher hands
-//! an idle worker one job at a time, and the worker reports back over a channel whose capacity is
-//! the concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts
-//! its outcome. Dropping the run's handle aborts the dispatcher, whose task set aborts the workers.
+//! reporting once over a channel), so none of it is locked. Attempts run on worker tasks, at most
+//! one per unit of concurrency (on each shard), each spawned the first time every limit allows one
+//! more attempt and no worker is idle (never ahead of time); the dispatcher hands an idle worker
+//! one job at a time, and the worker reports back over a channel whose capacity is the
+//! concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts its
+//! outcome. Dropping the run's handle aborts the dispatcher, whose task set aborts the workers.
+//!
+//! Shards ([`EngineConfig::shards`], [`Shards`]): the workers may run on other runtimes, one
+//! thread each, every shard with its own connection pool, so a connection and the attempts on it
+//! stay on one thread. Each host has a home shard ([`hosts`]); an https host (whose HTTP/2
+//! connection is one, in one pool) keeps to it, and a busy plain-http host is spread over the
+//! shards with the fewest jobs in flight. The dispatcher wakes a shard's workers once per turn
+//! through the shard's feeder task, not once per job.
 //!
 //! Clock: admission, limits, rates, pauses, retries and the adaptive limit all read one clock,
 //! tokio's [`Instant`], so a test can run the engine on tokio's paused clock. It costs nothing:

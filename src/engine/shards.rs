@@ -8,6 +8,7 @@
 
 use std::io;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
@@ -49,7 +50,12 @@ impl Shards {
             let thread = std::thread::Builder::new()
                 .name("fanout-worker".into())
                 .spawn(move || {
-                    let _ = runtime.block_on(stopped);
+                    runtime.block_on(async {
+                        tokio::select! {
+                            _ = stopped => {}
+                            _ = keep_a_timer_armed() => {}
+                        }
+                    })
                 })?;
             shards.threads.push(thread);
         }
@@ -60,6 +66,19 @@ impl Shards {
     /// spawn onto.
     pub fn handles(&self) -> &[Handle] {
         &self.handles
+    }
+}
+
+/// A timer always due within a second. tokio's timer wakes its own thread's driver (an `eventfd`
+/// write) for each new timer due before the one it last parked for, or for every new timer when
+/// it parked with none: a shard whose attempts had all ended then paid a write for each attempt's
+/// deadline it set next (`perf`: 33,000 writes in 100,000 requests over two shards, 13,000 with
+/// this). With this one armed, an attempt's deadline (seconds away) is never the earliest.
+async fn keep_a_timer_armed() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
     }
 }
 
