@@ -417,11 +417,12 @@ impl Client {
     }
 
     /// A client with the same settings, certificates, TLS session cache and DNS cache, and a
-    /// pool of its own that keeps at most `max_idle` idle connections: one per engine shard, so
-    /// a connection is only ever used from the runtime whose task drives it.
-    pub fn with_own_pool(&self, max_idle: usize) -> Client {
+    /// pool of its own, whose idle connections count against this client's `max_idle` (together
+    /// they keep no more): one per engine shard, so that a connection is used only from the
+    /// runtime whose task drives it.
+    pub fn with_own_pool(&self) -> Client {
         Client {
-            pool: Arc::new(Pool::new(max_idle.max(1), IDLE_TIMEOUT)),
+            pool: Arc::new(self.pool.sharing_budget()),
             ..self.clone()
         }
     }

@@ -287,6 +287,8 @@ pub(crate) struct Hosts<T> {
     homed: Vec<usize>,
     /// Plain http URLs are sent over HTTP/1.1 (HTTP/2 is not forced).
     http1: bool,
+    /// https URLs are too (`--http1`): no HTTP/2 connection to keep in one pool.
+    tls_http1: bool,
 }
 
 impl<T> Hosts<T> {
@@ -305,16 +307,18 @@ impl<T> Hosts<T> {
             scratch: String::new(),
             shards: 1,
             http1: true,
+            tls_http1: false,
             homes: Box::new([NO_HOME; HOME_SLOTS]),
             homed: vec![0],
         }
     }
 
-    /// Shares hosts out over `n` engine shards (1 by default); `http1`: plain http URLs go
-    /// over HTTP/1.1 (see [`Hosts::next_start`]).
-    pub(crate) fn set_shards(&mut self, n: usize, http1: bool) {
+    /// Shares hosts out over `n` engine shards (1 by default); `http1`, `tls_http1`: plain http
+    /// and https URLs go over HTTP/1.1 (see [`Hosts::next_start`]).
+    pub(crate) fn set_shards(&mut self, n: usize, http1: bool, tls_http1: bool) {
         self.shards = n.clamp(1, usize::from(u16::MAX - 1));
         self.http1 = http1;
+        self.tls_http1 = tls_http1;
         self.homed = vec![0; self.shards];
     }
 
@@ -330,6 +334,17 @@ impl<T> Hosts<T> {
         match self.map.get_key_value(self.scratch.as_str()) {
             Some((known, _)) => known.clone(),
             None => Arc::from(self.scratch.as_str()),
+        }
+    }
+
+    /// The home shard of the host whose key is `key` (see [`Hosts::homes`]).
+    pub(crate) fn home_for(&mut self, key: &str) -> u16 {
+        match self.map.get(key) {
+            Some(h) => h.home,
+            None => {
+                let hash = std::hash::BuildHasher::hash_one(self.map.hasher(), key);
+                home_of(&mut self.homes, &mut self.homed, hash)
+            }
         }
     }
 
@@ -400,10 +415,11 @@ impl<T> Hosts<T> {
     }
 
     /// The next job whose host's limits let it start now, counted as started, and where it may
-    /// run: its host's home shard, or any shard (`None`) when it goes over HTTP/1.1 in plain
-    /// http and its host has another request in flight already. A list over many hosts then
+    /// run: its host's home shard, or any shard (`None`) when it goes over HTTP/1.1 (plain http,
+    /// or https with `--http1`) and its host has another request in flight already. A list over many hosts then
     /// keeps each host's connections in one shard's pool, reused when its turn comes again; one
-    /// busy host is spread over every shard. An https host keeps to its home: whether it speaks
+    /// busy host is spread over every shard (an https origin it redirects to then gets a
+    /// connection in each shard's pool). An https host keeps to its home: whether it speaks
     /// HTTP/2 is learnt from its first connection, and over HTTP/2 its one connection is in one
     /// pool (on 2 cores shared with the server, keep-alive HTTPS and a TLS handshake per
     /// request were faster on one thread too: docs/performance.md).
@@ -425,7 +441,11 @@ impl<T> Hosts<T> {
                         b.take(now);
                     }
                     self.parked -= 1;
-                    let spread = self.http1 && h.in_flight > 1 && job.req.url.scheme() == "http";
+                    let spread = h.in_flight > 1
+                        && match job.req.url.scheme() {
+                            "http" => self.http1,
+                            _ => self.tls_http1,
+                        };
                     let shard = (!spread).then_some(h.home);
                     self.mark_ready(&key);
                     return Some((job, shard));
@@ -640,7 +660,7 @@ mod tests {
             (0..n).map(|_| hosts.next_start(t).unwrap().1).collect()
         };
         let mut hosts = Hosts::new(HostLimits::default(), 64);
-        hosts.set_shards(4, true);
+        hosts.set_shards(4, true, false);
         // http: the first request in flight goes home, the others anywhere. The first host's
         // home is the first shard (where a fetch's dispatcher runs).
         let http = start(&mut hosts, "http://a.test/x", 3);
@@ -663,9 +683,13 @@ mod tests {
             .map(|i| start(&mut hosts, &format!("http://h{i}.test/"), 1)[0])
             .collect();
         assert_eq!(homes.len(), 4, "{homes:?}");
+        // With --http1, https is one request per connection too: it spreads.
+        let mut h1 = Hosts::new(HostLimits::default(), 64);
+        h1.set_shards(4, true, true);
+        assert_eq!(&start(&mut h1, "https://b.test/x", 3)[1..], [None, None]);
         // With HTTP/2 forced, plain http is multiplexed too: it keeps to its home.
         let mut h2 = Hosts::new(HostLimits::default(), 64);
-        h2.set_shards(4, false);
+        h2.set_shards(4, false, false);
         let forced = start(&mut h2, "http://a.test/x", 3);
         assert!(
             forced.iter().all(|k| k.is_some() && *k == forced[0]),

@@ -13,10 +13,10 @@
 //! [per-host state](hosts), jobs waiting for a host, a retry or, with `--robots`, their origin's
 //! robots.txt: `robots.rs`, whose fetches run as tasks of their own, one per origin, each
 //! reporting once over a channel), so none of it is locked. Attempts run on worker tasks, at most
-//! one per unit of concurrency (on each shard), each spawned the first time every limit allows one
-//! more attempt and no worker is idle (never ahead of time); the dispatcher hands an idle worker
-//! one job at a time, and the worker reports back over a channel whose capacity is the
-//! concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts its
+//! one per unit of concurrency, each spawned the first time every limit allows one more attempt
+//! and no worker is idle (on the job's shard, where one may move from another; never ahead of
+//! time); the dispatcher hands an idle worker one job at a time, and the worker reports back over
+//! a channel whose capacity is the concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts its
 //! outcome. Dropping the run's handle aborts the dispatcher, whose task set aborts the workers.
 //!
 //! Shards ([`EngineConfig::shards`], [`Shards`]): the workers may run on other runtimes, one
@@ -93,10 +93,11 @@ pub struct EngineConfig {
     /// is handed back as [`Event::Deferred`] (a work queue returns the job with a not-before
     /// instead of holding its lease). `None`: every retry is waited for.
     pub hand_back_after: Option<Duration>,
-    /// The runtimes the attempts run on, one *shard* each (see [`shards`]): the workers are
+    /// The runtimes the attempts run on, one *shard* each (see [`Shards`]): the workers are
     /// spread over them, and each shard has its own connection pool, so a connection and the
-    /// attempts on it stay on one thread. Empty (the default): everything runs on the caller's
-    /// runtime, with one pool.
+    /// attempts on it stay on one thread. They must run until the run is over (a shard whose
+    /// runtime is gone never reports its jobs). Empty (the default): everything runs on the
+    /// caller's runtime, with one pool.
     pub shards: Vec<tokio::runtime::Handle>,
 }
 
@@ -376,24 +377,23 @@ impl Engine {
     /// Builds the HTTP client (certificates, proxy) for `config`.
     pub fn new(config: EngineConfig) -> Result<Engine, ClientError> {
         let sizes = config.sizes();
-        let n = config.shards.len().max(1);
-        // The idle connections allowed are shared out: their sum stays within the files limit.
-        let max_idle = sizes.max_idle.div_ceil(n);
         let client = Client::new(ClientConfig {
-            max_idle,
+            max_idle: sizes.max_idle,
             ..config.client.clone()
         })?;
+        // One pool per shard; their idle connections together stay within the budget.
         let mut clients = vec![client];
-        while clients.len() < n {
-            clients.push(clients[0].with_own_pool(max_idle));
+        while clients.len() < config.shards.len() {
+            clients.push(clients[0].with_own_pool());
         }
         Ok(Engine { config, clients })
     }
 
     /// Runs over `items` until they end (and every request has its event) or `stop` resolves.
     ///
-    /// Spawns onto the current tokio runtime. The returned [`Events`] yields one event per item
-    /// taken; [`Running`] resolves when the run is over. Dropping the `Running` stops the run at
+    /// Spawns the dispatcher onto the current tokio runtime, and the workers onto the shards'
+    /// ([`EngineConfig::shards`]), or the current one without shards. The returned [`Events`]
+    /// yields one event per item taken; [`Running`] resolves when the run is over. Dropping the `Running` stops the run at
     /// once (every task it spawned is aborted).
     pub fn run<T, S, F>(self, stats: Arc<Stats>, items: S, stop: F) -> (Events<T>, Running)
     where
@@ -448,11 +448,13 @@ impl Engine {
             denied: Vec::new(),
             hand_back_after: self.config.hand_back_after,
         };
-        // Plain http is HTTP/1.1 unless HTTP/2 is forced (prior knowledge).
-        let http1 = self.config.client.http_version != client::HttpVersion::Http2;
-        dispatcher
-            .hosts
-            .set_shards(dispatcher.shared.shards.len(), http1);
+        // Plain http is HTTP/1.1 unless HTTP/2 is forced (prior knowledge); https only if asked.
+        let version = self.config.client.http_version;
+        dispatcher.hosts.set_shards(
+            dispatcher.shared.shards.len(),
+            version != client::HttpVersion::Http2,
+            version == client::HttpVersion::Http1,
+        );
         if dispatcher.shared.shards.len() > 1 {
             for handle in &dispatcher.shared.shards {
                 let feed = Arc::new(Feed::default());
@@ -665,7 +667,7 @@ struct Dispatcher<T> {
     hosts: Hosts<T>,
     global: Option<Bucket>,
     in_flight: usize,
-    /// Every worker spawned so far (never more than `concurrency`), by index.
+    /// The workers (never more than `concurrency`), by index.
     workers: Vec<WorkerHandle<T>>,
     /// The worker tasks: dropping the dispatcher (its run aborted) aborts them all.
     tasks: JoinSet<()>,
@@ -722,6 +724,8 @@ impl<T: Send + 'static> Dispatcher<T> {
             self.hosts.fire_timers(now);
             self.start_robots(now);
             self.start_ready(now);
+            // Before anything below may break out of the loop: no job is left unwoken.
+            self.wake_handed_out();
             let nothing_left = !input_open && self.parked() == 0;
             if nothing_left && self.in_flight == 0 {
                 break None;
@@ -745,7 +749,6 @@ impl<T: Send + 'static> Dispatcher<T> {
                 timer.as_mut().reset(wake.unwrap_or_else(|| now + far));
             }
             let can_read = input_open && self.parked() < self.max_parked;
-            self.wake_handed_out();
             tokio::select! {
                 biased;
                 reason = &mut stop => break Some(reason),
@@ -901,9 +904,11 @@ impl<T: Send + 'static> Dispatcher<T> {
         };
         gate.fire_timers(now);
         for (origin, url) in gate.start_fetches() {
-            let client = self.shared.clients[0].clone();
+            // On the origin's home shard, with its pool: the connection is there for its requests.
+            let home = usize::from(self.hosts.home_for(&host_key(&url)));
+            let client = self.shared.clients[home % self.shared.clients.len()].clone();
             let tx = self.robots_tx.clone();
-            self.robots_tasks.spawn(async move {
+            let fetch = async move {
                 // Exactly one result per fetch, or the origin's jobs would wait forever.
                 let r = AssertUnwindSafe(client.fetch_robots(&url))
                     .catch_unwind()
@@ -913,7 +918,11 @@ impl<T: Send + 'static> Dispatcher<T> {
                         retry_after: None,
                     });
                 let _ = tx.send((origin, r)).await;
-            });
+            };
+            match self.shared.shards.get(home) {
+                Some(handle) => self.robots_tasks.spawn_on(fetch, handle),
+                None => self.robots_tasks.spawn(fetch),
+            };
         }
     }
 
@@ -966,8 +975,8 @@ impl<T: Send + 'static> Dispatcher<T> {
     /// than jobs in flight allow). An idle worker's mailbox is empty.
     ///
     /// With shards, the worker is on `shard` (the host's home, see [`Hosts::next_start`]), or
-    /// with `None` on the shard with the fewest jobs in flight. A shard has at most as many
-    /// workers as it ever had jobs in flight at once, so never more than the concurrency.
+    /// with `None` on the shard with the fewest jobs in flight. When that shard has none idle and
+    /// the run has all the workers it may have, an idle one of another shard is moved there.
     fn hand_out(&mut self, mut job: Job<T>, shard: Option<u16>) {
         let n = self.idle.len();
         let shard = match shard {
@@ -1007,17 +1016,33 @@ impl<T: Send + 'static> Dispatcher<T> {
         }
     }
 
-    /// Starts a worker task on `shard`; its index.
+    /// Starts a worker task on `shard`; its index. At most `concurrency` exist: past that, an idle
+    /// worker of another shard (there is one, as fewer jobs are in flight) ends and a new one
+    /// takes its index here, so that a list whose hosts come one after another, each on its own
+    /// home, does not leave every shard with a full set of idle workers.
     fn spawn_worker(&mut self, shard: usize) -> usize {
+        let moved = match self.workers.len() >= self.concurrency {
+            true => (0..self.idle.len())
+                .max_by_key(|&k| self.idle[k].len())
+                .and_then(|k| self.idle[k].pop()),
+            false => None,
+        };
+        let w = moved.unwrap_or(self.workers.len());
         let mailbox = Arc::new(Mailbox::default());
-        let w = self.workers.len();
-        let shards = &self.shared.shards;
         let task = worker::worker(self.shared.clone(), w, shard, mailbox.clone());
-        match shards.get(shard) {
+        match self.shared.shards.get(shard) {
             Some(handle) => self.tasks.spawn_on(task, handle),
             None => self.tasks.spawn(task),
         };
-        self.workers.push(WorkerHandle { mailbox, shard });
+        let handle = WorkerHandle { mailbox, shard };
+        match moved {
+            // Dropping the old handle closes its mailbox: that idle worker's task ends.
+            Some(w) => {
+                self.workers[w] = handle;
+                while self.tasks.try_join_next().is_some() {}
+            }
+            None => self.workers.push(handle),
+        }
         w
     }
 

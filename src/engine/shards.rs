@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
-/// Running shard threads. Dropping it stops them: each runtime drops the tasks still on it.
+/// Running shard threads. Dropping it stops them: each runtime drops the tasks still on it, and
+/// the drop waits for the threads to end (so it must not happen on one of them).
 ///
 /// ```
 /// let shards = fanout::engine::Shards::start(2).unwrap();
@@ -73,7 +74,8 @@ impl Shards {
 /// write) for each new timer due before the one it last parked for, or for every new timer when
 /// it parked with none: a shard whose attempts had all ended then paid a write for each attempt's
 /// deadline it set next (`perf`: 33,000 writes in 100,000 requests over two shards, 13,000 with
-/// this). With this one armed, an attempt's deadline (seconds away) is never the earliest.
+/// this). With this one armed, an attempt's deadline is the earliest only with a `--timeout`
+/// under a second.
 async fn keep_a_timer_armed() {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -377,6 +377,47 @@ async fn shards_keep_an_http2_origin_on_one_and_spread_a_busy_http1_host_over_al
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_move_to_the_shard_of_the_host_at_hand_and_never_outnumber_the_concurrency() {
+    // Two HTTP/2 origins one after the other: the first's home is the first shard, the second's
+    // (almost always: unless both keys hash to one of 4,096 slots) the second. The second's
+    // requests need the workers the first left idle: they move, so the first shard is left with
+    // its feeder and the first origin's idle connection (hyper's two tasks for it).
+    let (a, b) = (
+        Server::start(ServeConfig::default()).await.unwrap(),
+        Server::start(ServeConfig::default()).await.unwrap(),
+    );
+    let shards = fanout::engine::Shards::start(2).unwrap();
+    let mut config = EngineConfig::default();
+    config.concurrency = 4;
+    config.shards = shards.handles().to_vec();
+    config.client.http_version = fanout::engine::client::HttpVersion::Http2;
+    let items: Vec<_> = (0..8)
+        .map(|i| item(&a.url(&format!("/item/{i}")), i))
+        .chain((8..16).map(|i| item(&b.url(&format!("/delay/400?i={i}")), i)))
+        .collect();
+    let run = tokio::spawn(outcomes_at(config, items));
+    while b.stats().requests() < 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The moved workers' tasks end as their mailboxes close.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let tasks: Vec<usize> = shards
+        .handles()
+        .iter()
+        .map(|h| h.metrics().num_alive_tasks())
+        .collect();
+    let outcomes = run.await.unwrap();
+    assert_eq!(outcomes.len(), 16);
+    assert!(outcomes.iter().all(|(_, o, _)| o.status == Some(200)));
+    assert!(
+        tasks[0] <= 3,
+        "the feeder and a's connection (two tasks) only: {tasks:?}"
+    );
+    // Four workers, the feeder and b's connection (and its request tasks) on the second.
+    assert!(tasks[1] >= 6, "{tasks:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_releases_every_unfinished_ticket_once() {
     let server = Server::start(ServeConfig::default()).await.unwrap();
     let mut config = EngineConfig::default();

@@ -144,7 +144,9 @@ impl Shard {
 pub(super) struct Pool {
     shards: Vec<Mutex<Shard>>,
     hasher: foldhash::quality::FixedState,
-    idle_count: AtomicUsize,
+    /// Idle connections kept, counted against `max_idle`: shared with the pools made by
+    /// [`Pool::sharing_budget`], so that together they stay within it.
+    idle_count: Arc<AtomicUsize>,
     max_idle: usize,
     idle_timeout: Duration,
     /// Set once no more requests will come: connections are closed after use, not kept.
@@ -159,11 +161,20 @@ impl Pool {
         Pool {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: foldhash::quality::FixedState::default(),
-            idle_count: AtomicUsize::new(0),
+            idle_count: Arc::new(AtomicUsize::new(0)),
             max_idle,
             idle_timeout,
             closing: AtomicBool::new(false),
             any_h2: AtomicBool::new(false),
+        }
+    }
+
+    /// An empty pool whose idle connections count against this one's `max_idle` (one pool per
+    /// engine shard: a host kept to one shard may use the whole budget).
+    pub(super) fn sharing_budget(&self) -> Pool {
+        Pool {
+            idle_count: self.idle_count.clone(),
+            ..Pool::new(self.max_idle, self.idle_timeout)
         }
     }
 
@@ -374,6 +385,26 @@ mod tests {
                 .iter()
                 .all(|s| s.lock().unwrap().map.values().all(Origin::is_empty))
         );
+    }
+
+    #[tokio::test]
+    async fn pools_sharing_a_budget_keep_no_more_idle_than_it_and_either_may_use_all_of_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peers = Vec::new();
+        let a = Pool::new(2, Duration::from_secs(90));
+        let b = a.sharing_budget();
+        // One pool may take the whole budget...
+        a.give_back("http://x:1", conn(&listener, &mut peers).await);
+        a.give_back("http://x:1", conn(&listener, &mut peers).await);
+        // ...and then the other keeps none: it has nothing of its own to evict.
+        b.give_back("http://y:1", conn(&listener, &mut peers).await);
+        assert!(b.checkout("http://y:1").is_none());
+        assert_eq!(b.idle_count.load(Relaxed), 2);
+        // Once the first's are taken, the second may keep its own.
+        assert!(a.checkout("http://x:1").is_some() && a.checkout("http://x:1").is_some());
+        b.give_back("http://y:1", conn(&listener, &mut peers).await);
+        assert!(matches!(b.checkout("http://y:1"), Some(Conn::H1(_))));
+        assert_eq!(a.idle_count.load(Relaxed), 0);
     }
 
     /// `n` origin names that land in `shard`.
