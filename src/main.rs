@@ -18,9 +18,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// - `dirty_decay_ms`: freed pages that nothing reused go back to the kernel over 1 s instead of
 ///   10 s, which a short run never reached: what was freed stayed resident to the end (each
 ///   thread allocates from an arena of its own, and SQLite's pages, a batch's vectors and
-///   hyper's buffers come in different sizes). 10,000 connections peak ~5 MB lower; ~700 more
-///   `madvise` calls per 100,000 requests at `-c 64` (docs/performance.md, "Issue 17, session
-///   5", branch `mem`).
+///   hyper's buffers come in different sizes). 10,000 connections peak ~5 MB lower, for ~1,600
+///   more `madvise` calls a run there (~1–4% more CPU); ~120 more per 100,000 requests at `-c 64`
+///   (docs/performance.md, "Issue 17, session 5", branch `mem`).
 #[unsafe(export_name = "malloc_conf")]
 static MALLOC_CONF: Option<&std::ffi::c_char> =
     Some(unsafe { &*c"slab_sizes:4097-16384:16,dirty_decay_ms:1000".as_ptr() });
