@@ -50,6 +50,8 @@ pub struct RunConfig {
     /// Obey each origin's robots.txt (RFC 9309, `--robots`): it is fetched once per run before
     /// the origin's other requests, and requests it disallows end as `robots`, never fetched.
     pub robots: bool,
+    /// The runtimes the requests run on ([`EngineConfig::shards`]); empty: the caller's.
+    pub shards: Vec<tokio::runtime::Handle>,
 }
 
 impl Default for RunConfig {
@@ -69,6 +71,7 @@ impl Default for RunConfig {
             open_file_limit: None,
             store_timeout: crate::sink::DEFAULT_STORE_TIMEOUT,
             robots: engine.robots,
+            shards: engine.shards,
         }
     }
 }
@@ -321,6 +324,7 @@ impl RunConfig {
             open_file_limit: self.open_file_limit,
             robots: self.robots,
             hand_back_after: None,
+            shards: self.shards.clone(),
         }
     }
 }
@@ -440,6 +444,13 @@ impl RunConfigBuilder {
     /// Obey each origin's robots.txt (see [`RunConfig::robots`]).
     pub fn robots(mut self, on: bool) -> Self {
         self.config.robots = on;
+        self
+    }
+
+    /// Runs the requests on these runtimes, one shard each (see [`EngineConfig::shards`] and
+    /// [`Shards`](crate::engine::Shards)); they must outlive the run.
+    pub fn shards(mut self, handles: &[tokio::runtime::Handle]) -> Self {
+        self.config.shards = handles.to_vec();
         self
     }
 

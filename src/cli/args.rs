@@ -344,8 +344,8 @@ pub struct EngineArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
 
-    /// Threads that run the requests [default: one per core]. On a small machine that also runs
-    /// the server, 1 can be faster: HTTP/2 to one host, or keep-alive HTTPS (docs/performance.md).
+    /// Threads that run the requests [default: one per core], each with its own connections. An
+    /// https host keeps to one; a busy plain-http host is spread over all (docs/performance.md).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
 

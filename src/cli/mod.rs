@@ -83,11 +83,27 @@ pub fn main() -> ExitCode {
         Command::Work(a) => a.engine.threads,
         _ => None,
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
     let workers = threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
     );
+    let code = match cli.command {
+        // A run's requests go over shards, one per worker thread: each its own runtime, workers
+        // and connections (fanout::engine::Shards). The run's other tasks (input, dispatcher,
+        // stores' feeds, progress) live on the first.
+        Command::Fetch(a) => on_shards(workers, move |shards| fetch(*a, fds.limit, shards)),
+        Command::Work(a) => on_shards(workers, move |shards| queue::work_cmd(*a, shards)),
+        command => on_runtime(workers, command),
+    };
+    // Everything the run owed is written (stores closed, report printed). Exit without tearing
+    // the runtime down: tasks cancelled at shutdown may still hold sockets, and each exiting
+    // worker thread would hand its freed memory back to the kernel page by page (~4 ms at -c 1000).
+    std::process::exit(i32::from(code))
+}
+
+/// Runs `command` on a multi-thread runtime of `workers` threads.
+fn on_runtime(workers: usize, command: Command) -> u8 {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(workers);
     // tokio starts its workers first, when the runtime is built; threads made later run blocking
     // work (opening stores, reading files). Named apart, `top -H` and the tests can tell them so.
@@ -102,26 +118,47 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fanout: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILED);
+            return exit::FAILED;
         }
     };
-    let code = runtime.block_on(async {
-        match cli.command {
-            Command::Fetch(a) => fetch(*a, fds.limit).await,
+    runtime.block_on(async {
+        match command {
             Command::Serve(a) => serve_cmd(a).await,
             Command::Bench(a) => bench_cmd(a).await,
             Command::Report(a) => report::report_cmd(a).await,
             Command::Enqueue(a) => queue::enqueue_cmd(*a).await,
-            Command::Work(a) => queue::work_cmd(*a).await,
             Command::Status(a) => queue::status_cmd(a).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::Fetch(_) | Command::Work(_) => unreachable!("run on shards"),
             Command::Completions(_) | Command::Man => unreachable!("handled before the runtime"),
         }
+    })
+}
+
+/// Starts `workers` shards and runs the future `run` makes (given their runtimes) on the first;
+/// this thread waits for its exit code.
+fn on_shards<F>(workers: usize, run: impl FnOnce(Vec<tokio::runtime::Handle>) -> F) -> u8
+where
+    F: std::future::Future<Output = u8> + Send + 'static,
+{
+    let shards = match fanout::engine::Shards::start(workers) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fanout: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let handles = shards.handles().to_vec();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let run = run(handles.clone());
+    handles[0].spawn(async move {
+        let _ = tx.send(run.await);
     });
-    // Everything the run owed is written (stores closed, report printed). Exit without tearing
-    // the runtime down: tasks cancelled at shutdown may still hold sockets, and each exiting
-    // worker thread would hand its freed memory back to the kernel page by page (~4 ms at -c 1000).
-    std::process::exit(i32::from(code))
+    // A panic in the run drops the sender unanswered.
+    let code = rx.recv().unwrap_or(exit::FAILED);
+    // Not dropped: see below (the process exits without tearing the runtimes down).
+    std::mem::forget(shards);
+    code
 }
 
 /// Prints one man page for fanout and every subcommand (each a section, its own synopsis,
@@ -201,7 +238,11 @@ async fn wait_signal() {
     }
 }
 
-async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
+async fn fetch(
+    a: args::FetchArgs,
+    fd_limit: Option<u64>,
+    shards: Vec<tokio::runtime::Handle>,
+) -> u8 {
     let quiet = a.engine.quiet;
     let when = a.engine.progress;
     let summary_json = a.summary_json.clone();
@@ -211,6 +252,7 @@ async fn fetch(a: args::FetchArgs, fd_limit: Option<u64>) -> u8 {
     };
     // Idle connections are kept within what the limit leaves (the engine sizes its pool).
     config.open_file_limit = fd_limit;
+    config.shards = shards;
     if !quiet && !config.resume.fresh {
         announce_resume(&config).await;
     }

@@ -52,13 +52,14 @@ pub async fn enqueue_cmd(a: EnqueueArgs) -> u8 {
     }
 }
 
-pub async fn work_cmd(a: WorkArgs) -> u8 {
+pub async fn work_cmd(a: WorkArgs, shards: Vec<tokio::runtime::Handle>) -> u8 {
     let quiet = a.engine.quiet;
     let when = a.engine.progress;
-    let config = match a.into_config() {
+    let mut config = match a.into_config() {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    config.run.shards = shards;
     let stats = Stats::new();
     let shutdown = shutdown_signal(quiet);
     let bar = progress::Progress::start(stats.clone(), when, quiet, None);

@@ -416,6 +416,16 @@ impl Client {
         })
     }
 
+    /// A client with the same settings, certificates, TLS session cache and DNS cache, and a
+    /// pool of its own that keeps at most `max_idle` idle connections: one per engine shard, so
+    /// a connection is only ever used from the runtime whose task drives it.
+    pub fn with_own_pool(&self, max_idle: usize) -> Client {
+        Client {
+            pool: Arc::new(Pool::new(max_idle.max(1), IDLE_TIMEOUT)),
+            ..self.clone()
+        }
+    }
+
     /// Sends `req` on a pooled connection to `origin`, if there is one. `Ok(Err(req))` gives the
     /// request back when there was none, or when it closed before the request was written.
     async fn send_pooled(

@@ -196,6 +196,8 @@ struct Host<T> {
     ready: bool,
     /// A wake-up is scheduled at this instant.
     timer: Option<Instant>,
+    /// The engine shard this host's requests go to (see [`Hosts::next_start`]).
+    home: u16,
 }
 
 impl<T> Host<T> {
@@ -234,6 +236,25 @@ impl<T> Host<T> {
     }
 }
 
+/// Slots of [`Hosts::homes`]: enough that many hosts are shared out evenly.
+const HOME_SLOTS: usize = 4096;
+/// A slot with no home yet.
+const NO_HOME: u16 = u16::MAX;
+
+/// The home shard of a host whose key hashes to `hash` (see [`Hosts::homes`]).
+fn home_of(homes: &mut [u16; HOME_SLOTS], homed: &mut [usize], hash: u64) -> u16 {
+    if homed.len() <= 1 {
+        return 0;
+    }
+    let slot = (hash % HOME_SLOTS as u64) as usize;
+    if homes[slot] == NO_HOME {
+        let k = (0..homed.len()).min_by_key(|&k| homed[k]).unwrap_or(0);
+        homed[k] += 1;
+        homes[slot] = k as u16;
+    }
+    homes[slot]
+}
+
 /// A retry waiting for its backoff to pass.
 type Delayed<T> = Due<Job<T>>;
 
@@ -253,6 +274,19 @@ pub(crate) struct Hosts<T> {
     top: Vec<HostReport>,
     /// Where [`Hosts::key_for`] writes a key to look it up.
     scratch: String,
+    /// Engine shards that hosts are shared out over (at least 1).
+    shards: usize,
+    /// Each host's home shard, by a slot its key hashes to (hosts that share a slot share a
+    /// home). A slot gets its home when a host first needs one: the shard with the fewest slots,
+    /// the first on a tie. So a one-host list runs on the first shard, where a fetch's
+    /// dispatcher runs (no thread between them); many hosts are shared out evenly; and a host
+    /// forgotten while idle and made anew has the same home, where its connections are. Fixed
+    /// size: memory does not grow with the hosts.
+    homes: Box<[u16; HOME_SLOTS]>,
+    /// Slots given to each shard.
+    homed: Vec<usize>,
+    /// Plain http URLs are sent over HTTP/1.1 (HTTP/2 is not forced).
+    http1: bool,
 }
 
 impl<T> Hosts<T> {
@@ -269,7 +303,19 @@ impl<T> Hosts<T> {
             last_sweep: Instant::now(),
             top: Vec::new(),
             scratch: String::new(),
+            shards: 1,
+            http1: true,
+            homes: Box::new([NO_HOME; HOME_SLOTS]),
+            homed: vec![0],
         }
+    }
+
+    /// Shares hosts out over `n` engine shards (1 by default); `http1`: plain http URLs go
+    /// over HTTP/1.1 (see [`Hosts::next_start`]).
+    pub(crate) fn set_shards(&mut self, n: usize, http1: bool) {
+        self.shards = n.clamp(1, usize::from(u16::MAX - 1));
+        self.http1 = http1;
+        self.homed = vec![0; self.shards];
     }
 
     /// Jobs waiting (for their host, or for a retry).
@@ -290,8 +336,12 @@ impl<T> Hosts<T> {
     fn host(&mut self, key: &Arc<str>, now: Instant) -> &mut Host<T> {
         let limits = &self.limits;
         let ceiling = self.ceiling;
+        // One hasher for the run: a key always hashes to the same slot.
+        let hasher = self.map.hasher().clone();
+        let (homes, homed) = (&mut self.homes, &mut self.homed);
         self.map.entry(key.clone()).or_insert_with(|| {
             let max = limits.per_host.unwrap_or(ceiling).min(ceiling);
+            let home = home_of(homes, homed, std::hash::BuildHasher::hash_one(&hasher, key));
             Host {
                 in_flight: 0,
                 queue: VecDeque::new(),
@@ -307,6 +357,7 @@ impl<T> Hosts<T> {
                 waiting_retries: 0,
                 ready: false,
                 timer: None,
+                home,
             }
         })
     }
@@ -343,7 +394,20 @@ impl<T> Hosts<T> {
     }
 
     /// Takes the next job that may start now, round-robin over ready hosts, and counts it in flight.
+    #[cfg(test)]
     pub(crate) fn next_startable(&mut self, now: Instant) -> Option<Job<T>> {
+        self.next_start(now).map(|(job, _)| job)
+    }
+
+    /// The next job whose host's limits let it start now, counted as started, and where it may
+    /// run: its host's home shard, or any shard (`None`) when it goes over HTTP/1.1 in plain
+    /// http and its host has another request in flight already. A list over many hosts then
+    /// keeps each host's connections in one shard's pool, reused when its turn comes again; one
+    /// busy host is spread over every shard. An https host keeps to its home: whether it speaks
+    /// HTTP/2 is learnt from its first connection, and over HTTP/2 its one connection is in one
+    /// pool (on 2 cores shared with the server, keep-alive HTTPS and a TLS handshake per
+    /// request were faster on one thread too: docs/performance.md).
+    pub(crate) fn next_start(&mut self, now: Instant) -> Option<(Job<T>, Option<u16>)> {
         while let Some(key) = self.ready.pop_front() {
             let Some(h) = self.map.get_mut(&key) else {
                 continue;
@@ -361,8 +425,10 @@ impl<T> Hosts<T> {
                         b.take(now);
                     }
                     self.parked -= 1;
+                    let spread = self.http1 && h.in_flight > 1 && job.req.url.scheme() == "http";
+                    let shard = (!spread).then_some(h.home);
                     self.mark_ready(&key);
-                    return Some(job);
+                    return Some((job, shard));
                 }
                 // A completion will mark it ready again.
                 Err(Blocked::Limit) => {}
@@ -562,6 +628,49 @@ mod tests {
             }),
             (),
         )
+    }
+
+    #[test]
+    fn a_busy_plain_http_host_is_spread_over_shards_and_the_rest_keep_to_their_home() {
+        let t = Instant::now();
+        let start = |hosts: &mut Hosts<()>, url: &str, n: usize| -> Vec<Option<u16>> {
+            for _ in 0..n {
+                hosts.push(job(url), t);
+            }
+            (0..n).map(|_| hosts.next_start(t).unwrap().1).collect()
+        };
+        let mut hosts = Hosts::new(HostLimits::default(), 64);
+        hosts.set_shards(4, true);
+        // http: the first request in flight goes home, the others anywhere. The first host's
+        // home is the first shard (where a fetch's dispatcher runs).
+        let http = start(&mut hosts, "http://a.test/x", 3);
+        assert_eq!(http[0], Some(0), "{http:?}");
+        assert_eq!(&http[1..], [None, None]);
+        // https keeps to its home whatever is in flight (HTTP/2 is one connection, in one pool).
+        let https = start(&mut hosts, "https://b.test/x", 3);
+        assert!(
+            https[0].is_some() && https.iter().all(|k| *k == https[0]),
+            "{https:?}"
+        );
+        // A host's home is the same when it is forgotten and made anew.
+        let key = job("http://a.test/x").host;
+        for _ in 0..3 {
+            hosts.completed(&key, Signal::Neutral, t);
+        }
+        assert_eq!(start(&mut hosts, "http://a.test/x", 1), [http[0]]);
+        // Many hosts are shared out over every shard.
+        let homes: std::collections::HashSet<_> = (0..64)
+            .map(|i| start(&mut hosts, &format!("http://h{i}.test/"), 1)[0])
+            .collect();
+        assert_eq!(homes.len(), 4, "{homes:?}");
+        // With HTTP/2 forced, plain http is multiplexed too: it keeps to its home.
+        let mut h2 = Hosts::new(HostLimits::default(), 64);
+        h2.set_shards(4, false);
+        let forced = start(&mut h2, "http://a.test/x", 3);
+        assert!(
+            forced.iter().all(|k| k.is_some() && *k == forced[0]),
+            "{forced:?}"
+        );
     }
 
     #[test]

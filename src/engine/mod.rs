@@ -12,12 +12,19 @@
 //! Shape: a single dispatcher task owns all admission state (global limit and rate,
 //! [per-host state](hosts), jobs waiting for a host, a retry or, with `--robots`, their origin's
 //! robots.txt: `robots.rs`, whose fetches run as tasks of their own, one per origin, each
-//! reporting once over a channel), so none of it is locked. Attempts
-//! run on worker tasks, at most one per unit of concurrency, each spawned the first time every
-//! limit allows one more attempt and no worker is idle (never ahead of time); the dispatcher hands
-//! an idle worker one job at a time, and the worker reports back over a channel whose capacity is
-//! the concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts
-//! its outcome. Dropping the run's handle aborts the dispatcher, whose task set aborts the workers.
+//! reporting once over a channel), so none of it is locked. Attempts run on worker tasks, at most
+//! one per unit of concurrency (on each shard), each spawned the first time every limit allows one
+//! more attempt and no worker is idle (never ahead of time); the dispatcher hands an idle worker
+//! one job at a time, and the worker reports back over a channel whose capacity is the
+//! concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts its
+//! outcome. Dropping the run's handle aborts the dispatcher, whose task set aborts the workers.
+//!
+//! Shards ([`EngineConfig::shards`], [`Shards`]): the workers may run on other runtimes, one
+//! thread each, every shard with its own connection pool, so a connection and the attempts on it
+//! stay on one thread. Each host has a home shard ([`hosts`]); an https host (whose HTTP/2
+//! connection is one, in one pool) keeps to it, and a busy plain-http host is spread over the
+//! shards with the fewest jobs in flight. The dispatcher wakes a shard's workers once per turn
+//! through the shard's feeder task, not once per job.
 //!
 //! Clock: admission, limits, rates, pauses, retries and the adaptive limit all read one clock,
 //! tokio's [`Instant`], so a test can run the engine on tokio's paused clock. It costs nothing:
@@ -30,6 +37,7 @@ pub mod hosts;
 pub mod resume;
 pub mod retry;
 mod robots;
+mod shards;
 mod soon;
 mod woken;
 mod worker;
@@ -53,7 +61,8 @@ pub use self::client::{Attempt, BodyMode, Client, ClientConfig, ClientError};
 use self::hosts::{Bucket, HostLimits, HostReport, Hosts};
 use self::retry::RetryPolicy;
 use self::robots::{Admit, RobotsGate};
-use self::worker::{Mailbox, WorkerHandle};
+pub use self::shards::Shards;
+use self::worker::{Feed, Mailbox, WorkerHandle};
 use crate::outcome::{ErrorKind, Outcome};
 use crate::request::Request;
 pub use crate::stats::RunEnd;
@@ -84,6 +93,11 @@ pub struct EngineConfig {
     /// is handed back as [`Event::Deferred`] (a work queue returns the job with a not-before
     /// instead of holding its lease). `None`: every retry is waited for.
     pub hand_back_after: Option<Duration>,
+    /// The runtimes the attempts run on, one *shard* each (see [`shards`]): the workers are
+    /// spread over them, and each shard has its own connection pool, so a connection and the
+    /// attempts on it stay on one thread. Empty (the default): everything runs on the caller's
+    /// runtime, with one pool.
+    pub shards: Vec<tokio::runtime::Handle>,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +111,7 @@ impl Default for EngineConfig {
             open_file_limit: None,
             robots: false,
             hand_back_after: None,
+            shards: Vec::new(),
         }
     }
 }
@@ -352,18 +367,27 @@ pub struct EngineFailed(String);
 /// A built client with its limits, ready to run over a stream.
 pub struct Engine {
     config: EngineConfig,
-    client: Client,
+    /// One per shard (at least one): the same settings, TLS sessions and DNS cache, each with its
+    /// own pool.
+    clients: Vec<Client>,
 }
 
 impl Engine {
     /// Builds the HTTP client (certificates, proxy) for `config`.
     pub fn new(config: EngineConfig) -> Result<Engine, ClientError> {
         let sizes = config.sizes();
+        let n = config.shards.len().max(1);
+        // The idle connections allowed are shared out: their sum stays within the files limit.
+        let max_idle = sizes.max_idle.div_ceil(n);
         let client = Client::new(ClientConfig {
-            max_idle: sizes.max_idle,
+            max_idle,
             ..config.client.clone()
         })?;
-        Ok(Engine { config, client })
+        let mut clients = vec![client];
+        while clients.len() < n {
+            clients.push(clients[0].with_own_pool(max_idle));
+        }
+        Ok(Engine { config, clients })
     }
 
     /// Runs over `items` until they end (and every request has its event) or `stop` resolves.
@@ -390,7 +414,8 @@ impl Engine {
             )
         });
         let shared = Arc::new(Shared {
-            client: self.client,
+            clients: self.clients,
+            shards: self.config.shards.clone(),
             retry: self.config.retry.clone(),
             out,
             done: done_tx,
@@ -409,7 +434,10 @@ impl Engine {
             in_flight: 0,
             workers: Vec::new(),
             tasks: JoinSet::new(),
-            idle: Vec::new(),
+            idle: vec![Vec::new(); self.config.shards.len().max(1)],
+            load: vec![0; self.config.shards.len().max(1)],
+            feeds: Vec::new(),
+            to_wake: Vec::new(),
             concurrency: sizes.concurrency,
             max_parked: sizes.max_parked,
             stopping: None,
@@ -420,6 +448,21 @@ impl Engine {
             denied: Vec::new(),
             hand_back_after: self.config.hand_back_after,
         };
+        // Plain http is HTTP/1.1 unless HTTP/2 is forced (prior knowledge).
+        let http1 = self.config.client.http_version != client::HttpVersion::Http2;
+        dispatcher
+            .hosts
+            .set_shards(dispatcher.shared.shards.len(), http1);
+        if dispatcher.shared.shards.len() > 1 {
+            for handle in &dispatcher.shared.shards {
+                let feed = Arc::new(Feed::default());
+                dispatcher
+                    .tasks
+                    .spawn_on(worker::feeder(feed.clone()), handle);
+                dispatcher.feeds.push(feed);
+                dispatcher.to_wake.push(Vec::new());
+            }
+        }
         let grace = self.config.grace;
         // The dispatcher runs as a task of its own: attempt tasks it spawns then start on the same
         // worker's queue, where a caller's `block_on` thread would push each through the shared
@@ -591,7 +634,10 @@ const DRAIN: usize = 64;
 
 /// What every attempt task shares.
 struct Shared<T> {
-    client: Client,
+    /// One per shard; `clients[0]` also fetches robots.txt.
+    clients: Vec<Client>,
+    /// The shards' runtimes (empty: the current one).
+    shards: Vec<tokio::runtime::Handle>,
     retry: RetryPolicy,
     /// Bounded channel of events to the consumer; written only through [`Shared::emit`].
     out: mpsc::Sender<Event<T>>,
@@ -623,8 +669,15 @@ struct Dispatcher<T> {
     workers: Vec<WorkerHandle<T>>,
     /// The worker tasks: dropping the dispatcher (its run aborted) aborts them all.
     tasks: JoinSet<()>,
-    /// Indices of workers with no job; the most recently idle is used first.
-    idle: Vec<usize>,
+    /// Indices of workers with no job, by shard (one list without shards); the most recently
+    /// idle is used first.
+    idle: Vec<Vec<usize>>,
+    /// Jobs in flight on each shard.
+    load: Vec<usize>,
+    /// With more than one shard: each shard's feed, and the workers given a job this turn that
+    /// it is to wake (see [`Feed`]). Empty with one shard or none: workers are woken at once.
+    feeds: Vec<Arc<Feed<T>>>,
+    to_wake: Vec<Vec<Arc<Mailbox<T>>>>,
     concurrency: usize,
     /// Jobs that may wait for their host before input reading pauses.
     max_parked: usize,
@@ -681,7 +734,9 @@ impl<T: Send + 'static> Dispatcher<T> {
             if nothing_left != closing {
                 // Nothing more to send: close each connection as its last response ends, while
                 // the others are still awaited. Until a retry is queued: then keep them again.
-                self.shared.client.keep_connections(!nothing_left);
+                for client in &self.shared.clients {
+                    client.keep_connections(!nothing_left);
+                }
                 closing = nothing_left;
             }
             let wake = self.next_wake();
@@ -690,6 +745,7 @@ impl<T: Send + 'static> Dispatcher<T> {
                 timer.as_mut().reset(wake.unwrap_or_else(|| now + far));
             }
             let can_read = input_open && self.parked() < self.max_parked;
+            self.wake_handed_out();
             tokio::select! {
                 biased;
                 reason = &mut stop => break Some(reason),
@@ -771,7 +827,7 @@ impl<T: Send + 'static> Dispatcher<T> {
         }
         // Idle workers end when their mailbox closes, dropping their handle on the event channel.
         self.workers.clear();
-        self.idle.clear();
+        self.idle.iter_mut().for_each(Vec::clear);
         reason.end()
     }
 
@@ -845,7 +901,7 @@ impl<T: Send + 'static> Dispatcher<T> {
         };
         gate.fire_timers(now);
         for (origin, url) in gate.start_fetches() {
-            let client = self.shared.client.clone();
+            let client = self.shared.clients[0].clone();
             let tx = self.robots_tx.clone();
             self.robots_tasks.spawn(async move {
                 // Exactly one result per fetch, or the origin's jobs would wait forever.
@@ -894,7 +950,7 @@ impl<T: Send + 'static> Dispatcher<T> {
             if self.global.as_ref().is_some_and(|b| b.ready_at() > now) {
                 return;
             }
-            let Some(job) = self.hosts.next_startable(now) else {
+            let Some((job, shard)) = self.hosts.next_start(now) else {
                 return;
             };
             if let Some(b) = self.global.as_mut() {
@@ -902,40 +958,75 @@ impl<T: Send + 'static> Dispatcher<T> {
             }
             self.in_flight += 1;
             self.stats.admitted.fetch_add(1, Relaxed);
-            self.hand_out(job);
+            self.hand_out(job, shard);
         }
     }
 
     /// Gives `job` to an idle worker, spawning one if none is idle (there are then fewer workers
     /// than jobs in flight allow). An idle worker's mailbox is empty.
-    fn hand_out(&mut self, mut job: Job<T>) {
+    ///
+    /// With shards, the worker is on `shard` (the host's home, see [`Hosts::next_start`]), or
+    /// with `None` on the shard with the fewest jobs in flight. A shard has at most as many
+    /// workers as it ever had jobs in flight at once, so never more than the concurrency.
+    fn hand_out(&mut self, mut job: Job<T>, shard: Option<u16>) {
+        let n = self.idle.len();
+        let shard = match shard {
+            Some(k) => usize::from(k) % n,
+            None => (0..n).min_by_key(|&k| self.load[k]).unwrap_or(0),
+        };
         loop {
-            let w = match self.idle.pop() {
+            let w = match self.idle[shard].pop() {
                 Some(w) => w,
-                None => self.spawn_worker(),
+                None => self.spawn_worker(shard),
             };
-            match self.workers[w].mailbox.put(job) {
-                None => return,
+            let worker = &self.workers[w];
+            let back = match self.feeds.is_empty() {
+                true => worker.mailbox.put(job),
+                false => worker.mailbox.put_quiet(job),
+            };
+            match back {
+                None => {
+                    if !self.feeds.is_empty() {
+                        self.to_wake[shard].push(worker.mailbox.clone());
+                    }
+                    self.load[shard] += 1;
+                    return;
+                }
                 // Not idle after all (a bug): leave it out of the idle list and try another.
                 Some(j) => job = j,
             }
         }
     }
 
-    /// Starts a worker task; its index.
-    fn spawn_worker(&mut self) -> usize {
+    /// Wakes the workers handed a job since the last call, one wake per shard (see [`Feed`]).
+    fn wake_handed_out(&mut self) {
+        for (feed, workers) in self.feeds.iter().zip(&mut self.to_wake) {
+            if !workers.is_empty() {
+                feed.hand_over(workers);
+            }
+        }
+    }
+
+    /// Starts a worker task on `shard`; its index.
+    fn spawn_worker(&mut self, shard: usize) -> usize {
         let mailbox = Arc::new(Mailbox::default());
         let w = self.workers.len();
-        self.tasks
-            .spawn(worker::worker(self.shared.clone(), w, mailbox.clone()));
-        self.workers.push(WorkerHandle { mailbox });
+        let shards = &self.shared.shards;
+        let task = worker::worker(self.shared.clone(), w, shard, mailbox.clone());
+        match shards.get(shard) {
+            Some(handle) => self.tasks.spawn_on(task, handle),
+            None => self.tasks.spawn(task),
+        };
+        self.workers.push(WorkerHandle { mailbox, shard });
         w
     }
 
     /// A worker's report, `now` (read once for a batch of reports).
     async fn on_done(&mut self, done: Done<T>, now: Instant) {
         self.in_flight -= 1;
-        self.idle.push(done.worker);
+        let shard = self.workers[done.worker].shard;
+        self.idle[shard].push(done.worker);
+        self.load[shard] -= 1;
         self.stats.finished.fetch_add(1, Relaxed);
         // The retry is queued first, so the host does not look idle (and get forgotten) meanwhile.
         let mut stopped = None;

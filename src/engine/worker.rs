@@ -17,7 +17,7 @@ use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
 use super::adaptive::Signal;
-use super::client::Attempt;
+use super::client::{Attempt, Client};
 use super::{Done, Event, Job, Phase, Shared, StopReason, host_key};
 use crate::outcome::{ErrorKind, Outcome};
 
@@ -77,17 +77,26 @@ impl<T> Default for Mailbox<T> {
 }
 
 impl<T> Mailbox<T> {
-    /// Puts a job for an idle worker; gives it back if the box is full (a bug) or closed.
+    /// Puts a job for an idle worker and wakes it; gives it back if the box is full (a bug) or
+    /// closed.
     #[must_use]
     pub(super) fn put(&self, job: Job<T>) -> Option<Job<T>> {
-        {
-            let mut slot = self.job.lock().unwrap_or_else(|e| e.into_inner());
-            if slot.is_some() || self.closed.load(Acquire) {
-                return Some(job);
-            }
-            *slot = Some(job);
+        let back = self.put_quiet(job);
+        if back.is_none() {
+            self.waker.wake();
         }
-        self.waker.wake();
+        back
+    }
+
+    /// [`Mailbox::put`] without the wake: the caller wakes the worker later, through its
+    /// shard's [`Feed`].
+    #[must_use]
+    pub(super) fn put_quiet(&self, job: Job<T>) -> Option<Job<T>> {
+        let mut slot = self.job.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() || self.closed.load(Acquire) {
+            return Some(job);
+        }
+        *slot = Some(job);
         None
     }
 
@@ -117,9 +126,68 @@ impl<T> Mailbox<T> {
     }
 }
 
+/// The workers of one shard that have a job waiting and are yet to be woken. The dispatcher
+/// hands over a turn's jobs for a shard with one wake of the shard's [`feeder`], which wakes each
+/// worker on its own thread: woken one by one from the dispatcher's thread, each job cost a
+/// wake-up of the other runtime (an `eventfd` write), one per request.
+pub(super) struct Feed<T> {
+    pending: std::sync::Mutex<Vec<Arc<Mailbox<T>>>>,
+    waker: AtomicWaker,
+}
+
+impl<T> Default for Feed<T> {
+    fn default() -> Self {
+        Feed {
+            pending: std::sync::Mutex::new(Vec::new()),
+            waker: AtomicWaker::new(),
+        }
+    }
+}
+
+impl<T> Feed<T> {
+    /// Moves `workers` (their jobs already put) to the feeder, and wakes it once.
+    pub(super) fn hand_over(&self, workers: &mut Vec<Arc<Mailbox<T>>>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(workers);
+        self.waker.wake();
+    }
+}
+
+/// A shard's feeder task: wakes the workers handed over to its [`Feed`], on the shard's thread.
+/// Runs until the dispatcher's task set is dropped.
+pub(super) async fn feeder<T>(feed: Arc<Feed<T>>) {
+    let mut batch = Vec::new();
+    loop {
+        poll_fn(|cx| {
+            for registered in [false, true] {
+                std::mem::swap(
+                    &mut batch,
+                    &mut *feed.pending.lock().unwrap_or_else(|e| e.into_inner()),
+                );
+                if !batch.is_empty() {
+                    return Poll::Ready(());
+                }
+                // Registered, then checked again: a hand-over in between woke nobody.
+                if !registered {
+                    feed.waker.register(cx.waker());
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        for mailbox in batch.drain(..) {
+            mailbox.waker.wake();
+        }
+    }
+}
+
 /// The dispatcher's end of a worker task. Dropping it lets the worker end once idle.
 pub(super) struct WorkerHandle<T> {
     pub(super) mailbox: Arc<Mailbox<T>>,
+    /// The shard it runs on.
+    pub(super) shard: usize,
 }
 
 impl<T> Drop for WorkerHandle<T> {
@@ -141,11 +209,18 @@ fn signal_of(a: &Attempt) -> Signal {
 }
 
 /// A worker: runs the jobs the dispatcher hands it, one at a time, until the dispatcher is gone.
-pub(super) async fn worker<T>(shared: Arc<Shared<T>>, id: usize, mailbox: Arc<Mailbox<T>>) {
+pub(super) async fn worker<T>(
+    shared: Arc<Shared<T>>,
+    id: usize,
+    shard: usize,
+    mailbox: Arc<Mailbox<T>>,
+) {
+    // The shard's own client: its connections' tasks run on this worker's thread.
+    let client = shared.clients[shard].clone();
     while let Some(job) = mailbox.take().await {
         // Not boxed: this part of the attempt's future (~0.9 KB; the client boxes its own) lives in
         // the worker's task, allocated once; a box per attempt cost an allocation and a copy.
-        let done = run_attempt(&shared, id, job, &mailbox.stop).await;
+        let done = run_attempt(&shared, &client, id, job, &mailbox.stop).await;
         if !super::soon::send_soon(&shared.done, done).await {
             return;
         }
@@ -168,11 +243,12 @@ enum Step {
 /// in-flight count stays true; the job stays here, so its ticket is never lost.
 async fn run_attempt<T>(
     shared: &Shared<T>,
+    client: &Client,
     worker: usize,
     mut job: Job<T>,
     stop: &StopFlag,
 ) -> Done<T> {
-    let step = AssertUnwindSafe(attempt(shared, &mut job, stop))
+    let step = AssertUnwindSafe(attempt(shared, client, &mut job, stop))
         .catch_unwind()
         .await;
     let host = job.host.clone();
@@ -218,7 +294,12 @@ async fn run_attempt<T>(
     }
 }
 
-async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> Step {
+async fn attempt<T>(
+    shared: &Shared<T>,
+    client: &Client,
+    job: &mut Job<T>,
+    stop: &StopFlag,
+) -> Step {
     // A first attempt starts when the job does: one read of each clock serves both.
     let (now, first) = match job.first {
         Some(first) => ((SystemTime::now(), Instant::now()), first),
@@ -233,7 +314,7 @@ async fn attempt<T>(shared: &Shared<T>, job: &mut Job<T>, stop: &StopFlag) -> St
     let result = tokio::select! {
         biased;
         _ = stop.stopped() => None,
-        a = shared.client.fetch_started(&job.req, now.0, now.1) => Some(a),
+        a = client.fetch_started(&job.req, now.0, now.1) => Some(a),
     };
     let Some(a) = result else {
         return Step::Stopped;

@@ -290,6 +290,92 @@ async fn the_engine_gives_each_ticket_back_once() {
     assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
 }
 
+/// Tasks alive on each shard's runtime, sampled once `in_flight` requests have reached the
+/// server (each shard also runs a feeder task while a run uses it).
+async fn tasks_per_shard_in_flight(
+    config: EngineConfig,
+    server: &Server,
+    handles: &[tokio::runtime::Handle],
+    in_flight: u64,
+    n: usize,
+    path: &str,
+) -> (Vec<usize>, Vec<(Duration, Outcome, usize)>) {
+    let before = server.stats().requests();
+    let items = (0..n)
+        .map(|i| item(&server.url(&format!("{path}?i={i}")), i))
+        .collect();
+    let run = tokio::spawn(outcomes_at(config, items));
+    while server.stats().requests() - before < in_flight {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let tasks = handles
+        .iter()
+        .map(|h| h.metrics().num_alive_tasks())
+        .collect();
+    (tasks, run.await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_keep_an_http2_origin_on_one_and_spread_a_busy_http1_host_over_all() {
+    let server = Server::start(ServeConfig::default()).await.unwrap();
+    let shards = fanout::engine::Shards::start(2).unwrap();
+    let handles = shards.handles().to_vec();
+    let config = |http2: bool| {
+        let mut config = EngineConfig::default();
+        config.concurrency = 16;
+        config.shards = handles.clone();
+        if http2 {
+            config.client.http_version = fanout::engine::client::HttpVersion::Http2;
+        }
+        config
+    };
+    let once = |outcomes: &[(Duration, Outcome, usize)], n: usize| {
+        let mut seen = vec![0; n];
+        for (_, o, i) in outcomes {
+            assert_eq!(o.status, Some(200), "{o:?}");
+            seen[*i] += 1;
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
+    };
+
+    // A run with no shards runs on the caller's runtime: the shards' runtimes stay empty.
+    let conns = server.stats().connections();
+    let mut plain = config(true);
+    plain.shards = Vec::new();
+    let (tasks, outcomes) =
+        tasks_per_shard_in_flight(plain, &server, &handles, 16, 32, "/delay/300").await;
+    once(&outcomes, 32);
+    assert_eq!(tasks, [0, 0]);
+    assert_eq!(server.stats().connections() - conns, 1);
+
+    // HTTP/2 (prior knowledge): one connection to the origin, so its requests all run on the
+    // shard whose pool has it; the other runs only its feeder.
+    let conns = server.stats().connections();
+    let (tasks, outcomes) =
+        tasks_per_shard_in_flight(config(true), &server, &handles, 16, 32, "/delay/300").await;
+    once(&outcomes, 32);
+    assert_eq!(server.stats().connections() - conns, 1);
+    let mut sorted = tasks.clone();
+    sorted.sort();
+    assert_eq!(sorted[0], 1, "one shard idle over HTTP/2: {tasks:?}");
+    assert!(
+        sorted[1] > 16,
+        "16 workers and a connection on the other: {tasks:?}"
+    );
+
+    // HTTP/1.1 to one busy host: spread over both shards, each with its own connections, and
+    // no more connections than requests in flight at once.
+    let conns = server.stats().connections();
+    let (tasks, outcomes) =
+        tasks_per_shard_in_flight(config(false), &server, &handles, 16, 32, "/delay/300").await;
+    once(&outcomes, 32);
+    assert!(
+        tasks.iter().all(|&t| t > 8),
+        "workers on both shards: {tasks:?}"
+    );
+    assert!(server.stats().connections() - conns <= 16);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_releases_every_unfinished_ticket_once() {
     let server = Server::start(ServeConfig::default()).await.unwrap();
