@@ -295,6 +295,9 @@ pub struct Attempt {
     pub body_path: Option<String>,
     /// The response's `Retry-After`, as a delay from now (seconds or an HTTP date).
     pub retry_after: Option<Duration>,
+    /// The server closes the connection after the response (`Connection: close`): the next
+    /// request to it needs a new connection.
+    pub(crate) closes: bool,
 }
 
 impl Attempt {
@@ -372,6 +375,7 @@ struct Response {
     sha256: Option<String>,
     body: Option<Bytes>,
     body_path: Option<String>,
+    closes: bool,
 }
 
 impl Client {
@@ -619,10 +623,12 @@ impl Client {
             body: None,
             body_path: None,
             retry_after: None,
+            closes: false,
         };
         match result {
             Ok(r) => {
                 a.retry_after = r.retry_after;
+                a.closes = r.closes;
                 a.status = Some(r.status.as_u16());
                 a.ttfb = Some(r.ttfb);
                 a.bytes = r.bytes;
@@ -695,6 +701,7 @@ impl Client {
                 ));
             }
             let status = resp.status();
+            let closes = closes_connection(&resp);
             let location = resp.headers().get(header::LOCATION).cloned();
             let retry_after = resp
                 .headers()
@@ -817,8 +824,27 @@ impl Client {
                 sha256: body.sha256,
                 body: body.kept,
                 body_path,
+                closes,
             });
         }
+    }
+}
+
+/// Whether the server closes the connection after `resp`: `Connection: close`, or HTTP/1.0
+/// without `keep-alive`.
+fn closes_connection<B>(resp: &http::Response<B>) -> bool {
+    let has = |token: &str| {
+        resp.headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    match resp.version() {
+        http::Version::HTTP_10 | http::Version::HTTP_09 => !has("keep-alive"),
+        http::Version::HTTP_11 => has("close"),
+        _ => false,
     }
 }
 
@@ -1151,6 +1177,40 @@ mod tests {
         let a = |s: &str| super::absolute_form(&s.parse::<Uri>().unwrap()).to_string();
         assert_eq!(a("http://u:p@a.test:8080/x?q"), "http://a.test:8080/x?q");
         assert_eq!(a("http://a.test/x"), "http://a.test/x");
+    }
+
+    #[test]
+    fn a_response_closes_its_connection_by_connection_close_or_as_http_1_0() {
+        let resp = |version, connection: Option<&str>| {
+            let mut r = http::Response::builder().version(version);
+            if let Some(c) = connection {
+                r = r.header(http::header::CONNECTION, c);
+            }
+            r.body(()).unwrap()
+        };
+        use http::Version;
+        assert!(!super::closes_connection(&resp(Version::HTTP_11, None)));
+        assert!(super::closes_connection(&resp(
+            Version::HTTP_11,
+            Some("close")
+        )));
+        assert!(super::closes_connection(&resp(
+            Version::HTTP_11,
+            Some("Upgrade, Close")
+        )));
+        assert!(!super::closes_connection(&resp(
+            Version::HTTP_11,
+            Some("keep-alive")
+        )));
+        assert!(super::closes_connection(&resp(Version::HTTP_10, None)));
+        assert!(!super::closes_connection(&resp(
+            Version::HTTP_10,
+            Some("Keep-Alive")
+        )));
+        assert!(!super::closes_connection(&resp(
+            Version::HTTP_2,
+            Some("close")
+        )));
     }
 
     #[test]

@@ -198,6 +198,9 @@ struct Host<T> {
     timer: Option<Instant>,
     /// The engine shard this host's requests go to (see [`Hosts::next_start`]).
     home: u16,
+    /// Its last response closed the connection: each request costs a new one (see
+    /// [`Hosts::next_start`]).
+    closes: bool,
 }
 
 impl<T> Host<T> {
@@ -285,10 +288,6 @@ pub(crate) struct Hosts<T> {
     homes: Box<[u16; HOME_SLOTS]>,
     /// Slots given to each shard.
     homed: Vec<usize>,
-    /// Plain http URLs are sent over HTTP/1.1 (HTTP/2 is not forced).
-    http1: bool,
-    /// https URLs are too (`--http1`): no HTTP/2 connection to keep in one pool.
-    tls_http1: bool,
 }
 
 impl<T> Hosts<T> {
@@ -306,19 +305,14 @@ impl<T> Hosts<T> {
             top: Vec::new(),
             scratch: String::new(),
             shards: 1,
-            http1: true,
-            tls_http1: false,
             homes: Box::new([NO_HOME; HOME_SLOTS]),
             homed: vec![0],
         }
     }
 
-    /// Shares hosts out over `n` engine shards (1 by default); `http1`, `tls_http1`: plain http
-    /// and https URLs go over HTTP/1.1 (see [`Hosts::next_start`]).
-    pub(crate) fn set_shards(&mut self, n: usize, http1: bool, tls_http1: bool) {
+    /// Shares hosts out over `n` engine shards (1 by default).
+    pub(crate) fn set_shards(&mut self, n: usize) {
         self.shards = n.clamp(1, usize::from(u16::MAX - 1));
-        self.http1 = http1;
-        self.tls_http1 = tls_http1;
         self.homed = vec![0; self.shards];
     }
 
@@ -373,6 +367,7 @@ impl<T> Hosts<T> {
                 ready: false,
                 timer: None,
                 home,
+                closes: false,
             }
         })
     }
@@ -415,14 +410,16 @@ impl<T> Hosts<T> {
     }
 
     /// The next job whose host's limits let it start now, counted as started, and where it may
-    /// run: its host's home shard, or any shard (`None`) when it goes over HTTP/1.1 (plain http,
-    /// or https with `--http1`) and its host has another request in flight already. A list over many hosts then
-    /// keeps each host's connections in one shard's pool, reused when its turn comes again; one
-    /// busy host is spread over every shard (an https origin it redirects to then gets a
-    /// connection in each shard's pool). An https host keeps to its home: whether it speaks
-    /// HTTP/2 is learnt from its first connection, and over HTTP/2 its one connection is in one
-    /// pool (on 2 cores shared with the server, keep-alive HTTPS and a TLS handshake per
-    /// request were faster on one thread too: docs/performance.md).
+    /// run: its host's home shard, or any shard (`None`, the engine picks the least busy) when
+    /// the host closes its connection after each response and has another request in flight
+    /// already. Each such request costs a new connection (a TCP and maybe a TLS handshake), work
+    /// worth spreading over every core; a host that keeps its connections is served from its
+    /// home's pool on one thread, which is cheaper than waking another thread per request (on
+    /// 2 cores shared with the server, one busy keep-alive host was faster on one shard, over
+    /// http, HTTPS and HTTP/2 alike, and a host closing every connection 1.45× faster spread:
+    /// docs/performance.md). Its one HTTP/2 connection, too, is then in one pool; and a list
+    /// over many hosts keeps each host's connections in one shard's pool, reused when its turn
+    /// comes again.
     pub(crate) fn next_start(&mut self, now: Instant) -> Option<(Job<T>, Option<u16>)> {
         while let Some(key) = self.ready.pop_front() {
             let Some(h) = self.map.get_mut(&key) else {
@@ -441,11 +438,7 @@ impl<T> Hosts<T> {
                         b.take(now);
                     }
                     self.parked -= 1;
-                    let spread = h.in_flight > 1
-                        && match job.req.url.scheme() {
-                            "http" => self.http1,
-                            _ => self.tls_http1,
-                        };
+                    let spread = h.closes && h.in_flight > 1;
                     let shard = (!spread).then_some(h.home);
                     self.mark_ready(&key);
                     return Some((job, shard));
@@ -464,7 +457,8 @@ impl<T> Hosts<T> {
     }
 
     /// Records the end of an attempt to `key`: frees its slot and feeds the adaptive limit.
-    pub(crate) fn completed(&mut self, key: &Arc<str>, signal: Signal, now: Instant) {
+    /// `closes`: the server closed the connection after it (see [`Hosts::next_start`]).
+    pub(crate) fn completed(&mut self, key: &Arc<str>, signal: Signal, closes: bool, now: Instant) {
         if let Some(g) = &self.limits.gate {
             g.0.finished(key);
         }
@@ -472,6 +466,7 @@ impl<T> Hosts<T> {
             return;
         };
         h.in_flight = h.in_flight.saturating_sub(1);
+        h.closes = closes;
         if matches!(signal, Signal::Overload(_)) {
             h.overloads += 1;
         }
@@ -651,7 +646,7 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_plain_http_host_is_spread_over_shards_and_the_rest_keep_to_their_home() {
+    fn a_busy_host_that_closes_its_connections_is_spread_over_shards_and_the_rest_keep_home() {
         let t = Instant::now();
         let start = |hosts: &mut Hosts<()>, url: &str, n: usize| -> Vec<Option<u16>> {
             for _ in 0..n {
@@ -660,41 +655,28 @@ mod tests {
             (0..n).map(|_| hosts.next_start(t).unwrap().1).collect()
         };
         let mut hosts = Hosts::new(HostLimits::default(), 64);
-        hosts.set_shards(4, true, false);
-        // http: the first request in flight goes home, the others anywhere. The first host's
-        // home is the first shard (where a fetch's dispatcher runs).
-        let http = start(&mut hosts, "http://a.test/x", 3);
-        assert_eq!(http[0], Some(0), "{http:?}");
-        assert_eq!(&http[1..], [None, None]);
-        // https keeps to its home whatever is in flight (HTTP/2 is one connection, in one pool).
-        let https = start(&mut hosts, "https://b.test/x", 3);
-        assert!(
-            https[0].is_some() && https.iter().all(|k| *k == https[0]),
-            "{https:?}"
-        );
-        // A host's home is the same when it is forgotten and made anew.
+        hosts.set_shards(4);
+        // Until a response says otherwise, a host keeps to its home, whatever is in flight. The
+        // first host's home is the first shard (where a fetch's dispatcher runs).
+        let first = start(&mut hosts, "http://a.test/x", 3);
+        assert_eq!(first, [Some(0); 3]);
+        // Once it closes connections, a second request in flight may go anywhere.
         let key = job("http://a.test/x").host;
+        hosts.completed(&key, Signal::Neutral, true, t);
+        assert_eq!(start(&mut hosts, "http://a.test/x", 1), [None]);
+        // Forgotten while idle and made anew: the same home, kept until a response closes.
         for _ in 0..3 {
-            hosts.completed(&key, Signal::Neutral, t);
+            hosts.completed(&key, Signal::Neutral, true, t);
         }
-        assert_eq!(start(&mut hosts, "http://a.test/x", 1), [http[0]]);
+        assert_eq!(start(&mut hosts, "http://a.test/x", 2), [Some(0), Some(0)]);
+        // A response that keeps its connection: home again.
+        hosts.completed(&key, Signal::Neutral, false, t);
+        assert_eq!(start(&mut hosts, "http://a.test/x", 1), [Some(0)]);
         // Many hosts are shared out over every shard.
         let homes: std::collections::HashSet<_> = (0..64)
-            .map(|i| start(&mut hosts, &format!("http://h{i}.test/"), 1)[0])
+            .map(|i| start(&mut hosts, &format!("https://h{i}.test/"), 1)[0])
             .collect();
         assert_eq!(homes.len(), 4, "{homes:?}");
-        // With --http1, https is one request per connection too: it spreads.
-        let mut h1 = Hosts::new(HostLimits::default(), 64);
-        h1.set_shards(4, true, true);
-        assert_eq!(&start(&mut h1, "https://b.test/x", 3)[1..], [None, None]);
-        // With HTTP/2 forced, plain http is multiplexed too: it keeps to its home.
-        let mut h2 = Hosts::new(HostLimits::default(), 64);
-        h2.set_shards(4, false, false);
-        let forced = start(&mut h2, "http://a.test/x", 3);
-        assert!(
-            forced.iter().all(|k| k.is_some() && *k == forced[0]),
-            "{forced:?}"
-        );
     }
 
     #[test]
@@ -721,7 +703,7 @@ mod tests {
         let j = hosts.next_startable(t).unwrap();
         let key = j.host.clone();
         hosts.push_delayed(j, t + Duration::from_secs(120));
-        hosts.completed(&key, Signal::Overload(Duration::from_millis(1)), t);
+        hosts.completed(&key, Signal::Overload(Duration::from_millis(1)), false, t);
         hosts.sweep(t + Duration::from_secs(60));
         assert!(hosts.map.contains_key(&key), "not idle while a retry waits");
         assert_eq!(hosts.parked(), 1);
@@ -781,7 +763,7 @@ mod tests {
             "the busy host's queue waits aside"
         );
         assert!(hosts.next_startable(t).is_none());
-        hosts.completed(&first.host, Signal::Ok(Duration::from_millis(5)), t);
+        hosts.completed(&first.host, Signal::Ok(Duration::from_millis(5)), false, t);
         assert_eq!(&*hosts.next_startable(t).unwrap().host, "busy:1");
     }
 }

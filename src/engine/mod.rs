@@ -448,13 +448,7 @@ impl Engine {
             denied: Vec::new(),
             hand_back_after: self.config.hand_back_after,
         };
-        // Plain http is HTTP/1.1 unless HTTP/2 is forced (prior knowledge); https only if asked.
-        let version = self.config.client.http_version;
-        dispatcher.hosts.set_shards(
-            dispatcher.shared.shards.len(),
-            version != client::HttpVersion::Http2,
-            version == client::HttpVersion::Http1,
-        );
+        dispatcher.hosts.set_shards(dispatcher.shared.shards.len());
         if dispatcher.shared.shards.len() > 1 {
             for handle in &dispatcher.shared.shards {
                 let feed = Arc::new(Feed::default());
@@ -611,6 +605,7 @@ impl<T> Done<T> {
         Done {
             worker,
             host,
+            closes: false,
             signal: Signal::Neutral,
             pause: None,
             retry: None,
@@ -623,6 +618,8 @@ struct Done<T> {
     /// The worker that ran it, idle again.
     worker: usize,
     host: Arc<str>,
+    /// The server closed the connection after its response (see [`Hosts::next_start`]).
+    closes: bool,
     signal: Signal,
     /// A `Retry-After` pause, for the host that sent it (after redirects, not always `host`).
     pause: Option<(Arc<str>, Duration)>,
@@ -1078,7 +1075,8 @@ impl<T: Send + 'static> Dispatcher<T> {
         if let Some((host, pause)) = done.pause {
             self.hosts.pause(&host, pause, now);
         }
-        self.hosts.completed(&done.host, done.signal, now);
+        self.hosts
+            .completed(&done.host, done.signal, done.closes, now);
         if let Some(event) = stopped {
             self.shared.emit(event).await;
         }

@@ -248,7 +248,8 @@ async fn run_attempt<T>(
     mut job: Job<T>,
     stop: &StopFlag,
 ) -> Done<T> {
-    let step = AssertUnwindSafe(attempt(shared, client, &mut job, stop))
+    let mut closes = false;
+    let step = AssertUnwindSafe(attempt(shared, client, &mut job, stop, &mut closes))
         .catch_unwind()
         .await;
     let host = job.host.clone();
@@ -261,6 +262,7 @@ async fn run_attempt<T>(
         Ok(Step::Retry(signal, pause, delay)) => Done {
             worker,
             host,
+            closes,
             signal,
             pause,
             retry: Some(Box::new((job, delay))),
@@ -271,6 +273,7 @@ async fn run_attempt<T>(
             Done {
                 worker,
                 host,
+                closes,
                 signal,
                 pause,
                 retry: None,
@@ -299,6 +302,7 @@ async fn attempt<T>(
     client: &Client,
     job: &mut Job<T>,
     stop: &StopFlag,
+    closes: &mut bool,
 ) -> Step {
     // A first attempt starts when the job does: one read of each clock serves both.
     let (now, first) = match job.first {
@@ -319,6 +323,7 @@ async fn attempt<T>(
     let Some(a) = result else {
         return Step::Stopped;
     };
+    *closes = a.closes;
     let signal = signal_of(&a);
     let retry_after = match a.status {
         Some(429 | 503) => a.retry_after.map(|d| d.min(shared.retry.max_retry_after)),

@@ -299,10 +299,23 @@ async fn tasks_per_shard_in_flight(
     in_flight: u64,
     n: usize,
     path: &str,
+    close: bool,
 ) -> (Vec<usize>, Vec<(Duration, Outcome, usize)>) {
     let before = server.stats().requests();
     let items = (0..n)
-        .map(|i| item(&server.url(&format!("{path}?i={i}")), i))
+        .map(|i| {
+            let mut request = Request::get(&server.url(&format!("{path}?i={i}"))).unwrap();
+            if close {
+                // The server then closes each connection after its response, and says so.
+                request
+                    .headers
+                    .insert(http::header::CONNECTION, "close".parse().unwrap());
+            }
+            Item {
+                request: Arc::new(request),
+                ticket: i,
+            }
+        })
         .collect();
     let run = tokio::spawn(outcomes_at(config, items));
     while server.stats().requests() - before < in_flight {
@@ -316,7 +329,7 @@ async fn tasks_per_shard_in_flight(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shards_keep_an_http2_origin_on_one_and_spread_a_busy_http1_host_over_all() {
+async fn shards_keep_a_host_on_one_unless_it_closes_every_connection() {
     let server = Server::start(ServeConfig::default()).await.unwrap();
     let shards = fanout::engine::Shards::start(2).unwrap();
     let handles = shards.handles().to_vec();
@@ -343,7 +356,7 @@ async fn shards_keep_an_http2_origin_on_one_and_spread_a_busy_http1_host_over_al
     let mut plain = config(true);
     plain.shards = Vec::new();
     let (tasks, outcomes) =
-        tasks_per_shard_in_flight(plain, &server, &handles, 16, 32, "/delay/300").await;
+        tasks_per_shard_in_flight(plain, &server, &handles, 16, 32, "/delay/300", false).await;
     once(&outcomes, 32);
     assert_eq!(tasks, [0, 0]);
     assert_eq!(server.stats().connections() - conns, 1);
@@ -352,7 +365,8 @@ async fn shards_keep_an_http2_origin_on_one_and_spread_a_busy_http1_host_over_al
     // shard whose pool has it; the other runs only its feeder.
     let conns = server.stats().connections();
     let (tasks, outcomes) =
-        tasks_per_shard_in_flight(config(true), &server, &handles, 16, 32, "/delay/300").await;
+        tasks_per_shard_in_flight(config(true), &server, &handles, 16, 32, "/delay/300", false)
+            .await;
     once(&outcomes, 32);
     assert_eq!(server.stats().connections() - conns, 1);
     let mut sorted = tasks.clone();
@@ -363,17 +377,35 @@ async fn shards_keep_an_http2_origin_on_one_and_spread_a_busy_http1_host_over_al
         "16 workers and a connection on the other: {tasks:?}"
     );
 
-    // HTTP/1.1 to one busy host: spread over both shards, each with its own connections, and
-    // no more connections than requests in flight at once.
+    // HTTP/1.1 to one busy host that keeps its connections: on its home shard too, with no
+    // more connections than requests in flight at once.
     let conns = server.stats().connections();
-    let (tasks, outcomes) =
-        tasks_per_shard_in_flight(config(false), &server, &handles, 16, 32, "/delay/300").await;
+    let (tasks, outcomes) = tasks_per_shard_in_flight(
+        config(false),
+        &server,
+        &handles,
+        16,
+        32,
+        "/delay/300",
+        false,
+    )
+    .await;
     once(&outcomes, 32);
+    let mut sorted = tasks.clone();
+    sorted.sort();
+    assert_eq!(sorted[0], 1, "one shard idle over keep-alive: {tasks:?}");
+    assert!(server.stats().connections() - conns <= 16);
+
+    // One that closes every connection: once its first responses said so, its requests (each a
+    // new connection) are spread over both shards. Sampled in the second wave.
+    let (tasks, outcomes) =
+        tasks_per_shard_in_flight(config(false), &server, &handles, 24, 48, "/delay/300", true)
+            .await;
+    once(&outcomes, 48);
     assert!(
-        tasks.iter().all(|&t| t > 8),
+        tasks.iter().all(|&t| t > 4),
         "workers on both shards: {tasks:?}"
     );
-    assert!(server.stats().connections() - conns <= 16);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
