@@ -13,7 +13,7 @@
 //! [per-host state](hosts), jobs waiting for a host, a retry or, with `--robots`, their origin's
 //! robots.txt: `robots.rs`, whose fetches run as tasks of their own, one per origin, each
 //! reporting once over a channel), so none of it is locked. Attempts run on worker tasks, at most
-//! one per unit of concurrency, each spawned the first time every limit allows one more attempt
+//! one per unit of concurrency (two, over shards), each spawned the first time every limit allows one more attempt
 //! and no worker is idle (on the job's shard, where one may move from another; never ahead of
 //! time); the dispatcher hands an idle worker one job at a time, and the worker reports back over
 //! a channel whose capacity is the concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts its
@@ -664,7 +664,7 @@ struct Dispatcher<T> {
     hosts: Hosts<T>,
     global: Option<Bucket>,
     in_flight: usize,
-    /// The workers (never more than `concurrency`), by index.
+    /// The workers (never more than twice `concurrency`), by index.
     workers: Vec<WorkerHandle<T>>,
     /// The worker tasks: dropping the dispatcher (its run aborted) aborts them all.
     tasks: JoinSet<()>,
@@ -1013,12 +1013,14 @@ impl<T: Send + 'static> Dispatcher<T> {
         }
     }
 
-    /// Starts a worker task on `shard`; its index. At most `concurrency` exist: past that, an idle
-    /// worker of another shard (there is one, as fewer jobs are in flight) ends and a new one
-    /// takes its index here, so that a list whose hosts come one after another, each on its own
-    /// home, does not leave every shard with a full set of idle workers.
+    /// Starts a worker task on `shard`; its index. At most twice `concurrency` exist: past that,
+    /// an idle worker of another shard (there is one, as fewer jobs are in flight) ends and a new
+    /// one takes its index here, so that a list whose hosts come one after another, each on its
+    /// own home, does not leave every shard with a full set of idle workers. (At once
+    /// `concurrency`, a list over many hosts moved workers between shards all the time: 2,000
+    /// host names took 0.62 s against 0.53 s before shards.)
     fn spawn_worker(&mut self, shard: usize) -> usize {
-        let moved = match self.workers.len() >= self.concurrency {
+        let moved = match self.workers.len() >= 2 * self.concurrency {
             true => (0..self.idle.len())
                 .max_by_key(|&k| self.idle[k].len())
                 .and_then(|k| self.idle[k].pop()),

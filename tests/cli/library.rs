@@ -409,26 +409,43 @@ async fn shards_keep_a_host_on_one_unless_it_closes_every_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_move_to_the_shard_of_the_host_at_hand_and_never_outnumber_the_concurrency() {
-    // Two HTTP/2 origins one after the other: the first's home is the first shard, the second's
-    // (almost always: unless both keys hash to one of 4,096 slots) the second. The second's
-    // requests need the workers the first left idle: they move, so the first shard is left with
-    // its feeder and the first origin's idle connection (hyper's two tasks for it).
-    let (a, b) = (
+async fn workers_move_to_the_shard_of_the_host_at_hand_past_twice_the_concurrency() {
+    // Three HTTP/2 origins one after the other, on three shards: their homes are the first,
+    // second and third shard (unless two keys hash to one of 4,096 slots). At -c 4 the first
+    // two leave idle workers on their shards; the third's requests need 4 on the third shard,
+    // and a run may have 8 at most: past that, idle ones of the others end.
+    let servers = [
         Server::start(ServeConfig::default()).await.unwrap(),
         Server::start(ServeConfig::default()).await.unwrap(),
-    );
-    let shards = fanout::engine::Shards::start(2).unwrap();
+        Server::start(ServeConfig::default()).await.unwrap(),
+    ];
+    let shards = fanout::engine::Shards::start(3).unwrap();
     let mut config = EngineConfig::default();
     config.concurrency = 4;
     config.shards = shards.handles().to_vec();
     config.client.http_version = fanout::engine::client::HttpVersion::Http2;
-    let items: Vec<_> = (0..8)
-        .map(|i| item(&a.url(&format!("/item/{i}")), i))
-        .chain((8..16).map(|i| item(&b.url(&format!("/delay/400?i={i}")), i)))
-        .collect();
-    let run = tokio::spawn(outcomes_at(config, items));
-    while b.stats().requests() < 4 {
+    // Each origin's 8 requests, 4 in flight at once, slow enough to need 4 workers; a pause after
+    // each origin's, so that its workers are idle when the next one's come.
+    let phase = |k: usize, path: &'static str| {
+        let items: Vec<_> = (0..8)
+            .map(|i| item(&servers[k].url(&format!("{path}?i={i}")), 8 * k + i))
+            .collect();
+        stream::iter(items).chain(
+            stream::once(tokio::time::sleep(Duration::from_millis(600)))
+                .filter_map(|_| async { None }),
+        )
+    };
+    let items = phase(0, "/delay/100")
+        .chain(phase(1, "/delay/100"))
+        .chain(phase(2, "/delay/400"));
+    let engine = Engine::new(config).unwrap();
+    let (events, running) = engine.run(Stats::new(), items, std::future::pending());
+    let run = tokio::spawn(async move {
+        let outcomes: Vec<_> = events.collect().await;
+        assert_eq!(running.await.unwrap().end, RunEnd::Completed);
+        outcomes
+    });
+    while servers[2].stats().requests() < 4 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The moved workers' tasks end as their mailboxes close.
@@ -439,14 +456,20 @@ async fn workers_move_to_the_shard_of_the_host_at_hand_and_never_outnumber_the_c
         .map(|h| h.metrics().num_alive_tasks())
         .collect();
     let outcomes = run.await.unwrap();
-    assert_eq!(outcomes.len(), 16);
-    assert!(outcomes.iter().all(|(_, o, _)| o.status == Some(200)));
+    assert_eq!(outcomes.len(), 24);
     assert!(
-        tasks[0] <= 3,
-        "the feeder and a's connection (two tasks) only: {tasks:?}"
+        outcomes
+            .iter()
+            .all(|e| matches!(e, Event::Outcome(o, _) if o.status == Some(200)))
     );
-    // Four workers, the feeder and b's connection (and its request tasks) on the second.
-    assert!(tasks[1] >= 6, "{tasks:?}");
+    // At most 8 workers, 3 feeders, each origin's connection (hyper's two tasks) and the 4
+    // requests in flight on the third's (without the move, 2 more workers stay).
+    assert!(
+        tasks.iter().sum::<usize>() <= 8 + 3 + 3 * 2 + 4,
+        "{tasks:?}"
+    );
+    // Its 4 workers are on the third shard.
+    assert!(tasks[2] >= 4 + 1 + 2 + 4 - 1, "{tasks:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
