@@ -156,7 +156,7 @@ where
     });
     // A panic in the run drops the sender unanswered.
     let code = rx.recv().unwrap_or(exit::FAILED);
-    // Not dropped: see below (the process exits without tearing the runtimes down).
+    // Not dropped: `main` exits without tearing the runtimes down (see there).
     std::mem::forget(shards);
     code
 }

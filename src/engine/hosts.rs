@@ -277,8 +277,6 @@ pub(crate) struct Hosts<T> {
     top: Vec<HostReport>,
     /// Where [`Hosts::key_for`] writes a key to look it up.
     scratch: String,
-    /// Engine shards that hosts are shared out over (at least 1).
-    shards: usize,
     /// Each host's home shard, by a slot its key hashes to (hosts that share a slot share a
     /// home). A slot gets its home when a host first needs one: the shard with the fewest slots,
     /// the first on a tie. So a one-host list runs on the first shard, where a fetch's
@@ -286,7 +284,7 @@ pub(crate) struct Hosts<T> {
     /// forgotten while idle and made anew has the same home, where its connections are. Fixed
     /// size: memory does not grow with the hosts.
     homes: Box<[u16; HOME_SLOTS]>,
-    /// Slots given to each shard.
+    /// Slots given to each shard, one entry per shard (at least one).
     homed: Vec<usize>,
 }
 
@@ -304,7 +302,6 @@ impl<T> Hosts<T> {
             last_sweep: Instant::now(),
             top: Vec::new(),
             scratch: String::new(),
-            shards: 1,
             homes: Box::new([NO_HOME; HOME_SLOTS]),
             homed: vec![0],
         }
@@ -312,8 +309,7 @@ impl<T> Hosts<T> {
 
     /// Shares hosts out over `n` engine shards (1 by default).
     pub(crate) fn set_shards(&mut self, n: usize) {
-        self.shards = n.clamp(1, usize::from(u16::MAX - 1));
-        self.homed = vec![0; self.shards];
+        self.homed = vec![0; n.clamp(1, usize::from(u16::MAX - 1))];
     }
 
     /// Jobs waiting (for their host, or for a retry).
@@ -410,16 +406,13 @@ impl<T> Hosts<T> {
     }
 
     /// The next job whose host's limits let it start now, counted as started, and where it may
-    /// run: its host's home shard, or any shard (`None`, the engine picks the least busy) when
-    /// the host closes its connection after each response and has another request in flight
-    /// already. Each such request costs a new connection (a TCP and maybe a TLS handshake), work
-    /// worth spreading over every core; a host that keeps its connections is served from its
-    /// home's pool on one thread, which is cheaper than waking another thread per request (on
-    /// 2 cores shared with the server, one busy keep-alive host was faster on one shard, over
-    /// http, HTTPS and HTTP/2 alike, and a host closing every connection 1.45× faster spread:
-    /// docs/performance.md). Its one HTTP/2 connection, too, is then in one pool; and a list
-    /// over many hosts keeps each host's connections in one shard's pool, reused when its turn
-    /// comes again.
+    /// run: its host's home shard, or any shard (`None`: the engine picks the least busy) when
+    /// the host closes its connection after each response and has another request in flight.
+    /// Each such request costs a new connection, work worth spreading over every core; a host
+    /// that keeps its connections is served from one pool on one thread, cheaper than a wake of
+    /// another thread per request (docs/performance.md, "Issue 17, session 5"). So an HTTP/2
+    /// origin's one connection is in one pool, and each host's connections are reused when its
+    /// turn comes again.
     pub(crate) fn next_start(&mut self, now: Instant) -> Option<(Job<T>, Option<u16>)> {
         while let Some(key) = self.ready.pop_front() {
             let Some(h) = self.map.get_mut(&key) else {

@@ -13,18 +13,19 @@
 //! [per-host state](hosts), jobs waiting for a host, a retry or, with `--robots`, their origin's
 //! robots.txt: `robots.rs`, whose fetches run as tasks of their own, one per origin, each
 //! reporting once over a channel), so none of it is locked. Attempts run on worker tasks, at most
-//! one per unit of concurrency (two, over shards), each spawned the first time every limit allows one more attempt
-//! and no worker is idle (on the job's shard, where one may move from another; never ahead of
-//! time); the dispatcher hands an idle worker one job at a time, and the worker reports back over
-//! a channel whose capacity is the concurrency, so it never blocks. An attempt keeps its slot until the event channel accepts its
-//! outcome. Dropping the run's handle aborts the dispatcher, whose task set aborts the workers.
+//! one per unit of concurrency (two, over shards), each spawned the first time every limit allows
+//! one more attempt and no worker is idle on the job's shard (never ahead of time); the
+//! dispatcher hands an idle worker one job at a time, and the worker reports back over a channel
+//! whose capacity is the concurrency, so it never blocks. An attempt keeps its slot until the
+//! event channel accepts its outcome. Dropping the run's handle aborts the dispatcher, whose task
+//! set aborts the workers.
 //!
 //! Shards ([`EngineConfig::shards`], [`Shards`]): the workers may run on other runtimes, one
 //! thread each, every shard with its own connection pool, so a connection and the attempts on it
-//! stay on one thread. Each host has a home shard ([`hosts`]); an https host (whose HTTP/2
-//! connection is one, in one pool) keeps to it, and a busy plain-http host is spread over the
-//! shards with the fewest jobs in flight. The dispatcher wakes a shard's workers once per turn
-//! through the shard's feeder task, not once per job.
+//! stay on one thread. Each host keeps to its home shard ([`hosts`]), unless it closes its
+//! connection after every response: then its requests go to the shards with the fewest jobs in
+//! flight. The dispatcher wakes a shard's workers once per turn through the shard's feeder task,
+//! not once per job.
 //!
 //! Clock: admission, limits, rates, pauses, retries and the adaptive limit all read one clock,
 //! tokio's [`Instant`], so a test can run the engine on tokio's paused clock. It costs nothing:
@@ -393,8 +394,8 @@ impl Engine {
     ///
     /// Spawns the dispatcher onto the current tokio runtime, and the workers onto the shards'
     /// ([`EngineConfig::shards`]), or the current one without shards. The returned [`Events`]
-    /// yields one event per item taken; [`Running`] resolves when the run is over. Dropping the `Running` stops the run at
-    /// once (every task it spawned is aborted).
+    /// yields one event per item taken; [`Running`] resolves when the run is over. Dropping the
+    /// `Running` stops the run at once (every task it spawned is aborted).
     pub fn run<T, S, F>(self, stats: Arc<Stats>, items: S, stop: F) -> (Events<T>, Running)
     where
         T: Send + 'static,
@@ -633,7 +634,7 @@ const DRAIN: usize = 64;
 
 /// What every attempt task shares.
 struct Shared<T> {
-    /// One per shard; `clients[0]` also fetches robots.txt.
+    /// One per shard (at least one).
     clients: Vec<Client>,
     /// The shards' runtimes (empty: the current one).
     shards: Vec<tokio::runtime::Handle>,
@@ -985,15 +986,12 @@ impl<T: Send + 'static> Dispatcher<T> {
                 Some(w) => w,
                 None => self.spawn_worker(shard),
             };
-            let worker = &self.workers[w];
-            let back = match self.feeds.is_empty() {
-                true => worker.mailbox.put(job),
-                false => worker.mailbox.put_quiet(job),
-            };
-            match back {
+            let mailbox = &self.workers[w].mailbox;
+            match mailbox.put(job) {
                 None => {
-                    if !self.feeds.is_empty() {
-                        self.to_wake[shard].push(worker.mailbox.clone());
+                    match self.feeds.is_empty() {
+                        true => mailbox.wake(),
+                        false => self.to_wake[shard].push(mailbox.clone()),
                     }
                     self.load[shard] += 1;
                     return;

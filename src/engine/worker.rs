@@ -77,27 +77,21 @@ impl<T> Default for Mailbox<T> {
 }
 
 impl<T> Mailbox<T> {
-    /// Puts a job for an idle worker and wakes it; gives it back if the box is full (a bug) or
-    /// closed.
+    /// Puts a job for an idle worker, which the caller then wakes ([`Mailbox::wake`], or through
+    /// its shard's [`Feed`]); gives it back if the box is full (a bug) or closed.
     #[must_use]
     pub(super) fn put(&self, job: Job<T>) -> Option<Job<T>> {
-        let back = self.put_quiet(job);
-        if back.is_none() {
-            self.waker.wake();
-        }
-        back
-    }
-
-    /// [`Mailbox::put`] without the wake: the caller wakes the worker later, through its
-    /// shard's [`Feed`].
-    #[must_use]
-    pub(super) fn put_quiet(&self, job: Job<T>) -> Option<Job<T>> {
         let mut slot = self.job.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_some() || self.closed.load(Acquire) {
             return Some(job);
         }
         *slot = Some(job);
         None
+    }
+
+    /// Wakes the worker for the job put in its box.
+    pub(super) fn wake(&self) {
+        self.waker.wake();
     }
 
     fn close(&self) {
@@ -178,7 +172,7 @@ pub(super) async fn feeder<T>(feed: Arc<Feed<T>>) {
         })
         .await;
         for mailbox in batch.drain(..) {
-            mailbox.waker.wake();
+            mailbox.wake();
         }
     }
 }
@@ -216,11 +210,11 @@ pub(super) async fn worker<T>(
     mailbox: Arc<Mailbox<T>>,
 ) {
     // The shard's own client: its connections' tasks run on this worker's thread.
-    let client = shared.clients[shard].clone();
+    let client = &shared.clients[shard];
     while let Some(job) = mailbox.take().await {
         // Not boxed: this part of the attempt's future (~0.9 KB; the client boxes its own) lives in
         // the worker's task, allocated once; a box per attempt cost an allocation and a copy.
-        let done = run_attempt(&shared, &client, id, job, &mailbox.stop).await;
+        let done = run_attempt(&shared, client, id, job, &mailbox.stop).await;
         if !super::soon::send_soon(&shared.done, done).await {
             return;
         }
