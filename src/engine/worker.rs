@@ -240,27 +240,33 @@ enum Step {
 
 /// One attempt at a job. Always reports back exactly once, even if the attempt panics, so the
 /// in-flight count stays true; the job stays here, so its ticket is never lost.
-async fn run_attempt<T>(
-    shared: &Shared<T>,
-    client: &Client,
+///
+/// An `async` block, not an `async fn`: an `async fn` moves each argument into a local of its
+/// own and keeps the argument's room as well, and the job is ~100 bytes of every worker's task.
+#[allow(clippy::manual_async_fn)]
+fn run_attempt<'a, T>(
+    shared: &'a Shared<T>,
+    client: &'a Client,
     worker: usize,
     mut job: Job<T>,
-    stop: &StopFlag,
-) -> Done<T> {
-    let mut closes = false;
-    let step = AssertUnwindSafe(attempt(shared, client, &mut job, stop, &mut closes))
-        .catch_unwind()
-        .await;
-    // Settled in a plain function, and one await after it: a `Step` (~330 bytes with its
-    // outcome) that was still held across the emits below took room of its own in the worker's
-    // task beside the attempt's future (rustc lays out a value live across two awaits apart
-    // from every await's future), 1.4 KB a task against 0.9 KB.
-    let (event, done) = settle(shared, worker, job, closes, step);
-    if let Some(event) = event {
-        // The slot stays taken until the consumer accepts: a slow store slows admission.
-        shared.emit(event).await;
+    stop: &'a StopFlag,
+) -> impl Future<Output = Done<T>> + 'a {
+    async move {
+        let mut closes = false;
+        let step = AssertUnwindSafe(attempt(shared, client, &mut job, stop, &mut closes))
+            .catch_unwind()
+            .await;
+        // Settled in a plain function, and one await after it: a `Step` (~330 bytes with its
+        // outcome) that was still held across the emits below took room of its own in the
+        // worker's task beside the attempt's future (rustc lays out a value live across two
+        // awaits apart from every await's future), 1.4 KB a task against 0.9 KB.
+        let (event, done) = settle(shared, worker, job, closes, step);
+        if let Some(event) = event {
+            // The slot stays taken until the consumer accepts: a slow store slows admission.
+            shared.emit(event).await;
+        }
+        done
     }
-    done
 }
 
 /// What an attempt that ended as `step` emits (if anything), and its report.
