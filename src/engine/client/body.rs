@@ -131,17 +131,21 @@ pub(super) async fn read(
     let mut sink = Sink::new(max, mode);
     if codings.is_empty() {
         let mut body = body;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| classify(&e, false))?;
-            if let Ok(data) = frame.into_data() {
-                received.fetch_add(data.len() as u64, Relaxed);
-                sink.push(&data)?;
-                if let Some(f) = file.as_deref_mut() {
-                    f.write(&data).await?;
-                }
+        // `let ... else`, not `while let` / `if let`: their scrutinees (the frame, ~100 bytes
+        // each) stayed in this future's state across the file's write, the largest of its awaits.
+        loop {
+            let Some(frame) = body.frame().await else {
+                return Ok(sink.finish());
+            };
+            let Ok(data) = frame.map_err(|e| classify(&e, false))?.into_data() else {
+                continue;
+            };
+            received.fetch_add(data.len() as u64, Relaxed);
+            sink.push(&data)?;
+            if let Some(f) = file.as_deref_mut() {
+                f.write(&data).await?;
             }
         }
-        return Ok(sink.finish());
     }
     let stream = BodyStream::new(body)
         .try_filter_map(|frame| {
