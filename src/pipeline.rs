@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -94,13 +94,6 @@ pub async fn run_with_sinks(
     source.count_into(&stats);
     let engine_config = config.engine();
     let sizes = engine_config.sizes();
-    // With shards, the input is read, parsed and filtered on the last: the first runs the
-    // dispatcher, the recorder and (for a one-host list) every request, and this work would wait
-    // for them there. Requests cross in batches.
-    let filter_on = match engine_config.shards.as_slice() {
-        [_, .., last] => Some(last.clone()),
-        _ => None,
-    };
     let engine = Engine::new(engine_config)?;
     let mut journals = Vec::new();
     let mut sinks: Vec<Box<dyn Sink>> = sinks
@@ -124,9 +117,9 @@ pub async fn run_with_sinks(
 
     let failed = CancellationToken::new();
     let in_progress = Arc::new(InProgress::default());
-    let (items_tx, mut items_rx) = mpsc::channel((sizes.read_ahead / resume::ITEM_BATCH).max(2));
+    let (items_tx, mut items_rx) = mpsc::channel(sizes.read_ahead);
     let (invalid_tx, invalid_rx) = mpsc::channel(64);
-    let filter = resume::task(
+    let filter = AbortOnDropHandle::new(resume::spawn(
         source,
         journals,
         info.id,
@@ -137,23 +130,8 @@ pub async fn run_with_sinks(
             items: items_tx,
             invalid: invalid_tx,
         },
-    );
-    let filter = AbortOnDropHandle::new(match &filter_on {
-        Some(shard) => shard.spawn(filter),
-        None => tokio::spawn(filter),
-    });
-    let mut batch = Vec::new().into_iter();
-    let items = futures_util::stream::poll_fn(move |cx| {
-        loop {
-            if let Some(item) = batch.next() {
-                return Poll::Ready(Some(item));
-            }
-            match ready!(items_rx.poll_recv(cx)) {
-                Some(next) => batch = next.into_iter(),
-                None => return Poll::Ready(None),
-            }
-        }
-    });
+    ));
+    let items = futures_util::stream::poll_fn(move |cx| items_rx.poll_recv(cx));
     let stop = stop_reason(shutdown, config.deadline, failed.clone());
     let (events, running) = engine.run(stats.clone(), items, stop);
     let on_commit = Box::new(move |batch: &[Outcome]| {

@@ -252,19 +252,14 @@ fn key_of(item: &SourceItem) -> &str {
 
 /// Where the filter sends what it keeps: requests to the engine, invalid lines to the recorder.
 pub(crate) struct Outputs {
-    /// Requests, for admission, in batches of up to [`ITEM_BATCH`] (one wake of the dispatcher,
-    /// and of this task, per batch: with shards they run on different threads).
-    pub(crate) items: mpsc::Sender<Vec<Item<()>>>,
+    /// Requests, for admission.
+    pub(crate) items: mpsc::Sender<Item<()>>,
     /// Invalid lines, already outcomes.
     pub(crate) invalid: mpsc::Sender<Outcome>,
 }
 
-/// Requests per message on [`Outputs::items`]; a channel of `read_ahead / ITEM_BATCH` messages
-/// holds about as many as one of `read_ahead` requests did.
-pub(crate) const ITEM_BATCH: usize = QUICK_BATCH;
-
-/// The filter task for run `run_id`, for the caller to spawn (with shards, on another runtime).
-pub(crate) async fn task(
+/// Starts the filter task for run `run_id`.
+pub(crate) fn spawn(
     mut source: Source,
     mut journals: Vec<Box<dyn Journal>>,
     run_id: i64,
@@ -272,82 +267,76 @@ pub(crate) async fn task(
     policy: ResumePolicy,
     stats: Arc<Stats>,
     out: Outputs,
-) -> Result<(), SinkError> {
-    let mut batch: Vec<SourceItem> = Vec::with_capacity(LOOKUP_BATCH);
-    // Only when earlier outcomes cannot count: otherwise every key is looked up anyway.
-    let mut admitted = (!journals.is_empty()
-        && (policy.fresh || journals.iter().all(|j| !j.others_may_have_recorded())))
-    .then(|| Admitted::with_layers(ADMITTED_LAYERS));
-    // Without store reads (a new store, --fresh, or none), nothing is gained by waiting to
-    // fill a batch: lines go on as soon as they are read, in small batches.
-    let (limit, linger) = if admitted.is_some() || journals.is_empty() {
-        (QUICK_BATCH, None)
-    } else {
-        (LOOKUP_BATCH, Some(LOOKUP_LINGER))
-    };
-    loop {
-        let Some(first) = source.next().await else {
-            return Ok(());
+) -> tokio::task::JoinHandle<Result<(), SinkError>> {
+    tokio::spawn(async move {
+        let mut batch: Vec<SourceItem> = Vec::with_capacity(LOOKUP_BATCH);
+        // Only when earlier outcomes cannot count: otherwise every key is looked up anyway.
+        let mut admitted = (!journals.is_empty()
+            && (policy.fresh || journals.iter().all(|j| !j.others_may_have_recorded())))
+        .then(|| Admitted::with_layers(ADMITTED_LAYERS));
+        // Without store reads (a new store, --fresh, or none), nothing is gained by waiting to
+        // fill a batch: lines go on as soon as they are read, in small batches.
+        let (limit, linger) = if admitted.is_some() || journals.is_empty() {
+            (QUICK_BATCH, None)
+        } else {
+            (LOOKUP_BATCH, Some(LOOKUP_LINGER))
         };
-        batch.push(first);
-        let until = linger.map(|l| Instant::now() + l);
-        let mut eof = false;
-        while batch.len() < limit {
-            let next = match until {
-                Some(until) => tokio::time::timeout_at(until, source.next()).await.ok(),
-                // Only what is already read (`next` keeps a partly read line if dropped).
-                None => source.next().now_or_never(),
+        loop {
+            let Some(first) = source.next().await else {
+                return Ok(());
             };
-            match next {
-                Some(Some(item)) => batch.push(item),
-                Some(None) => {
-                    eof = true;
-                    break;
-                }
-                None => break,
-            }
-        }
-        let keep = filter(
-            &batch,
-            &mut journals,
-            run_id,
-            admitted.as_mut(),
-            &in_progress,
-            &policy,
-        )
-        .await?;
-        let skipped = keep.iter().filter(|k| !**k).count();
-        stats
-            .skipped
-            .fetch_add(skipped as u64, std::sync::atomic::Ordering::Relaxed);
-        let mut requests = Vec::with_capacity(batch.len().min(ITEM_BATCH));
-        for (item, keep) in batch.drain(..).zip(keep) {
-            let sent = match item {
-                _ if !keep => true,
-                SourceItem::Request(request) => {
-                    requests.push(Item {
-                        request,
-                        ticket: (),
-                    });
-                    if requests.len() < ITEM_BATCH {
-                        continue;
+            batch.push(first);
+            let until = linger.map(|l| Instant::now() + l);
+            let mut eof = false;
+            while batch.len() < limit {
+                let next = match until {
+                    Some(until) => tokio::time::timeout_at(until, source.next()).await.ok(),
+                    // Only what is already read (`next` keeps a partly read line if dropped).
+                    None => source.next().now_or_never(),
+                };
+                match next {
+                    Some(Some(item)) => batch.push(item),
+                    Some(None) => {
+                        eof = true;
+                        break;
                     }
-                    let full = std::mem::replace(&mut requests, Vec::with_capacity(ITEM_BATCH));
-                    super::soon::send_soon(&out.items, full).await
+                    None => break,
                 }
-                SourceItem::Invalid(o) => super::soon::send_soon(&out.invalid, *o).await,
-            };
-            if !sent {
-                return Ok(()); // the run has stopped
+            }
+            let keep = filter(
+                &batch,
+                &mut journals,
+                run_id,
+                admitted.as_mut(),
+                &in_progress,
+                &policy,
+            )
+            .await?;
+            let skipped = keep.iter().filter(|k| !**k).count();
+            stats
+                .skipped
+                .fetch_add(skipped as u64, std::sync::atomic::Ordering::Relaxed);
+            for (item, keep) in batch.drain(..).zip(keep) {
+                let sent = match item {
+                    _ if !keep => true,
+                    SourceItem::Request(request) => {
+                        let item = Item {
+                            request,
+                            ticket: (),
+                        };
+                        super::soon::send_soon(&out.items, item).await
+                    }
+                    SourceItem::Invalid(o) => super::soon::send_soon(&out.invalid, *o).await,
+                };
+                if !sent {
+                    return Ok(()); // the run has stopped
+                }
+            }
+            if eof {
+                return Ok(());
             }
         }
-        if !requests.is_empty() && !super::soon::send_soon(&out.items, requests).await {
-            return Ok(());
-        }
-        if eof {
-            return Ok(());
-        }
-    }
+    })
 }
 
 /// Decides, for each item of `batch`, whether it is to be fetched.

@@ -409,48 +409,6 @@ async fn shards_keep_a_host_on_one_unless_it_closes_every_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_shards_the_input_is_read_on_the_last_and_every_request_ends_once() {
-    let server = Server::start(ServeConfig::default()).await.unwrap();
-    let shards = fanout::engine::Shards::start(2).unwrap();
-    let handles = shards.handles().to_vec();
-    let mut threads = Vec::new();
-    for h in &handles {
-        threads.push(
-            h.spawn(async { std::thread::current().id() })
-                .await
-                .unwrap(),
-        );
-    }
-    // The input records the thread of every poll: the filter that reads it runs there.
-    let polled = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-    let n = 1_000;
-    let (mut i, seen, url) = (0, polled.clone(), server.url("/"));
-    let requests = stream::poll_fn(move |_| {
-        seen.lock().unwrap().insert(std::thread::current().id());
-        i += 1;
-        std::task::Poll::Ready((i <= n).then(|| Request::get(&format!("{url}?i={i}")).unwrap()))
-    });
-    let config = RunConfig::builder()
-        .concurrency(16)
-        .shards(&handles)
-        .build()
-        .unwrap();
-    let mut fetch = fanout::fetch(config, requests);
-    let mut urls = std::collections::HashSet::new();
-    while let Some(o) = fetch.next().await {
-        assert_eq!(o.status, Some(200), "{o:?}");
-        assert!(urls.insert(o.url.clone()), "twice: {}", o.url);
-    }
-    let summary = fetch.summary().await.unwrap();
-    assert_eq!((summary.total, urls.len()), (n, n as usize));
-    assert_eq!(
-        *polled.lock().unwrap(),
-        std::collections::HashSet::from([threads[1]]),
-        "read on the last shard only (shards: {threads:?})"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_move_to_the_shard_of_the_host_at_hand_past_twice_the_concurrency() {
     // Three HTTP/2 origins one after the other, on three shards: their homes are the first,
     // second and third shard (unless two keys hash to one of 4,096 slots). At -c 4 the first
