@@ -448,8 +448,7 @@ impl RunConfigBuilder {
     }
 
     /// Runs the requests on these runtimes, one shard each (see [`EngineConfig::shards`] and
-    /// [`Shards`](crate::engine::Shards)); they must outlive the run. With two or more, the
-    /// input is also read, parsed and checked against the stores on the last one.
+    /// [`Shards`](crate::engine::Shards)); they must outlive the run.
     pub fn shards(mut self, handles: &[tokio::runtime::Handle]) -> Self {
         self.config.shards = handles.to_vec();
         self

@@ -89,8 +89,8 @@ pub fn main() -> ExitCode {
     );
     let code = match cli.command {
         // A run's requests go over shards, one per worker thread: each its own runtime, workers
-        // and connections (fanout::engine::Shards). The run's other tasks (dispatcher, stores'
-        // feeds, progress) live on the first; `fetch` reads its input on the last.
+        // and connections (fanout::engine::Shards). The run's other tasks (input, dispatcher,
+        // stores' feeds, progress) live on the first.
         Command::Fetch(a) => on_shards(workers, move |shards| fetch(*a, fds.limit, shards)),
         Command::Work(a) => on_shards(workers, move |shards| queue::work_cmd(*a, shards)),
         command => on_runtime(workers, command),
