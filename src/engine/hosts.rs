@@ -204,6 +204,15 @@ struct Host<T> {
 }
 
 impl<T> Host<T> {
+    /// Whether the host goes on the ready list now: it has a job waiting and is not on it. If so
+    /// it counts as on it, and the caller pushes its key (so that a caller holding the host need
+    /// not look it up again by key).
+    fn becomes_ready(&mut self) -> bool {
+        let becomes = !self.ready && !self.queue.is_empty();
+        self.ready |= becomes;
+        becomes
+    }
+
     fn limit(&self) -> usize {
         self.aimd.as_ref().map_or(self.fixed_limit, Aimd::limit)
     }
@@ -369,11 +378,7 @@ impl<T> Hosts<T> {
     }
 
     fn mark_ready(&mut self, key: &Arc<str>) {
-        if let Some(h) = self.map.get_mut(key)
-            && !h.ready
-            && !h.queue.is_empty()
-        {
-            h.ready = true;
+        if self.map.get_mut(key).is_some_and(Host::becomes_ready) {
             self.ready.push_back(key.clone());
         }
     }
@@ -381,9 +386,13 @@ impl<T> Hosts<T> {
     /// Queues a new job behind its host's other jobs.
     pub(crate) fn push(&mut self, job: Job<T>, now: Instant) {
         let key = job.host.clone();
-        self.host(&key, now).queue.push_back(job);
+        let h = self.host(&key, now);
+        h.queue.push_back(job);
+        let ready = h.becomes_ready();
         self.parked += 1;
-        self.mark_ready(&key);
+        if ready {
+            self.ready.push_back(key);
+        }
     }
 
     /// Holds a job until `at` (a retry's backoff), then puts it at the front of its host's queue.
@@ -433,7 +442,9 @@ impl<T> Hosts<T> {
                     self.parked -= 1;
                     let spread = h.closes && h.in_flight > 1;
                     let shard = (!spread).then_some(h.home);
-                    self.mark_ready(&key);
+                    if h.becomes_ready() {
+                        self.ready.push_back(key);
+                    }
                     return Some((job, shard));
                 }
                 // A completion will mark it ready again.
@@ -475,7 +486,9 @@ impl<T> Hosts<T> {
                 return;
             }
         }
-        self.mark_ready(key);
+        if h.becomes_ready() {
+            self.ready.push_back(key.clone());
+        }
     }
 
     /// Makes `key` wait at least `interval` between the starts of its requests (a robots.txt
