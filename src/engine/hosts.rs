@@ -651,6 +651,32 @@ mod tests {
         )
     }
 
+    /// A host is on the ready list once however often it is marked (by a push, a start that
+    /// leaves jobs queued, a completion), and jobs of several hosts take turns.
+    #[test]
+    fn a_host_with_jobs_waiting_is_on_the_ready_list_once() {
+        let t = Instant::now();
+        let mut hosts = Hosts::new(HostLimits::default(), 64);
+        for _ in 0..3 {
+            hosts.push(job("http://a.test/x"), t);
+        }
+        hosts.push(job("http://b.test/x"), t);
+        assert_eq!(hosts.ready.len(), 2);
+        let a = job("http://a.test/x").host;
+        assert_eq!(hosts.next_start(t).unwrap().0.host, a);
+        assert_eq!(hosts.ready.len(), 2);
+        hosts.completed(&a, Signal::Neutral, false, t);
+        hosts.push(job("http://a.test/x"), t);
+        assert_eq!(hosts.ready.len(), 2);
+        let order: Vec<_> = (0..4)
+            .map(|_| hosts.next_start(t).unwrap().0.host)
+            .collect();
+        let b = job("http://b.test/x").host;
+        assert_eq!(order, [b, a.clone(), a.clone(), a]);
+        assert!(hosts.ready.is_empty());
+        assert!(hosts.next_start(t).is_none());
+    }
+
     #[test]
     fn a_busy_host_that_closes_its_connections_is_spread_over_shards_and_the_rest_keep_home() {
         let t = Instant::now();
