@@ -27,16 +27,19 @@ struct Hosts {
     reports: Server,
     orders: Server,
     partner: Server,
-    /// A port that was free a moment ago and has no listener: connections are refused.
+    /// A port with no listener: connections are refused.
     dead: u16,
+    /// Holds `dead` bound (not listening) for the demo's life, so that no other server (a test
+    /// running beside it) can take the port and answer in its place.
+    _dead_socket: tokio::net::TcpSocket,
 }
 
 impl Hosts {
     async fn start() -> std::io::Result<Hosts> {
         let start = || Server::start(ServeConfig::default());
-        let dead = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let dead_socket = tokio::net::TcpSocket::new_v4()?;
+        dead_socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let dead = dead_socket.local_addr()?.port();
         Ok(Hosts {
             catalog: start().await?,
             search: start().await?,
@@ -44,6 +47,7 @@ impl Hosts {
             orders: start().await?,
             partner: start().await?,
             dead,
+            _dead_socket: dead_socket,
         })
     }
 
