@@ -295,9 +295,9 @@ pub struct Attempt {
     pub body_path: Option<String>,
     /// The response's `Retry-After`, as a delay from now (seconds or an HTTP date).
     pub retry_after: Option<Duration>,
-    /// The server closes the connection after the response (`Connection: close`): the next
-    /// request to it needs a new connection.
-    pub(crate) closes: bool,
+    /// What the response showed of its connection (`Unknown` without a response), for where
+    /// the host's next requests run.
+    pub(crate) reuse: Reuse,
 }
 
 impl Attempt {
@@ -375,7 +375,7 @@ struct Response {
     sha256: Option<String>,
     body: Option<Bytes>,
     body_path: Option<String>,
-    closes: bool,
+    reuse: Reuse,
 }
 
 impl Client {
@@ -627,12 +627,12 @@ impl Client {
             body: None,
             body_path: None,
             retry_after: None,
-            closes: false,
+            reuse: Reuse::Unknown,
         };
         match result {
             Ok(r) => {
                 a.retry_after = r.retry_after;
-                a.closes = r.closes;
+                a.reuse = r.reuse;
                 a.status = Some(r.status.as_u16());
                 a.ttfb = Some(r.ttfb);
                 a.bytes = r.bytes;
@@ -690,7 +690,7 @@ impl Client {
             let (
                 Head {
                     status,
-                    closes,
+                    reuse,
                     location,
                     retry_after,
                     length,
@@ -806,7 +806,7 @@ impl Client {
                 sha256: body.sha256,
                 body: body.kept,
                 body_path,
-                closes,
+                reuse,
             });
         }
     }
@@ -851,7 +851,7 @@ impl Client {
         }
         let head = Head {
             status: resp.status(),
-            closes: closes_connection(resp.version(), connection.then(|| resp.headers())),
+            reuse: reuse_of(resp.version(), connection.then(|| resp.headers())),
             location: location.cloned(),
             retry_after: retry_after
                 .and_then(|v| v.to_str().ok())
@@ -870,14 +870,38 @@ impl Client {
 /// What [`Client::attempt`] reads from a response's head (see [`Client::head`]).
 struct Head {
     status: StatusCode,
-    /// The server closes the connection after this response.
-    closes: bool,
+    /// What this response shows of its connection.
+    reuse: Reuse,
     location: Option<HeaderValue>,
     retry_after: Option<Duration>,
     /// `Content-Length`, if given and a number.
     length: Option<u64>,
     /// The content codings to undo, outermost last; empty with `raw`.
     codings: Vec<body::Coding>,
+}
+
+/// What a response shows of the connection it came on: where a host's next requests may run
+/// depends on it ([`Hosts::next_start`](super::hosts::Hosts::next_start)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// Nothing shown yet (no response, or an https origin before ALPN has chosen).
+    Unknown,
+    /// HTTP/1.x kept alive: one request at a time on a connection, which is reused.
+    KeepAlive,
+    /// The server closes each connection after its response: every request opens one.
+    Closes,
+    /// HTTP/2: one connection carries every request to the origin.
+    Multiplexed,
+}
+
+/// What a response of `version` with `headers` (`None`: no `Connection` header) shows of its
+/// connection.
+fn reuse_of(version: http::Version, headers: Option<&HeaderMap>) -> Reuse {
+    match version {
+        http::Version::HTTP_2 | http::Version::HTTP_3 => Reuse::Multiplexed,
+        _ if closes_connection(version, headers) => Reuse::Closes,
+        _ => Reuse::KeepAlive,
+    }
 }
 
 /// Whether the server closes the connection after a response of `version` with `headers`
@@ -1234,23 +1258,25 @@ mod tests {
 
     #[test]
     fn a_response_closes_its_connection_by_connection_close_or_as_http_1_0() {
+        use super::Reuse::{Closes, KeepAlive, Multiplexed};
         use http::Version;
         // As `Client::head` calls it: the headers only when a `Connection` header is there.
-        let closes = |version, connection: Option<&str>| {
+        let reuse = |version, connection: Option<&str>| {
             let mut r = http::Response::builder().version(version);
             if let Some(c) = connection {
                 r = r.header(http::header::CONNECTION, c);
             }
             let r = r.body(()).unwrap();
-            super::closes_connection(version, connection.map(|_| r.headers()))
+            super::reuse_of(version, connection.map(|_| r.headers()))
         };
-        assert!(!closes(Version::HTTP_11, None));
-        assert!(closes(Version::HTTP_11, Some("close")));
-        assert!(closes(Version::HTTP_11, Some("Upgrade, Close")));
-        assert!(!closes(Version::HTTP_11, Some("keep-alive")));
-        assert!(closes(Version::HTTP_10, None));
-        assert!(!closes(Version::HTTP_10, Some("Keep-Alive")));
-        assert!(!closes(Version::HTTP_2, Some("close")));
+        assert_eq!(reuse(Version::HTTP_11, None), KeepAlive);
+        assert_eq!(reuse(Version::HTTP_11, Some("close")), Closes);
+        assert_eq!(reuse(Version::HTTP_11, Some("Upgrade, Close")), Closes);
+        assert_eq!(reuse(Version::HTTP_11, Some("keep-alive")), KeepAlive);
+        assert_eq!(reuse(Version::HTTP_10, None), Closes);
+        assert_eq!(reuse(Version::HTTP_10, Some("Keep-Alive")), KeepAlive);
+        assert_eq!(reuse(Version::HTTP_2, Some("close")), Multiplexed);
+        assert_eq!(reuse(Version::HTTP_2, None), Multiplexed);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::Job;
 use super::adaptive::{Aimd, Signal};
+use super::client::{HttpVersion, Reuse};
 use crate::due::Due;
 
 /// How long an idle host keeps its learned adaptive limit before it is forgotten.
@@ -198,9 +199,9 @@ struct Host<T> {
     timer: Option<Instant>,
     /// The engine shard this host's requests go to (see [`Hosts::next_start`]).
     home: u16,
-    /// Its last response closed the connection: each request costs a new one (see
-    /// [`Hosts::next_start`]).
-    closes: bool,
+    /// What its responses showed of their connections, or what its first request's scheme
+    /// promises (see [`Hosts::next_start`]).
+    reuse: Reuse,
 }
 
 impl<T> Host<T> {
@@ -247,6 +248,13 @@ impl<T> Host<T> {
             && self.bucket.as_ref().is_none_or(|b| b.is_full(now))
     }
 }
+
+/// Requests in flight to a host that keeps its HTTP/1.1 connections alive past which its next
+/// ones may run on any shard. A busy host is then served by every core (one host at `-c 64`: 0.91 s
+/// spread against 1.06 s on one shard, docs/performance.md, "Issue 17, session 8"); a host with
+/// this many or fewer stays on one thread and in one pool, so a list over many hosts does not
+/// open a connection to a host on each shard.
+const SPREAD_KEEP_ALIVE_ABOVE: usize = 8;
 
 /// Slots of [`Hosts::homes`]: enough that many hosts are shared out evenly.
 const HOME_SLOTS: usize = 4096;
@@ -295,6 +303,8 @@ pub(crate) struct Hosts<T> {
     homes: Box<[u16; HOME_SLOTS]>,
     /// Slots given to each shard, one entry per shard (at least one).
     homed: Vec<usize>,
+    /// The protocol the client is held to: what a host's first request's scheme promises.
+    http_version: HttpVersion,
 }
 
 impl<T> Hosts<T> {
@@ -313,12 +323,30 @@ impl<T> Hosts<T> {
             scratch: String::new(),
             homes: Box::new([NO_HOME; HOME_SLOTS]),
             homed: vec![0],
+            http_version: HttpVersion::Auto,
         }
     }
 
     /// Shares hosts out over `n` engine shards (1 by default).
     pub(crate) fn set_shards(&mut self, n: usize) {
         self.homed = vec![0; n.clamp(1, usize::from(u16::MAX - 1))];
+    }
+
+    /// Sets the protocol the client is held to (`Auto` by default), for what a host's
+    /// connections are before its first response (see [`Hosts::next_start`]).
+    pub(crate) fn set_http_version(&mut self, version: HttpVersion) {
+        self.http_version = version;
+    }
+
+    /// What a request to `url` will find of its connection before any response says: HTTP/1.1
+    /// kept alive for http (unless HTTP/2 is forced) and for https held to HTTP/1.1; an https
+    /// origin may choose HTTP/2 by ALPN, one connection for all, so it is not known yet.
+    fn expected_reuse(&self, url: &url::Url) -> Reuse {
+        match (url.scheme(), self.http_version) {
+            (_, HttpVersion::Http2) => Reuse::Multiplexed,
+            ("http", _) | (_, HttpVersion::Http1) => Reuse::KeepAlive,
+            _ => Reuse::Unknown,
+        }
     }
 
     /// Jobs waiting (for their host, or for a retry).
@@ -372,7 +400,7 @@ impl<T> Hosts<T> {
                 ready: false,
                 timer: None,
                 home,
-                closes: false,
+                reuse: Reuse::Unknown,
             }
         })
     }
@@ -386,7 +414,11 @@ impl<T> Hosts<T> {
     /// Queues a new job behind its host's other jobs.
     pub(crate) fn push(&mut self, job: Job<T>, now: Instant) {
         let key = job.host.clone();
+        let expected = self.expected_reuse(&job.req.url);
         let h = self.host(&key, now);
+        if h.reuse == Reuse::Unknown {
+            h.reuse = expected;
+        }
         h.queue.push_back(job);
         let ready = h.becomes_ready();
         self.parked += 1;
@@ -415,13 +447,17 @@ impl<T> Hosts<T> {
     }
 
     /// The next job whose host's limits let it start now, counted as started, and where it may
-    /// run: its host's home shard, or any shard (`None`: the engine picks the least busy) when
-    /// the host closes its connection after each response and has another request in flight.
-    /// Each such request costs a new connection, work worth spreading over every core; a host
-    /// that keeps its connections is served from one pool on one thread, cheaper than a wake of
-    /// another thread per request (docs/performance.md, "Issue 17, session 5"). So an HTTP/2
-    /// origin's one connection is in one pool, and each host's connections are reused when its
-    /// turn comes again.
+    /// run: its host's home shard, or any shard (`None`: the engine picks the least busy)
+    /// - when the host closes its connection after each response and has another request in
+    ///   flight: each such request costs a new connection, work worth spreading over every core;
+    /// - when it keeps its HTTP/1.1 connections alive and has more than
+    ///   [`SPREAD_KEEP_ALIVE_ABOVE`] requests in flight: one thread cannot keep up with such a
+    ///   host while the other cores idle. Its connections are then in each shard's pool.
+    ///
+    /// Otherwise a host is served from one pool on one thread, cheaper than a wake of another
+    /// thread per request (docs/performance.md, "Issue 17, session 5"): an HTTP/2 origin (or an
+    /// https one before ALPN has chosen) keeps its one connection in one pool, and a list over
+    /// many hosts reuses each host's connections when its turn comes again.
     pub(crate) fn next_start(&mut self, now: Instant) -> Option<(Job<T>, Option<u16>)> {
         while let Some(key) = self.ready.pop_front() {
             let Some(h) = self.map.get_mut(&key) else {
@@ -440,7 +476,11 @@ impl<T> Hosts<T> {
                         b.take(now);
                     }
                     self.parked -= 1;
-                    let spread = h.closes && h.in_flight > 1;
+                    let spread = match h.reuse {
+                        Reuse::Closes => h.in_flight > 1,
+                        Reuse::KeepAlive => h.in_flight > SPREAD_KEEP_ALIVE_ABOVE,
+                        Reuse::Unknown | Reuse::Multiplexed => false,
+                    };
                     let shard = (!spread).then_some(h.home);
                     if h.becomes_ready() {
                         self.ready.push_back(key);
@@ -461,8 +501,9 @@ impl<T> Hosts<T> {
     }
 
     /// Records the end of an attempt to `key`: frees its slot and feeds the adaptive limit.
-    /// `closes`: the server closed the connection after it (see [`Hosts::next_start`]).
-    pub(crate) fn completed(&mut self, key: &Arc<str>, signal: Signal, closes: bool, now: Instant) {
+    /// `reuse`: what its response showed of the connection (see [`Hosts::next_start`]); an
+    /// attempt without one (`Unknown`) leaves what earlier responses showed.
+    pub(crate) fn completed(&mut self, key: &Arc<str>, signal: Signal, reuse: Reuse, now: Instant) {
         if let Some(g) = &self.limits.gate {
             g.0.finished(key);
         }
@@ -470,7 +511,9 @@ impl<T> Hosts<T> {
             return;
         };
         h.in_flight = h.in_flight.saturating_sub(1);
-        h.closes = closes;
+        if reuse != Reuse::Unknown {
+            h.reuse = reuse;
+        }
         if matches!(signal, Signal::Overload(_)) {
             h.overloads += 1;
         }
@@ -665,7 +708,7 @@ mod tests {
         let a = job("http://a.test/x").host;
         assert_eq!(hosts.next_start(t).unwrap().0.host, a);
         assert_eq!(hosts.ready.len(), 2);
-        hosts.completed(&a, Signal::Neutral, false, t);
+        hosts.completed(&a, Signal::Neutral, Reuse::KeepAlive, t);
         hosts.push(job("http://a.test/x"), t);
         assert_eq!(hosts.ready.len(), 2);
         let order: Vec<_> = (0..4)
@@ -678,7 +721,7 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_host_that_closes_its_connections_is_spread_over_shards_and_the_rest_keep_home() {
+    fn a_busy_host_is_spread_over_shards_unless_it_multiplexes_and_the_rest_keep_home() {
         let t = Instant::now();
         let start = |hosts: &mut Hosts<()>, url: &str, n: usize| -> Vec<Option<u16>> {
             for _ in 0..n {
@@ -686,24 +729,60 @@ mod tests {
             }
             (0..n).map(|_| hosts.next_start(t).unwrap().1).collect()
         };
+        let home_then_anywhere = |home: Option<u16>, at_home: usize, n: usize| {
+            let mut v = vec![home; at_home];
+            v.resize(n, None);
+            v
+        };
         let mut hosts = Hosts::new(HostLimits::default(), 64);
         hosts.set_shards(4);
-        // Until a response says otherwise, a host keeps to its home, whatever is in flight. The
-        // first host's home is the first shard (where a fetch's dispatcher runs).
+        // A host keeps to its home while few requests are in flight. The first host's home is
+        // the first shard (where a fetch's dispatcher runs).
         let first = start(&mut hosts, "http://a.test/x", 3);
         assert_eq!(first, [Some(0); 3]);
-        // Once it closes connections, a second request in flight may go anywhere.
+        // Once it closes connections, a second request in flight may go anywhere; an attempt
+        // without a response does not change that.
         let key = job("http://a.test/x").host;
-        hosts.completed(&key, Signal::Neutral, true, t);
+        hosts.completed(&key, Signal::Neutral, Reuse::Closes, t);
+        hosts.completed(&key, Signal::Neutral, Reuse::Unknown, t);
         assert_eq!(start(&mut hosts, "http://a.test/x", 1), [None]);
-        // Forgotten while idle and made anew: the same home, kept until a response closes.
-        for _ in 0..3 {
-            hosts.completed(&key, Signal::Neutral, true, t);
+        // Forgotten while idle and made anew: the same home, kept while few are in flight.
+        for _ in 0..2 {
+            hosts.completed(&key, Signal::Neutral, Reuse::Closes, t);
         }
         assert_eq!(start(&mut hosts, "http://a.test/x", 2), [Some(0), Some(0)]);
         // A response that keeps its connection: home again.
-        hosts.completed(&key, Signal::Neutral, false, t);
+        hosts.completed(&key, Signal::Neutral, Reuse::KeepAlive, t);
         assert_eq!(start(&mut hosts, "http://a.test/x", 1), [Some(0)]);
+
+        // Plain http keeps its connections alive (HTTP/1.1) from the first request: past
+        // `SPREAD_KEEP_ALIVE_ABOVE` in flight, the next go anywhere.
+        let n = SPREAD_KEEP_ALIVE_ABOVE + 4;
+        let b = start(&mut hosts, "http://b.test/x", n);
+        assert_eq!(b, home_then_anywhere(b[0], SPREAD_KEEP_ALIVE_ABOVE, n));
+        assert!(b[0].is_some());
+        // https may choose HTTP/2 by ALPN (one connection for all): home until a response says.
+        let c = start(&mut hosts, "https://c.test/x", n);
+        assert_eq!(c, vec![c[0]; n]);
+        assert!(c[0].is_some());
+        let key = job("https://c.test/x").host;
+        hosts.completed(&key, Signal::Neutral, Reuse::Multiplexed, t);
+        assert_eq!(start(&mut hosts, "https://c.test/x", 1), [c[0]]);
+        hosts.completed(&key, Signal::Neutral, Reuse::KeepAlive, t);
+        assert_eq!(start(&mut hosts, "https://c.test/x", 1), [None]);
+
+        // Held to HTTP/1.1, https keeps alive from the first request; held to HTTP/2, plain http
+        // multiplexes (prior knowledge) and stays home.
+        let mut h1 = Hosts::new(HostLimits::default(), 64);
+        h1.set_shards(2);
+        h1.set_http_version(HttpVersion::Http1);
+        let d = start(&mut h1, "https://d.test/x", n);
+        assert_eq!(d, home_then_anywhere(Some(0), SPREAD_KEEP_ALIVE_ABOVE, n));
+        let mut h2 = Hosts::new(HostLimits::default(), 64);
+        h2.set_shards(2);
+        h2.set_http_version(HttpVersion::Http2);
+        assert_eq!(start(&mut h2, "http://e.test/x", n), vec![Some(0); n]);
+
         // Many hosts are shared out over every shard.
         let homes: std::collections::HashSet<_> = (0..64)
             .map(|i| start(&mut hosts, &format!("https://h{i}.test/"), 1)[0])
@@ -735,7 +814,12 @@ mod tests {
         let j = hosts.next_startable(t).unwrap();
         let key = j.host.clone();
         hosts.push_delayed(j, t + Duration::from_secs(120));
-        hosts.completed(&key, Signal::Overload(Duration::from_millis(1)), false, t);
+        hosts.completed(
+            &key,
+            Signal::Overload(Duration::from_millis(1)),
+            Reuse::KeepAlive,
+            t,
+        );
         hosts.sweep(t + Duration::from_secs(60));
         assert!(hosts.map.contains_key(&key), "not idle while a retry waits");
         assert_eq!(hosts.parked(), 1);
@@ -795,7 +879,12 @@ mod tests {
             "the busy host's queue waits aside"
         );
         assert!(hosts.next_startable(t).is_none());
-        hosts.completed(&first.host, Signal::Ok(Duration::from_millis(5)), false, t);
+        hosts.completed(
+            &first.host,
+            Signal::Ok(Duration::from_millis(5)),
+            Reuse::KeepAlive,
+            t,
+        );
         assert_eq!(&*hosts.next_startable(t).unwrap().host, "busy:1");
     }
 }

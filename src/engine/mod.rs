@@ -23,9 +23,10 @@
 //! Shards ([`EngineConfig::shards`], [`Shards`]): the workers may run on other runtimes, one
 //! thread each, every shard with its own connection pool, so a connection and the attempts on it
 //! stay on one thread. Each host keeps to its home shard ([`hosts`]), unless it closes its
-//! connection after every response: then its requests go to the shards with the fewest jobs in
-//! flight. The dispatcher wakes a shard's workers once per turn through the shard's feeder task,
-//! not once per job.
+//! connection after every response, or keeps HTTP/1.1 connections alive with more than a few
+//! requests in flight: then its requests go to the shards with the fewest jobs in flight. (An
+//! HTTP/2 origin stays home: one connection carries all its requests.) The dispatcher wakes a
+//! shard's workers once per turn through the shard's feeder task, not once per job.
 //!
 //! Clock: admission, limits, rates, pauses, retries and the adaptive limit all read one clock,
 //! tokio's [`Instant`], so a test can run the engine on tokio's paused clock. It costs nothing:
@@ -57,8 +58,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use self::adaptive::Signal;
-use self::client::RobotsFetch;
 pub use self::client::{Attempt, BodyMode, Client, ClientConfig, ClientError};
+use self::client::{Reuse, RobotsFetch};
 use self::hosts::{Bucket, HostLimits, HostReport, Hosts};
 use self::retry::RetryPolicy;
 use self::robots::{Admit, RobotsGate};
@@ -450,6 +451,9 @@ impl Engine {
             hand_back_after: self.config.hand_back_after,
         };
         dispatcher.hosts.set_shards(dispatcher.shared.shards.len());
+        dispatcher
+            .hosts
+            .set_http_version(self.config.client.http_version);
         if dispatcher.shared.shards.len() > 1 {
             for handle in &dispatcher.shared.shards {
                 let feed = Arc::new(Feed::default());
@@ -606,7 +610,7 @@ impl<T> Done<T> {
         Done {
             worker,
             host,
-            closes: false,
+            reuse: Reuse::Unknown,
             signal: Signal::Neutral,
             pause: None,
             retry: None,
@@ -619,8 +623,8 @@ struct Done<T> {
     /// The worker that ran it, idle again.
     worker: usize,
     host: Arc<str>,
-    /// The server closed the connection after its response (see [`Hosts::next_start`]).
-    closes: bool,
+    /// What its response showed of the connection (see [`Hosts::next_start`]).
+    reuse: Reuse,
     signal: Signal,
     /// A `Retry-After` pause, for the host that sent it (after redirects, not always `host`).
     pause: Option<(Arc<str>, Duration)>,
@@ -1076,7 +1080,7 @@ impl<T: Send + 'static> Dispatcher<T> {
             self.hosts.pause(&host, pause, now);
         }
         self.hosts
-            .completed(&done.host, done.signal, done.closes, now);
+            .completed(&done.host, done.signal, done.reuse, now);
         if let Some(event) = stopped {
             self.shared.emit(event).await;
         }

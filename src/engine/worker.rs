@@ -17,7 +17,7 @@ use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
 use super::adaptive::Signal;
-use super::client::{Attempt, Client};
+use super::client::{Attempt, Client, Reuse};
 use super::{Done, Event, Job, Phase, Shared, StopReason, host_key};
 use crate::outcome::{ErrorKind, Outcome};
 
@@ -252,15 +252,15 @@ fn run_attempt<'a, T>(
     stop: &'a StopFlag,
 ) -> impl Future<Output = Done<T>> + 'a {
     async move {
-        let mut closes = false;
-        let step = AssertUnwindSafe(attempt(shared, client, &mut job, stop, &mut closes))
+        let mut reuse = Reuse::Unknown;
+        let step = AssertUnwindSafe(attempt(shared, client, &mut job, stop, &mut reuse))
             .catch_unwind()
             .await;
         // Settled in a plain function, and one await after it: a `Step` (~330 bytes with its
         // outcome) that was still held across the emits below took room of its own in the
         // worker's task beside the attempt's future (rustc lays out a value live across two
         // awaits apart from every await's future), 1.4 KB a task against 0.9 KB.
-        let (emitted, done) = settle(shared, worker, job, closes, step);
+        let (emitted, done) = settle(shared, worker, job, reuse, step);
         if let Some(emitted) = emitted {
             // The slot stays taken until the consumer accepts: a slow store slows admission.
             emitted.await;
@@ -276,7 +276,7 @@ fn settle<T>(
     shared: &Shared<T>,
     worker: usize,
     job: Job<T>,
-    closes: bool,
+    reuse: Reuse,
     step: std::thread::Result<Step>,
 ) -> (Option<impl Future<Output = bool> + '_>, Done<T>) {
     let host = job.host.clone();
@@ -293,7 +293,7 @@ fn settle<T>(
             Done {
                 worker,
                 host,
-                closes,
+                reuse,
                 signal,
                 pause,
                 retry: Some(Box::new((job, delay))),
@@ -304,7 +304,7 @@ fn settle<T>(
             Done {
                 worker,
                 host,
-                closes,
+                reuse,
                 signal,
                 pause,
                 retry: None,
@@ -335,7 +335,7 @@ async fn attempt<T>(
     client: &Client,
     job: &mut Job<T>,
     stop: &StopFlag,
-    closes: &mut bool,
+    reuse: &mut Reuse,
 ) -> Step {
     // A first attempt starts when the job does: one read of each clock serves both.
     let (now, first) = match job.first {
@@ -356,7 +356,7 @@ async fn attempt<T>(
     let Some(a) = result else {
         return Step::Stopped;
     };
-    *closes = a.closes;
+    *reuse = a.reuse;
     let signal = signal_of(&a);
     let retry_after = match a.status {
         Some(429 | 503) => a.retry_after.map(|d| d.min(shared.retry.max_retry_after)),

@@ -329,7 +329,7 @@ async fn tasks_per_shard_in_flight(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shards_keep_a_host_on_one_unless_it_closes_every_connection() {
+async fn shards_keep_a_host_on_one_unless_it_is_busy_over_http1_or_closes_every_connection() {
     let server = Server::start(ServeConfig::default()).await.unwrap();
     let shards = fanout::engine::Shards::start(2).unwrap();
     let handles = shards.handles().to_vec();
@@ -377,24 +377,40 @@ async fn shards_keep_a_host_on_one_unless_it_closes_every_connection() {
         "16 workers and a connection on the other: {tasks:?}"
     );
 
-    // HTTP/1.1 to one busy host that keeps its connections: on its home shard too, with no
-    // more connections than requests in flight at once.
+    // HTTP/1.1 to one host that keeps its connections, with few requests in flight (8, the
+    // most that stay home): on its home shard too.
+    let conns = server.stats().connections();
+    let mut few = config(false);
+    few.concurrency = 8;
+    let (tasks, outcomes) =
+        tasks_per_shard_in_flight(few, &server, &handles, 8, 16, "/delay/300", false).await;
+    once(&outcomes, 16);
+    let mut sorted = tasks.clone();
+    sorted.sort();
+    assert_eq!(sorted[0], 1, "one shard idle with 8 in flight: {tasks:?}");
+    assert!(server.stats().connections() - conns <= 8);
+
+    // A busier one (16 in flight): spread over both shards (plain http keeps alive from the
+    // first request), and its connections reused: far fewer than its 48 requests. Sampled in
+    // the second wave.
     let conns = server.stats().connections();
     let (tasks, outcomes) = tasks_per_shard_in_flight(
         config(false),
         &server,
         &handles,
-        16,
-        32,
+        24,
+        48,
         "/delay/300",
         false,
     )
     .await;
-    once(&outcomes, 32);
-    let mut sorted = tasks.clone();
-    sorted.sort();
-    assert_eq!(sorted[0], 1, "one shard idle over keep-alive: {tasks:?}");
-    assert!(server.stats().connections() - conns <= 16);
+    once(&outcomes, 48);
+    assert!(
+        tasks.iter().all(|&t| t > 4),
+        "workers on both shards over keep-alive: {tasks:?}"
+    );
+    let opened = server.stats().connections() - conns;
+    assert!(opened <= 20, "{opened} connections for 16 in flight");
 
     // One that closes every connection: once its first responses said so, its requests (each a
     // new connection) are spread over both shards. Sampled in the second wave.
