@@ -23,10 +23,11 @@
 //! Shards ([`EngineConfig::shards`], [`Shards`]): the workers may run on other runtimes, one
 //! thread each, every shard with its own connection pool, so a connection and the attempts on it
 //! stay on one thread. Each host keeps to its home shard ([`hosts`]), unless it closes its
-//! connection after every response, or keeps HTTP/1.1 connections alive with more than a few
-//! requests in flight: then its requests go to the shards with the fewest jobs in flight. (An
-//! HTTP/2 origin stays home: one connection carries all its requests.) The dispatcher wakes a
-//! shard's workers once per turn through the shard's feeder task, not once per job.
+//! connection after every response, or is plain http keeping HTTP/1.1 connections alive with
+//! more than a few requests in flight: then its requests go to the shards with the fewest jobs
+//! in flight. (An HTTP/2 origin stays home: one connection carries all its requests.) The
+//! dispatcher wakes a shard's workers once per turn through the shard's feeder task, not once
+//! per job.
 //!
 //! Clock: admission, limits, rates, pauses, retries and the adaptive limit all read one clock,
 //! tokio's [`Instant`], so a test can run the engine on tokio's paused clock. It costs nothing:
