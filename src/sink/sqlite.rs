@@ -4,6 +4,7 @@
 //! The `outcomes` DDL, insert and binds are generated from [`super::schema::OUTCOME_COLUMNS`];
 //! opening a store made by an earlier version adds the nullable columns it lacks.
 
+mod checkpoint;
 mod insert;
 
 use std::path::Path;
@@ -166,6 +167,9 @@ pub struct SqliteStore {
     path: String,
     /// Dropped before `conn`, which rusqlite does not close while statements are open.
     inserts: Option<Inserts>,
+    /// Copies the log into the file on a thread of its own (`None`: the writer does, as SQLite's
+    /// auto-checkpoint). Dropped before `conn`, so the writer's close is the last and removes the log.
+    checkpointer: Option<checkpoint::Checkpointer>,
     conn: Connection,
     run_id: i64,
     /// Rows committed since this store's last idle checkpoint.
@@ -201,7 +205,8 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -8192).map_err(err)?;
         // Checkpoint every 4,000 WAL pages (16 MiB) rather than 1,000: a batch rewrites the same
         // index pages, and each checkpoint copies them and syncs (store thread -10% per 100k rows).
-        conn.pragma_update(None, "wal_autocheckpoint", 4000)
+        // The checkpointer below takes this over; this is what the writer does without one.
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::CHECKPOINT_PAGES)
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
@@ -231,9 +236,14 @@ impl SqliteStore {
              COMMIT;"
         ))
         .map_err(err)?;
+        // Last: it replaces the auto-checkpoint set above (one hook slot), and no statement of
+        // the opening may run a checkpoint on the other thread's behalf.
+        let checkpointer =
+            checkpoint::Checkpointer::start(path, &mut conn, checkpoint::CHECKPOINT_PAGES);
         Ok(SqliteStore {
             path: name,
             inserts: None,
+            checkpointer,
             conn,
             run_id: 0,
             unchecked_rows: 0,
@@ -418,9 +428,14 @@ impl Store for SqliteStore {
             return;
         }
         self.unchecked_rows = 0;
-        let _ = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        match &self.checkpointer {
+            Some(c) => c.ask(),
+            None => {
+                let _ = self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        }
     }
 
     fn end_run(&mut self, summary: &Summary) -> Result<(), StoreError> {
