@@ -236,8 +236,7 @@ impl SqliteStore {
              COMMIT;"
         ))
         .map_err(err)?;
-        // Last: it replaces the auto-checkpoint set above (one hook slot), and no statement of
-        // the opening may run a checkpoint on the other thread's behalf.
+        // After the pragmas: its WAL hook takes the slot the auto-checkpoint above holds.
         let checkpointer =
             checkpoint::Checkpointer::start(path, &mut conn, checkpoint::CHECKPOINT_PAGES);
         Ok(SqliteStore {
